@@ -1,0 +1,73 @@
+"""`RLN`: a small object on top of `init` and `update`, for one tensor."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from rln_core import inspection
+from rln_core._state import RLNState, init
+from rln_core._update import update
+from rln_core._validation import check_hyperparameters
+
+
+class RLN:
+    """Regularization Learning for one weight tensor, updated in place.
+
+    Example:
+        rln = RLN(avg_reg=-10.0, learning_rate=1e6, norm=1)
+        rln.begin(W)            # at the start of training
+        ...                     # after every optimizer step on W:
+        rln.update(W)
+
+    Args:
+        avg_reg: Theta, the mean of the log coefficients (natural log).
+        learning_rate: nu, the step size of the lambdas (>= 0).
+        norm: 1 (L1) or 2 (L2).
+        impl: "auto", "numba" or "numpy" (see `rln_core.update`).
+        state_dtype: float64 (default) or float32 for lambdas and prev_reg.
+    """
+
+    def __init__(self, avg_reg: float = -10.0, learning_rate: float = 1e6, norm: int = 1,
+                 impl: str = "auto", state_dtype: "np.typing.DTypeLike" = np.float64):
+        check_hyperparameters(avg_reg, learning_rate, norm)
+        self.avg_reg = avg_reg
+        self.learning_rate = learning_rate
+        self.norm = norm
+        self.impl = impl
+        self.state_dtype = np.dtype(state_dtype)
+        self.state: Optional[RLNState] = None
+
+    def begin(self, weights: np.ndarray) -> RLNState:
+        """Start (or restart) RLN on `weights`: fresh state, lambdas = Theta."""
+        self.state = init(weights, self.avg_reg, state_dtype=self.state_dtype)
+        return self.state
+
+    def update(self, weights: np.ndarray) -> np.ndarray:
+        """Apply one update to `weights` in place (after an optimizer step); return them."""
+        if self.state is None:
+            raise RuntimeError("RLN.update() called before RLN.begin(weights)")
+        update(weights, self.state, avg_reg=self.avg_reg, learning_rate=self.learning_rate,
+               norm=self.norm, impl=self.impl)
+        return weights
+
+    @property
+    def lambdas(self) -> np.ndarray:
+        """The current log coefficients (a view of the state; shape of W)."""
+        if self.state is None:
+            raise RuntimeError("RLN has no state yet; call begin(weights) first")
+        return self.state.lambdas
+
+    def sparsity(self) -> float:
+        """Fraction of W exactly 0 after the last update."""
+        return inspection.sparsity(self._weights_after_update())
+
+    def input_importance(self, input_axis: int = 0) -> np.ndarray:
+        """Per-input sum of |w| after the last update (see `rln_core.inspection`)."""
+        return inspection.input_importance(self._weights_after_update(), input_axis)
+
+    def _weights_after_update(self) -> np.ndarray:
+        if self.state is None:
+            raise RuntimeError("RLN has no state yet; call begin(weights) first")
+        return self.state.prev_weights

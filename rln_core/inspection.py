@@ -1,0 +1,52 @@
+"""What RLN did to a tensor: sparsity and per-input importance.
+
+Which axis is the "input" axis depends on the framework's layout:
+
+| layout                                   | shape              | input_axis |
+|------------------------------------------|--------------------|------------|
+| Keras Dense kernel, NumPy `x @ W`        | (in, out)          | 0          |
+| PyTorch `nn.Linear.weight`               | (out, in)          | 1          |
+| Keras Conv2D kernel                      | (kh, kw, in, out)  | -2         |
+| PyTorch `nn.Conv2d.weight`               | (out, in, kh, kw)  | 1          |
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sparsity(weights: np.ndarray) -> float:
+    """Fraction of the elements of `weights` that are exactly 0.0, in [0, 1]."""
+    weights = np.asarray(weights)
+    if weights.size == 0:
+        raise ValueError("sparsity of an empty tensor is undefined")
+    return float(np.count_nonzero(weights == 0) / weights.size)
+
+
+def input_importance(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
+    """Per-input importance: sum of |w| over every axis but `input_axis`.
+
+    Args:
+        weights: a first-layer weight tensor (see the module table for layouts).
+        input_axis: the axis indexing the layer's inputs (0 for (in, out) kernels).
+
+    Returns:
+        float64 array of shape (n_inputs,); 0 means the input is cut off.
+    """
+    weights = np.asarray(weights)
+    if weights.ndim == 0:
+        raise ValueError("input_importance needs a tensor with an input axis")
+    axis = _normalize_axis(input_axis, weights.ndim)
+    others = tuple(a for a in range(weights.ndim) if a != axis)
+    return np.abs(weights.astype(np.float64)).sum(axis=others)
+
+
+def active_inputs(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
+    """Boolean mask of shape (n_inputs,): which inputs keep any non-zero weight."""
+    return input_importance(weights, input_axis) > 0
+
+
+def _normalize_axis(axis: int, ndim: int) -> int:
+    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise ValueError(f"input_axis {axis!r} is out of range for a {ndim}-D tensor")
+    return int(axis) % ndim

@@ -1,0 +1,83 @@
+"""The NumPy reference of one RLN update: pure, readable, the oracle.
+
+It follows `RLN_SPEC.md` step by step, in float64, and never mutates its inputs.
+Every other implementation (the numba kernel, the torch-native path, a user's
+adapter via `rln_core.testing`) is checked against this function.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from rln_core._state import RLNState
+from rln_core._validation import check_hyperparameters, check_update_inputs
+
+LOG_HALF = float(np.log(0.5))
+
+
+def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
+           learning_rate: float = 1e6, norm: int = 1) -> Tuple[np.ndarray, RLNState]:
+    """One RLN update, after an optimizer step, without side effects.
+
+    Args:
+        weights: W after the optimizer step, any shape, float32 or float64.
+        state: the state of W (from `rln_core.init` or a previous update).
+        avg_reg: Theta, the mean the lambdas are translated back to (natural log).
+        learning_rate: nu, the step size of the lambdas (>= 0).
+        norm: 1 (L1) or 2 (L2).
+
+    Returns:
+        (new_weights, new_state): new arrays; new_weights has W's dtype and
+        new_state.prev_weights is equal to it.
+
+    Raises:
+        ValueError, TypeError: invalid hyperparameters or inputs, non-finite
+            weights, or an update that would make the lambdas non-finite.
+    """
+    check_hyperparameters(avg_reg, learning_rate, norm)
+    check_update_inputs(weights, state, in_place=False)
+    w = weights.astype(np.float64)
+    if not np.isfinite(w).all():
+        raise ValueError("weights contain NaN or inf; RLN update refused")
+
+    # Steps 1-3: the lambda step and the translation back to mean Theta,
+    # skipped on the first call (there is no prev_reg yet).
+    lambdas = state.lambdas.astype(np.float64)
+    if state.prev_reg is not None:
+        delta = w - state.prev_weights.astype(np.float64)
+        lambdas = lambdas - learning_rate * delta * state.prev_reg.astype(np.float64)
+        lambdas = lambdas + (avg_reg - np.mean(lambdas))
+        if not np.isfinite(lambdas).all():
+            raise ValueError(
+                "the RLN lambda step made lambdas non-finite (learning_rate "
+                f"{learning_rate!r} too large?); weights and state left unchanged")
+
+    # Steps 4-5: clip at log|W / D| (no cap where W == 0) and regularize. A
+    # clipped weight takes the step |W / D| itself, so it lands on exactly 0.
+    nonzero = w != 0
+    abs_w = np.abs(w)
+    if norm == 1:
+        direction = np.sign(w)
+        limit = abs_w
+        with np.errstate(divide="ignore"):
+            cap = np.where(nonzero, np.log(abs_w), np.inf)
+    else:
+        direction = 2.0 * w
+        limit = np.full_like(w, 0.5)
+        cap = np.where(nonzero, LOG_HALF, np.inf)
+    clipped = lambdas >= cap
+    lambdas = np.where(clipped, cap, lambdas)
+    step = np.where(clipped, limit, np.minimum(np.exp(lambdas), limit))
+    reg = direction * step
+    new_weights = (w - reg).astype(weights.dtype)
+
+    state_dtype = state.lambdas.dtype
+    new_state = RLNState(
+        lambdas=lambdas.astype(state_dtype),
+        prev_weights=new_weights.copy(),
+        prev_reg=reg.astype(state_dtype),
+        steps=int(state.steps) + 1,
+    )
+    return new_weights, new_state
