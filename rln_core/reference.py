@@ -47,8 +47,9 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
     lambdas = state.lambdas.astype(np.float64)
     if state.prev_reg is not None:
         delta = w - state.prev_weights.astype(np.float64)
-        lambdas = lambdas - learning_rate * delta * state.prev_reg.astype(np.float64)
-        lambdas = lambdas + (avg_reg - np.mean(lambdas))
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            lambdas = lambdas - learning_rate * delta * state.prev_reg.astype(np.float64)
+            lambdas = lambdas + (avg_reg - np.mean(lambdas))
         if not np.isfinite(lambdas).all():
             raise ValueError(
                 "the RLN lambda step made lambdas non-finite (learning_rate "
@@ -69,7 +70,8 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
         cap = np.where(nonzero, LOG_HALF, np.inf)
     clipped = lambdas >= cap
     lambdas = np.where(clipped, cap, lambdas)
-    step = np.where(clipped, limit, np.minimum(np.exp(lambdas), limit))
+    with np.errstate(over="ignore"):  # exp(huge lambda) only where W == 0, D == 0
+        step = np.where(clipped, limit, np.minimum(np.exp(lambdas), limit))
     reg = direction * step
     new_weights = (w - reg).astype(weights.dtype)
 

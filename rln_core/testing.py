@@ -1,0 +1,309 @@
+"""Conformance kit: prove an RLN implementation matches the reference, one update at a time.
+
+    from rln_core.testing import check_update, check_rejects_bad_input
+    check_update(my_update)              # AssertionError naming case, element, difference
+    check_rejects_bad_input(my_update)   # bad input must raise and change nothing
+
+`my_update(weights, state, *, avg_reg, learning_rate, norm)` receives NumPy
+arrays and an `RLNState`. It either returns `(new_weights, new_state)` or
+updates them in place (any other return value is ignored). An adapter for another framework wraps
+the arrays (e.g. `torch.from_numpy`), runs its own math and writes back.
+
+Tolerances (RLN_SPEC.md, "per update"): lambdas within 1e-9 relative (plus
+one ulp of the state dtype); weights within one ulp of their dtype plus what
+that lambda tolerance implies (|reg| * tol); a weight the reference sets to
+exactly 0 must be exactly 0; `prev_weights` must equal the written weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Callable, Iterable, Optional, Sequence, Tuple
+
+import numpy as np
+
+from rln_core import reference
+from rln_core._state import RLNState, init
+
+UpdateFn = Callable[..., Optional[Tuple[np.ndarray, RLNState]]]
+LAMBDA_RTOL = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateCase:
+    """One reproducible (weights, state, hyperparameters) input of the suite."""
+
+    name: str
+    shape: Tuple[int, ...]
+    dtype: str = "float32"
+    norm: int = 1
+    avg_reg: float = -10.0
+    learning_rate: float = 1e6
+    first: bool = False  # no prev_reg yet: the first update of training
+    layout: str = "C"  # "C", "F" (transposed view) or "strided" (every other column)
+    state_dtype: str = "float64"
+    zero_fraction: float = 0.1  # weights that are exactly 0
+    seed: int = 0
+
+    def make(self) -> Tuple[np.ndarray, RLNState]:
+        """Build fresh weights (in the case's layout) and a mid-training state."""
+        rng = np.random.default_rng(self.seed)
+        values = rng.normal(0.0, 0.05, size=self.shape)
+        values[rng.random(self.shape) < self.zero_fraction] = 0.0
+        weights = _in_layout(values.astype(self.dtype), self.layout)
+        state = init(weights, self.avg_reg, state_dtype=self.state_dtype)
+        # A spread of lambdas around Theta; some well above their cap, so the
+        # clip and the exact landing on 0 are exercised.
+        state.lambdas[...] = self.avg_reg + rng.normal(0.0, 1.5, size=self.shape)
+        state.lambdas[rng.random(self.shape) < 0.05] = 0.0
+        if not self.first:
+            step = rng.normal(0.0, 1e-3, size=self.shape)
+            state.prev_weights[...] = (weights - step).astype(self.dtype)
+            direction = np.sign(state.prev_weights) if self.norm == 1 \
+                else 2.0 * state.prev_weights.astype(np.float64)
+            prev_reg = direction * np.exp(self.avg_reg + rng.normal(0.0, 1.0, size=self.shape))
+            state.prev_reg = prev_reg.astype(self.state_dtype)
+            state.steps = 1 + self.seed
+        return weights, state
+
+    def kwargs(self) -> dict:
+        return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
+
+
+def _in_layout(values: np.ndarray, layout: str) -> np.ndarray:
+    """`values` in a C array, an F array, or a non-contiguous view (every other
+    element of the last axis of a wider buffer)."""
+    if layout == "C":
+        return values.copy()
+    if layout == "F":
+        return np.asfortranarray(values)
+    if layout == "strided":
+        wide = np.zeros(values.shape[:-1] + (2 * values.shape[-1],), dtype=values.dtype)
+        wide[..., ::2] = values
+        return wide[..., ::2]
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+def _default_cases() -> Tuple[UpdateCase, ...]:
+    cases = []
+    shapes = [(7,), (13, 7), (5, 4, 3, 2), (1, 1)]
+    for seed, (shape, dtype, norm, first) in enumerate(
+            itertools.product(shapes, ("float32", "float64"), (1, 2), (False, True))):
+        cases.append(UpdateCase(
+            name=f"{norm=}_{dtype}_{'x'.join(map(str, shape))}{'_first' if first else ''}",
+            shape=shape, dtype=dtype, norm=norm, first=first, seed=seed))
+    extremes = [(-3.0, 1e7), (-4.0, 1e7), (-20.0, 1e5), (-10.0, 0.0), (-8.0, 1e6)]
+    for seed, ((avg_reg, nu), norm) in enumerate(itertools.product(extremes, (1, 2)), 100):
+        cases.append(UpdateCase(name=f"extreme_{norm=}_theta{avg_reg}_nu{nu:g}", shape=(9, 6),
+                                norm=norm, avg_reg=avg_reg, learning_rate=nu, seed=seed))
+    for seed, (layout, norm) in enumerate(itertools.product(("F", "strided"), (1, 2)), 200):
+        cases.append(UpdateCase(name=f"layout_{layout}_{norm=}", shape=(8, 5), layout=layout,
+                                norm=norm, seed=seed))
+    for seed, (dtype, norm) in enumerate(itertools.product(("float32", "float64"), (1, 2)), 300):
+        cases.append(UpdateCase(name=f"state_float32_{dtype}_{norm=}", shape=(10, 6),
+                                dtype=dtype, norm=norm, state_dtype="float32", seed=seed))
+    cases.append(UpdateCase(name="all_zero", shape=(4, 3), zero_fraction=1.0, seed=400))
+    cases.append(UpdateCase(name="tutorial_179x1013", shape=(1013, 179), seed=401))
+    return tuple(cases)
+
+
+CASES: Tuple[UpdateCase, ...] = _default_cases()
+
+
+def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None) -> int:
+    """Check `fn` against `rln_core.reference.update` on every case.
+
+    Args:
+        fn: the implementation under test (see the module docstring).
+        cases: the cases to run; `CASES` by default.
+
+    Returns:
+        The number of cases checked.
+
+    Raises:
+        AssertionError: naming the case, the field, the element and the difference.
+    """
+    n = 0
+    for case in CASES if cases is None else cases:
+        weights, state = case.make()
+        expected_w, expected = reference.update(weights.copy(), state.copy(), **case.kwargs())
+        result = fn(weights, state, **case.kwargs())
+        got_w, got = result if isinstance(result, tuple) else (weights, state)
+        assert_update_matches(case.name, expected_w, expected, np.asarray(got_w), got)
+        n += 1
+    return n
+
+
+def assert_update_matches(name: str, expected_weights: np.ndarray, expected: RLNState,
+                          weights: np.ndarray, state: RLNState) -> None:
+    """Assert one update's output matches the reference's within the spec's tolerances."""
+    _check(name, "weights.shape/dtype", weights.shape == expected_weights.shape
+           and weights.dtype == expected_weights.dtype,
+           f"got {weights.shape} {weights.dtype}, expected "
+           f"{expected_weights.shape} {expected_weights.dtype}")
+    _check(name, "state.steps", int(state.steps) == int(expected.steps),
+           f"got {state.steps}, expected {expected.steps}")
+    _check(name, "state.prev_reg", state.prev_reg is not None, "is None after an update")
+    for field in ("lambdas", "prev_reg"):
+        got = getattr(state, field)
+        _check(name, f"state.{field}.dtype", got.dtype == getattr(expected, field).dtype,
+               f"got {got.dtype}, expected {getattr(expected, field).dtype}")
+
+    ref_lam = expected.lambdas.astype(np.float64)
+    lam_tol = LAMBDA_RTOL * np.maximum(1.0, np.abs(ref_lam)) + np.spacing(
+        np.abs(expected.lambdas)).astype(np.float64)
+    _assert_close(name, "state.lambdas", state.lambdas, ref_lam, lam_tol)
+
+    ref_reg = expected.prev_reg.astype(np.float64)
+    implied = np.abs(ref_reg) * lam_tol * 2.0  # d exp(l) = exp(l) dl, both directions
+    reg_tol = implied + np.spacing(np.abs(expected.prev_reg)).astype(np.float64)
+    _assert_close(name, "state.prev_reg", state.prev_reg, ref_reg, reg_tol)
+
+    w_tol = np.spacing(np.abs(expected_weights)).astype(np.float64) + implied
+    _assert_close(name, "weights", weights, expected_weights, w_tol)
+    zeros = (expected_weights == 0) & (weights != 0)
+    _check(name, "weights", not zeros.any(),
+           _where(zeros, "reference lands on exactly 0.0 but got {got!r}", weights))
+    differs = state.prev_weights != weights
+    _check(name, "state.prev_weights", not differs.any(),
+           _where(differs, "is {got!r}, not the weights as written", state.prev_weights))
+
+
+def _assert_close(name: str, field: str, got: np.ndarray, expected: np.ndarray,
+                  tol: np.ndarray) -> None:
+    got64 = np.asarray(got).astype(np.float64)
+    expected64 = np.asarray(expected).astype(np.float64)
+    diff = np.abs(got64 - expected64)
+    bad = ~(diff <= tol)
+    if bad.any():
+        index = np.unravel_index(np.argmax(np.where(bad, diff / np.maximum(tol, 1e-300), -1)),
+                                 bad.shape)
+        raise AssertionError(
+            f"[{name}] {field}[{tuple(int(i) for i in index)}] = {got64[index]!r}, reference "
+            f"{expected64[index]!r}, |difference| {diff[index]:.3g} > tolerance "
+            f"{tol[index]:.3g} ({int(bad.sum())} of {bad.size} elements off)")
+
+
+def _where(mask: np.ndarray, message: str, got: np.ndarray) -> str:
+    if not mask.any():
+        return ""
+    index = tuple(int(i) for i in np.argwhere(mask)[0])
+    return f"at {index}: " + message.format(got=got[index])
+
+
+def _check(name: str, field: str, ok: bool, message: str) -> None:
+    if not ok:
+        raise AssertionError(f"[{name}] {field}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorCase:
+    """An input every implementation must refuse, changing nothing."""
+
+    name: str
+    build: Callable[[], Tuple[np.ndarray, RLNState, dict]]
+    error_types: Tuple[type, ...] = (ValueError, TypeError)
+    match: str = ""
+
+
+def _good() -> Tuple[np.ndarray, RLNState, dict]:
+    weights, state = UpdateCase("good", (6, 4), seed=500).make()
+    return weights, state, {"avg_reg": -10.0, "learning_rate": 1e6, "norm": 1}
+
+
+def _with(**changes) -> Callable[[], Tuple[np.ndarray, RLNState, dict]]:
+    def build():
+        weights, state, kwargs = _good()
+        return weights, state, {**kwargs, **changes}
+    return build
+
+
+def _weights_nan():
+    weights, state, kwargs = _good()
+    weights[2, 1] = np.nan
+    return weights, state, kwargs
+
+
+def _weights_inf():
+    weights, state, kwargs = _good()
+    weights[0, 3] = -np.inf
+    return weights, state, kwargs
+
+
+def _wrong_shape():
+    _, state, kwargs = _good()
+    return np.ones((4, 6), np.float32), state, kwargs
+
+
+def _wrong_dtype():
+    weights, state, kwargs = _good()
+    return weights.astype(np.float64), state, kwargs
+
+
+def _integer_weights():
+    _, state, kwargs = _good()
+    return np.ones((6, 4), np.int32), state, kwargs
+
+
+def _overflowing_step():
+    weights, state, kwargs = _good()
+    weights += np.float32(1.0)
+    state.prev_reg[...] = 1e10
+    return weights, state, {**kwargs, "learning_rate": 1e300}
+
+
+ERROR_CASES: Tuple[ErrorCase, ...] = (
+    ErrorCase("norm_3", _with(norm=3), match="norm"),
+    ErrorCase("norm_0", _with(norm=0), match="norm"),
+    ErrorCase("avg_reg_nan", _with(avg_reg=float("nan")), match="avg_reg"),
+    ErrorCase("avg_reg_inf", _with(avg_reg=float("inf")), match="avg_reg"),
+    ErrorCase("learning_rate_negative", _with(learning_rate=-1.0), match="learning_rate"),
+    ErrorCase("learning_rate_nan", _with(learning_rate=float("nan")), match="learning_rate"),
+    ErrorCase("weights_nan", _weights_nan, match="NaN or inf"),
+    ErrorCase("weights_inf", _weights_inf, match="NaN or inf"),
+    ErrorCase("weights_wrong_shape", _wrong_shape, match="shape"),
+    ErrorCase("weights_wrong_dtype", _wrong_dtype, match="dtype"),
+    ErrorCase("weights_integer", _integer_weights, match="float32 or float64|dtype"),
+    ErrorCase("lambda_step_overflows", _overflowing_step, match="non-finite"),
+)
+
+
+def check_rejects_bad_input(fn: UpdateFn, cases: Sequence[ErrorCase] = ERROR_CASES) -> int:
+    """Check `fn` raises on every bad input and leaves weights and state byte for byte.
+
+    Returns:
+        The number of cases checked.
+
+    Raises:
+        AssertionError: naming the case when `fn` accepts it or modifies anything.
+    """
+    for case in cases:
+        weights, state, kwargs = case.build()
+        before = (weights.tobytes(), {k: v.tobytes() for k, v in _arrays(state).items()},
+                  state.steps, state.prev_reg is None)
+        try:
+            fn(weights, state, **kwargs)
+        except case.error_types as error:
+            if case.match and not _matches(case.match, str(error)):
+                raise AssertionError(
+                    f"[{case.name}] raised {type(error).__name__}({error}) whose message "
+                    f"does not match {case.match!r}") from error
+        else:
+            raise AssertionError(f"[{case.name}] was accepted; expected one of "
+                                 f"{[t.__name__ for t in case.error_types]}")
+        after = (weights.tobytes(), {k: v.tobytes() for k, v in _arrays(state).items()},
+                 state.steps, state.prev_reg is None)
+        if after != before:
+            raise AssertionError(f"[{case.name}] raised but modified the weights or the state")
+    return len(cases)
+
+
+def _arrays(state: RLNState) -> dict:
+    return {k: v for k, v in state.to_dict().items() if isinstance(v, np.ndarray)}
+
+
+def _matches(pattern: str, text: str) -> bool:
+    import re
+
+    return re.search(pattern, text) is not None
