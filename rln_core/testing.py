@@ -63,7 +63,8 @@ class UpdateCase:
             direction = np.sign(state.prev_weights) if self.norm == 1 \
                 else 2.0 * state.prev_weights.astype(np.float64)
             prev_reg = direction * np.exp(self.avg_reg + rng.normal(0.0, 1.0, size=self.shape))
-            state.prev_reg = prev_reg.astype(self.state_dtype)
+            state.prev_reg = np.empty_like(state.lambdas)  # in W's memory order, as init's
+            state.prev_reg[...] = prev_reg
             state.steps = 1 + self.seed
         return weights, state
 

@@ -1,0 +1,156 @@
+"""Every core implementation against the reference: the conformance kit, then hypothesis."""
+
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import rln_core
+from rln_core import testing
+
+IN_PLACE_IMPLS = ["numpy", "numba"]
+
+
+@pytest.mark.parametrize("impl", IN_PLACE_IMPLS)
+def test_conformance_kit_passes(impl):
+    assert testing.check_update(functools.partial(rln_core.update, impl=impl)) == len(testing.CASES)
+
+
+def test_conformance_kit_passes_the_reference_itself():
+    assert testing.check_update(rln_core.reference.update) == len(testing.CASES)
+
+
+def three_ulps_off(weights, state, **kwargs):
+    """A broken implementation: one non-zero weight is 3 ulps away from the reference's."""
+    new_w, new_state = rln_core.reference.update(weights, state, **kwargs)
+    index = np.flatnonzero(new_w)[:1]
+    flat = new_w.reshape(-1)
+    flat[index] += 3 * np.spacing(np.abs(flat[index]))
+    new_state.prev_weights[...] = new_w
+    return new_w, new_state
+
+
+def skips_the_translation(weights, state, *, avg_reg, learning_rate, norm):
+    """A broken implementation: it forgets to translate the lambdas back to Theta."""
+    return rln_core.reference.update(weights, state, avg_reg=avg_reg - 1e-6,
+                                     learning_rate=learning_rate, norm=norm)
+
+
+def leaves_a_residue(weights, state, **kwargs):
+    """A broken implementation: clipped weights keep a tiny residue instead of 0.0."""
+    new_w, new_state = rln_core.reference.update(weights, state, **kwargs)
+    landed = (new_w == 0) & (weights != 0)
+    new_w[landed] = np.finfo(weights.dtype).smallest_subnormal
+    new_state.prev_weights[...] = new_w
+    return new_w, new_state
+
+
+@pytest.mark.parametrize("broken, message", [
+    (three_ulps_off, r"\] weights\[.*tolerance"),
+    (skips_the_translation, r"state.lambdas\["),
+    (leaves_a_residue, r"lands on exactly 0.0"),
+])
+def test_conformance_kit_catches_broken_implementations(broken, message):
+    with pytest.raises(AssertionError, match=message):
+        testing.check_update(broken)
+
+
+@pytest.mark.parametrize("impl", IN_PLACE_IMPLS)
+def test_bad_input_is_refused_and_nothing_changes(impl):
+    assert testing.check_rejects_bad_input(
+        functools.partial(rln_core.update, impl=impl)) == len(testing.ERROR_CASES)
+
+
+def test_reference_refuses_bad_input_too():
+    assert testing.check_rejects_bad_input(rln_core.reference.update) == len(testing.ERROR_CASES)
+
+
+def test_rejection_kit_catches_an_implementation_that_accepts_everything():
+    def lenient(weights, state, **kwargs):
+        return None
+    with pytest.raises(AssertionError, match=r"\[norm_3\] was accepted"):
+        testing.check_rejects_bad_input(lenient)
+
+
+# --- property-based: random shapes, dtypes, layouts, zeros, norms, extreme hyperparameters ---
+
+shapes = st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple)
+
+
+@st.composite
+def update_inputs(draw):
+    case = testing.UpdateCase(
+        name="hypothesis",
+        shape=draw(shapes),
+        dtype=draw(st.sampled_from(["float32", "float64"])),
+        norm=draw(st.sampled_from([1, 2])),
+        avg_reg=draw(st.floats(-25.0, -1.0)),
+        learning_rate=draw(st.sampled_from([0.0, 1.0, 1e5, 1e6, 1e7, 1e8])),
+        first=draw(st.booleans()),
+        layout=draw(st.sampled_from(["C", "F", "strided"])),
+        state_dtype=draw(st.sampled_from(["float64", "float32"])),
+        zero_fraction=draw(st.sampled_from([0.0, 0.3, 1.0])),
+        seed=draw(st.integers(0, 2**31)),
+    )
+    return case
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=update_inputs())
+def test_numba_matches_reference_on_random_inputs(case):
+    testing.check_update(functools.partial(rln_core.update, impl="numba"), [case])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), norm=st.sampled_from([1, 2]),
+       dtype=st.sampled_from([np.float32, np.float64]), shape=shapes)
+def test_mild_trajectories_agree_over_many_updates(seed, norm, dtype, shape):
+    """Same recorded inputs through numba and the reference: 200 updates stay together."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0, 0.1, size=shape).astype(dtype)
+    kwargs = {"avg_reg": -10.0, "learning_rate": 1e6 if norm == 1 else 1e5, "norm": norm}
+    ref_state = rln_core.init(weights, kwargs["avg_reg"])
+    state = rln_core.init(weights, kwargs["avg_reg"])
+    ref_w, w = weights.copy(), weights.copy()
+    for _ in range(200):
+        step = rng.normal(0, 1e-3, size=shape).astype(dtype)
+        ref_w, ref_state = rln_core.reference.update(ref_w + step, ref_state, **kwargs)
+        w += step
+        rln_core.update(w, state, impl="numba", **kwargs)
+    np.testing.assert_allclose(state.lambdas, ref_state.lambdas, rtol=1e-9 * 10)
+    if dtype == np.float32:  # the lambdas' 1e-12 differences stay below float32 rounding
+        ulps = np.abs(w.astype(np.float64) - ref_w) / np.spacing(np.abs(ref_w))
+        assert np.all(ulps <= 1)
+    else:  # float64 weights carry them: |reg| * 1e-11 per update, summed
+        np.testing.assert_allclose(w, ref_w, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(w == 0, ref_w == 0)
+
+
+def test_float32_state_tracks_float64_state_within_documented_tolerance():
+    """state_dtype=float32: per update, lambdas within 4e-7 relative of the float64 state's."""
+    rng = np.random.default_rng(11)
+    weights = rng.normal(0, 0.1, size=(64, 32)).astype(np.float32)
+    for norm in (1, 2):
+        for _ in range(20):
+            state64 = rln_core.init(weights, -10.0)
+            state64.lambdas[...] += rng.normal(0, 1, size=weights.shape)
+            state64.prev_reg = np.sign(weights) * np.exp(state64.lambdas)
+            state32 = rln_core.RLNState(
+                lambdas=state64.lambdas.astype(np.float32),
+                prev_weights=state64.prev_weights.copy(),
+                prev_reg=state64.prev_reg.astype(np.float32), steps=1)
+            # the float64 reference starts from the float32-rounded state, so the
+            # comparison measures the update, not the rounding of its inputs
+            state64.lambdas[...] = state32.lambdas
+            state64.prev_reg[...] = state32.prev_reg
+            w_in = weights + rng.normal(0, 1e-3, size=weights.shape).astype(np.float32)
+            ref_w, ref = rln_core.reference.update(w_in, state64, norm=norm,
+                                                   learning_rate=1e6 if norm == 1 else 1e5)
+            w = w_in.copy()
+            rln_core.update(w, state32, norm=norm, learning_rate=1e6 if norm == 1 else 1e5,
+                            impl="numba")
+            np.testing.assert_allclose(state32.lambdas, ref.lambdas, rtol=4e-7)
+            tol = np.spacing(np.abs(ref_w)) + 1e-6 * np.abs(ref.prev_reg)
+            assert np.all(np.abs(w - ref_w) <= tol)
