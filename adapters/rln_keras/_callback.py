@@ -1,0 +1,194 @@
+"""`RLNCallback`: Regularization Learning on Keras layers, after every optimizer step."""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence, Union
+
+import keras
+import numpy as np
+
+import rln_core
+from rln_core._state import STATE_DTYPES
+from rln_core._validation import check_hyperparameters
+from rln_keras._kernel import LayerKernel, check_layer, check_state_fits, kernel_variable
+
+LayerRef = Union[int, keras.layers.Layer]
+STATE_FIELDS = ("lambdas", "prev_weights", "prev_reg", "steps")
+
+
+class RLNCallback(keras.callbacks.Callback):
+    """Regularization Learning Networks (Shavitt & Segal, 2018) as a Keras callback.
+
+    A drop-in for the authors' callback: same arguments, same defaults. After
+    every optimizer step (`on_train_batch_end`) each layer's kernel gets one RLN
+    update (`rln_core.update`): its per-weight log L1/L2 coefficients (lambdas)
+    move by the counterfactual gradient, then the kernel is regularized.
+
+        cb = RLNCallback(model.layers[0], norm=1, avg_reg=-10, learning_rate=1e6)
+        model.fit(x, y, epochs=100, batch_size=10, callbacks=[cb])
+
+    The state persists across `fit` calls (a second fit continues the run);
+    `get_state`/`set_state` carry it over to a new callback, e.g. on a model
+    reloaded with `keras.models.load_model`. Kernels keep the Keras layout:
+    (in, out) for Dense, (..., in, out) for convolutions, so lambdas have that
+    shape too and the input axis is -2.
+
+    The defaults (-7.5, 6e5) are the authors' callback's; their tutorial's best
+    setting was avg_reg=-10, learning_rate=1e6. An optimizer that accumulates
+    gradients over several batches is refused (the weights must move every batch).
+
+    Args:
+        layer: the layer to regularize, or a list of layers (each its own state).
+        norm: 1 (L1) or 2 (L2).
+        avg_reg: Theta, the mean of the lambdas (natural log).
+        learning_rate: nu, the step size of the lambdas (>= 0; large, as the
+            lambdas live in log space).
+        allow_steps_per_execution: with `steps_per_execution = k > 1` Keras runs
+            the batch hooks once per k steps, so RLN would update once per k
+            optimizer steps, which is another method. Refused unless True.
+        impl: "auto", "numba" or "numpy" (see `rln_core.update`).
+        state_dtype: dtype of the lambdas and of the last regularization step:
+            float64 (default) or float32.
+
+    Raises:
+        ValueError, TypeError: a bad hyperparameter, or a layer that has no
+            float kernel variable (unbuilt layers are checked at train begin).
+    """
+
+    def __init__(self, layer: Union[keras.layers.Layer, Sequence[keras.layers.Layer]],
+                 norm: int = 1, avg_reg: float = -7.5, learning_rate: float = 6e5, *,
+                 allow_steps_per_execution: bool = False, impl: str = "auto",
+                 state_dtype: "np.typing.DTypeLike" = np.float64):
+        super().__init__()
+        check_hyperparameters(avg_reg, learning_rate, norm)
+        if impl not in rln_core.IMPLS:
+            raise ValueError(f"Invalid impl: {impl!r}; expected one of {rln_core.IMPLS}")
+        if np.dtype(state_dtype) not in STATE_DTYPES:
+            raise TypeError(f"Invalid state_dtype: {state_dtype!r}; expected float64 or float32")
+        layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+        if not layers:
+            raise ValueError("RLNCallback needs at least one layer, got an empty list")
+        for each in layers:
+            check_layer(each)
+        if len({id(each) for each in layers}) != len(layers):
+            raise ValueError("RLNCallback got the same layer twice")
+        self.norm = norm
+        self.avg_reg = avg_reg
+        self.learning_rate = learning_rate
+        self.allow_steps_per_execution = bool(allow_steps_per_execution)
+        self.impl = impl
+        self._kernels = [
+            LayerKernel(each, rln_core.RLN(avg_reg, learning_rate, norm, impl, state_dtype))
+            for each in layers]
+
+    @property
+    def layers(self) -> tuple:
+        """The regularized layers, in the order given."""
+        return tuple(kernel.layer for kernel in self._kernels)
+
+    def get_config(self) -> dict:
+        """Hyperparameters and layer names (a record; layers are not serialized)."""
+        return {"layers": [layer.name for layer in self.layers], "norm": self.norm,
+                "avg_reg": self.avg_reg, "learning_rate": self.learning_rate,
+                "allow_steps_per_execution": self.allow_steps_per_execution,
+                "impl": self.impl}
+
+    def on_train_begin(self, logs=None):
+        steps = getattr(self.model, "steps_per_execution", 1)
+        if steps != 1 and not self.allow_steps_per_execution:
+            raise ValueError(
+                f"RLNCallback: the model is compiled with steps_per_execution={steps}, so "
+                "batch hooks run once per that many optimizer steps and RLN would update "
+                "less often than the method says. Compile with steps_per_execution=1, or "
+                "pass allow_steps_per_execution=True to accept it.")
+        optimizer = getattr(self.model, "optimizer", None)
+        accumulation = getattr(optimizer, "gradient_accumulation_steps", None)
+        if accumulation not in (None, 1):
+            raise ValueError(
+                f"RLNCallback: the optimizer accumulates gradients over {accumulation} "
+                "batches; RLN needs the weights to move on every batch")
+        for kernel in self._kernels:
+            kernel.begin(self.model)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for kernel in self._kernels:
+            kernel.step(batch)
+
+    def get_state(self) -> Dict[str, np.ndarray]:
+        """The RLN state of every layer as a flat dict of array copies.
+
+        Keys are "layer{i}/{field}" for i in the order of `layers` and fields
+        lambdas, prev_weights, steps and (after the first update) prev_reg,
+        so `np.savez(path, **cb.get_state())` saves it and
+        `cb.set_state(np.load(path))` restores it.
+        """
+        out = {}
+        for i, kernel in enumerate(self._kernels):
+            for field, value in self._rln(i).state.copy().to_dict().items():
+                out[f"layer{i}/{field}"] = value
+        return out
+
+    def set_state(self, state: Dict[str, np.ndarray]) -> None:
+        """Restore `get_state()` output; the next fit continues that run.
+
+        Every layer's state is checked (fields, shapes and dtypes against built
+        kernels) before any is replaced.
+        """
+        unknown = [key for key in state
+                   if key.partition("/")[2] not in STATE_FIELDS
+                   or key.partition("/")[0] not in self._prefixes()]
+        if unknown:
+            raise ValueError(f"RLN state has unexpected keys {sorted(unknown)}; expected "
+                             f"'layer{{i}}/field' for {len(self._kernels)} layer(s)")
+        new_states = []
+        for prefix, kernel in zip(self._prefixes(), self._kernels):
+            fields = {key.partition("/")[2]: value for key, value in state.items()
+                      if key.partition("/")[0] == prefix}
+            new_state = rln_core.RLNState.from_dict(fields)
+            if kernel.layer.built:
+                variable = kernel_variable(kernel.layer)
+                check_state_fits(new_state, tuple(variable.shape), np.dtype(variable.dtype),
+                                 kernel.layer.name)
+            new_states.append(new_state)
+        for kernel, new_state in zip(self._kernels, new_states):
+            kernel.rln.state = new_state
+
+    def lambdas(self, layer: LayerRef = 0) -> np.ndarray:
+        """A copy of a layer's lambdas, in the kernel's shape (float64 by default)."""
+        return self._rln(layer).lambdas.copy()
+
+    def sparsity(self, layer: LayerRef = 0) -> float:
+        """Fraction of a layer's kernel that RLN set exactly to 0 (last update)."""
+        return self._rln(layer).sparsity()
+
+    def input_importance(self, layer: LayerRef = 0, input_axis: int = -2) -> np.ndarray:
+        """Per-input sum of |w| of a layer's kernel; shape (n_inputs,), 0 = input cut off.
+
+        The Keras input axis is -2 (axis 0 of a Dense kernel (in, out)).
+        """
+        return self._rln(layer).input_importance(input_axis)
+
+    def active_inputs(self, layer: LayerRef = 0, input_axis: int = -2) -> np.ndarray:
+        """Boolean mask (n_inputs,): inputs that keep a non-zero weight."""
+        return self.input_importance(layer, input_axis) > 0
+
+    def _prefixes(self) -> list:
+        return [f"layer{i}" for i in range(len(self._kernels))]
+
+    def _rln(self, layer: LayerRef) -> rln_core.RLN:
+        """The RLN of a layer given by index or object; it must have a state."""
+        if isinstance(layer, keras.layers.Layer):
+            matches = [kernel for kernel in self._kernels if kernel.layer is layer]
+            if not matches:
+                raise ValueError(f"layer {layer.name!r} is not regularized by this callback")
+            kernel = matches[0]
+        elif isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) \
+                or not -len(self._kernels) <= layer < len(self._kernels):
+            raise IndexError(
+                f"layer index {layer!r} out of range for {len(self._kernels)} layer(s)")
+        else:
+            kernel = self._kernels[layer]
+        if kernel.rln.state is None:
+            raise RuntimeError(
+                f"layer {kernel.layer.name!r} has no RLN state yet; it starts at train begin")
+        return kernel.rln

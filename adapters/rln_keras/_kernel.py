@@ -1,0 +1,140 @@
+"""RLN on one Keras layer's kernel: read it into NumPy, update, assign it back."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+
+import rln_core
+
+KERNEL_DTYPES = ("float32", "float64")
+
+
+def check_layer(layer: object) -> None:
+    """Refuse, at construction, what can never carry an RLN kernel.
+
+    A built layer must have a kernel variable now. An unbuilt one is checked
+    again by `LayerKernel.begin` (at train begin, when Keras has built it).
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        raise TypeError(f"RLNCallback needs Keras layers, got {type(layer).__name__}")
+    if layer.built:
+        kernel_variable(layer)
+
+
+def kernel_variable(layer: keras.layers.Layer) -> keras.Variable:
+    """The layer's `kernel` as a float32/float64 Keras variable; raise otherwise."""
+    try:
+        kernel = layer.kernel
+    except AttributeError:
+        raise ValueError(
+            f"layer {layer.name!r} ({type(layer).__name__}) has no kernel; RLN regularizes "
+            "the `kernel` of a layer such as Dense or Conv2D") from None
+    if not isinstance(kernel, keras.Variable):
+        raise ValueError(
+            f"layer {layer.name!r}: `kernel` is a computed {type(kernel).__name__}, not a "
+            "variable (LoRA or quantization enabled?); RLN needs to assign the kernel")
+    if kernel.dtype not in KERNEL_DTYPES:
+        raise TypeError(
+            f"layer {layer.name!r}: kernel dtype is {kernel.dtype}; RLN supports float32 "
+            "and float64 kernels")
+    return kernel
+
+
+def read_kernel(kernel: keras.Variable) -> np.ndarray:
+    """The kernel's current value in NumPy (a view on the torch backend: copy it).
+
+    TensorFlow tensors go through `.numpy()`: `keras.ops.convert_to_numpy`
+    calls their `__array__`, which NumPy 2 warns about (no `copy` keyword).
+    """
+    if keras.backend.backend() == "tensorflow":
+        return kernel.value.numpy()
+    return keras.ops.convert_to_numpy(kernel.value)
+
+
+class LayerKernel:
+    """One layer's kernel and its RLN state.
+
+    The kernel (layout (in, out) for Dense, (..., in, out) for convolutions) is
+    copied after each optimizer step into a NumPy buffer kept between steps,
+    updated in place by `rln_core.update`, and written back with `assign`.
+
+    Args:
+        layer: the Keras layer whose `kernel` is regularized.
+        rln: the per-tensor RLN (hyperparameters, and the state once begun).
+    """
+
+    def __init__(self, layer: keras.layers.Layer, rln: rln_core.RLN):
+        self.layer = layer
+        self.rln = rln
+        self._model: Optional[keras.Model] = None
+        self._kernel: Optional[keras.Variable] = None
+        self._buffer: Optional[np.ndarray] = None
+
+    def begin(self, model: keras.Model) -> None:
+        """At train begin: find the kernel, start the state or continue it.
+
+        A fresh state starts at lambdas = Theta. An existing one (an earlier
+        fit, or `set_state`) continues; its `prev_weights` is set to the kernel
+        as it is now, so a change made between fits is not taken for an
+        optimizer step. A layer Keras builds only in the first train step is
+        attached at the end of that step: the first update makes no lambda step,
+        so it does not need the kernel as it was before.
+        """
+        self._model = model
+        self._kernel = None
+        if not self.layer.built:
+            return
+        fresh = self.rln.state is None
+        self._attach()
+        if not fresh:
+            np.copyto(self.rln.state.prev_weights, self._buffer)
+
+    def step(self, batch: int) -> None:
+        """After the optimizer step of `batch`: one RLN update of the kernel.
+
+        Raises:
+            ValueError: the core refused the update (non-finite weights or
+                lambdas), naming the layer and the batch; nothing was written.
+        """
+        if self._kernel is None:
+            self._attach()
+        np.copyto(self._buffer, read_kernel(self._kernel))
+        try:
+            self.rln.update(self._buffer)
+        except ValueError as error:
+            raise ValueError(f"RLN update of layer {self.layer.name!r} at batch {batch} "
+                             f"refused: {error}") from error
+        self._kernel.assign(self._buffer)
+
+    def _attach(self) -> None:
+        """Resolve and check the kernel; start the state if there is none."""
+        if self._model is None:
+            raise RuntimeError(
+                f"RLN of layer {self.layer.name!r} stepped before on_train_begin")
+        kernel = kernel_variable(self.layer)
+        if not any(weight is kernel for weight in self._model.weights):
+            raise ValueError(
+                f"layer {self.layer.name!r} is not part of the model being trained")
+        if self.rln.state is not None:
+            check_state_fits(self.rln.state, tuple(kernel.shape), np.dtype(kernel.dtype),
+                             self.layer.name)
+        self._buffer = np.array(read_kernel(kernel), copy=True)
+        self._kernel = kernel
+        if self.rln.state is None:
+            self.rln.begin(self._buffer)
+
+
+def check_state_fits(state: rln_core.RLNState, shape: tuple, dtype: np.dtype,
+                     name: str) -> None:
+    """Check a state was made for a kernel of this shape and dtype."""
+    if state.lambdas.shape != shape:
+        raise ValueError(
+            f"RLN state of layer {name!r} has shape {state.lambdas.shape}, "
+            f"the kernel has shape {shape}")
+    if state.prev_weights.dtype != dtype:
+        raise TypeError(
+            f"RLN state of layer {name!r} was made for dtype {state.prev_weights.dtype}, "
+            f"the kernel has dtype {dtype}")

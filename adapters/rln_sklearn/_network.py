@@ -1,0 +1,50 @@
+"""The tutorial's network: its shape, its weights as arrays, and its forward pass."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+def hidden_widths(n_features: int, layers: int) -> list[int]:
+    """Widths of the hidden layers: a geometric series from the input width down.
+
+    Args:
+        n_features: width of the input.
+        layers: number of Dense layers including the output layer (>= 1).
+
+    Returns:
+        `layers - 1` widths, round(exp(log(n_features) * k / layers)) for
+        k = layers-1 .. 1 (the tutorial's formula); empty for layers == 1.
+    """
+    return [int(np.round(np.exp(np.log(n_features) * k / layers)))
+            for k in range(layers - 1, 0, -1)]
+
+
+@dataclasses.dataclass
+class NetworkWeights:
+    """The trained weights of a ReLU multilayer perceptron, framework-free.
+
+    Attributes:
+        coefs: one float32 array per Dense layer, shape (n_in, n_out) (the
+            Keras/NumPy `x @ W` layout, as in `MLPRegressor.coefs_`).
+        intercepts: one float32 array per layer, shape (n_out,).
+        lambdas: RLN's log coefficients of the first layer, shape of
+            coefs[0]; None when the network was trained without RLN.
+    """
+
+    coefs: list[np.ndarray]
+    intercepts: list[np.ndarray]
+    lambdas: np.ndarray | None = None
+
+
+def forward(weights: NetworkWeights, X: np.ndarray) -> np.ndarray:
+    """Raw network outputs (no output activation), shape (n_samples, n_outputs)."""
+    activation = np.asarray(X, dtype=np.float32)
+    last = len(weights.coefs) - 1
+    for i, (coef, intercept) in enumerate(zip(weights.coefs, weights.intercepts)):
+        activation = activation @ coef + intercept
+        if i < last:
+            np.maximum(activation, 0.0, out=activation)
+    return activation

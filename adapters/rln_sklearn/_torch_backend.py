@@ -1,0 +1,105 @@
+"""backend="torch": the tutorial's network in PyTorch, RLN through `rln_torch.RLN`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional
+
+from rln_sklearn._network import NetworkWeights
+from rln_sklearn._training import NetworkConfig
+from rln_torch import RLN
+
+# Keras's RMSprop defaults (rho=0.9, epsilon=1e-7), so both backends run the tutorial's optimizer.
+RMSPROP_ALPHA = 0.9
+RMSPROP_EPS = 1e-7
+
+DATA_LOSSES = {
+    "squared_error": functional.mse_loss,
+    "binary_log_loss": functional.binary_cross_entropy_with_logits,
+    "log_loss": functional.cross_entropy,
+}
+
+
+class TorchTrainer:
+    """A ReLU MLP trained with RMSprop; RLN (or L1) on its first layer.
+
+    Args:
+        config: network and optimizer settings.
+        X: float32 inputs, shape (n_samples, n_features).
+        y: targets in the layout `config.loss` asks for.
+    """
+
+    def __init__(self, config: NetworkConfig, X: np.ndarray, y: np.ndarray):
+        self._config = config
+        generator = torch.Generator().manual_seed(config.seed)
+        self._network = build_network(X.shape[1], config.widths, config.n_outputs, generator)
+        self._first_layer = self._network[0]
+        self._optimizer = torch.optim.RMSprop(self._network.parameters(), lr=config.lr,
+                                              alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
+        self._rln = (RLN(self._first_layer.weight, norm=config.norm, avg_reg=config.avg_reg,
+                         learning_rate=config.learning_rate) if config.rln else None)
+        self._data_loss = DATA_LOSSES[config.loss]
+        self._X = torch.from_numpy(X)
+        self._y = torch.from_numpy(y)
+
+    def train_epoch(self, order: np.ndarray) -> float:
+        total = 0.0
+        for start in range(0, len(order), self._config.batch_size):
+            rows = torch.from_numpy(order[start:start + self._config.batch_size])
+            self._optimizer.zero_grad()
+            objective = self._data_loss(self._network(self._X[rows]), self._y[rows])
+            if self._config.l1 > 0:
+                objective = objective + self._config.l1 * self._first_layer.weight.abs().sum()
+            objective.backward()
+            self._optimizer.step()
+            if self._rln is not None:
+                self._rln.step()
+            total += objective.item() * len(rows)
+        return total / len(order)
+
+    @torch.no_grad()
+    def loss(self, X: np.ndarray, y: np.ndarray) -> float:
+        return float(self._data_loss(self._network(torch.from_numpy(X)), torch.from_numpy(y)))
+
+    @torch.no_grad()
+    def weights(self) -> NetworkWeights:
+        linears = [m for m in self._network if isinstance(m, nn.Linear)]
+        lambdas = None
+        if self._rln is not None:
+            lambdas = _first_lambdas(self._rln.lambdas).T.copy()
+        return NetworkWeights(
+            coefs=[m.weight.numpy().T.copy() for m in linears],
+            intercepts=[m.bias.numpy().copy() for m in linears],
+            lambdas=lambdas)
+
+
+def build_network(n_features: int, widths: tuple[int, ...], n_outputs: int,
+                  generator: torch.Generator) -> nn.Sequential:
+    """Dense layers `n_features -> *widths -> n_outputs`, ReLU between, Glorot-normal init.
+
+    The initialization is Keras's GlorotNormal: a normal truncated at two
+    standard deviations, rescaled to variance 2 / (fan_in + fan_out); biases 0.
+    """
+    modules: list[nn.Module] = []
+    sizes = [n_features, *widths, n_outputs]
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        linear = nn.Linear(fan_in, fan_out)
+        # 0.8796... is the std of a standard normal truncated at +-2 (Keras uses the same constant).
+        std = math.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566103423978
+        nn.init.trunc_normal_(linear.weight, std=std, a=-2 * std, b=2 * std, generator=generator)
+        nn.init.zeros_(linear.bias)
+        modules += [linear, nn.ReLU()]
+    return nn.Sequential(*modules[:-1])
+
+
+def _first_lambdas(lambdas) -> np.ndarray:
+    """`RLN.lambdas` of the one regularized tensor, as a NumPy array of its (out, in) shape."""
+    if isinstance(lambdas, (list, tuple)):
+        (lambdas,) = lambdas
+    if isinstance(lambdas, torch.Tensor):
+        lambdas = lambdas.detach().cpu().numpy()
+    return np.asarray(lambdas, dtype=np.float64)

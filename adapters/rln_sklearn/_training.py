@@ -1,0 +1,135 @@
+"""The epoch loop every backend shares: batch order, progress bar, early stopping.
+
+A backend supplies a `Trainer` (one optimizer step per batch, RLN after each
+step); `train` drives it and returns the weights as NumPy arrays, so fitted
+estimators never hold a framework object (pickle, joblib and dask stay simple).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Optional, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rln_sklearn._network import NetworkWeights
+
+LOSSES = ("squared_error", "binary_log_loss", "log_loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """What a backend needs to build and train one network.
+
+    Attributes:
+        loss: "squared_error" (targets float32 (n, n_outputs)), "binary_log_loss"
+            (one logit; targets float32 (n, 1) in {0, 1}) or "log_loss" (one
+            logit per class; targets int64 (n,)).
+        widths: hidden layer widths; the output layer has `n_outputs` units.
+        n_outputs: width of the output layer.
+        lr: RMSprop step size. l1: L1 coefficient on the first layer (0 = none).
+        rln: whether RLN regularizes the first layer, with Theta `avg_reg`,
+            nu `learning_rate` and `norm`.
+        batch_size: samples per optimizer step.
+        seed: seeds the weight initialization.
+    """
+
+    loss: str
+    widths: tuple[int, ...]
+    n_outputs: int
+    lr: float
+    l1: float
+    rln: bool
+    avg_reg: float
+    learning_rate: float
+    norm: int
+    batch_size: int
+    seed: int
+
+
+class Trainer(Protocol):
+    """One network being trained by one backend."""
+
+    def train_epoch(self, order: np.ndarray) -> float:
+        """Step through the training rows in `order`, one batch at a time;
+        return the mean training objective (loss + L1 penalty) over the epoch."""
+
+    def loss(self, X: np.ndarray, y: np.ndarray) -> float:
+        """The data loss (no penalty) of the current network on (X, y)."""
+
+    def weights(self) -> NetworkWeights:
+        """A copy of the current weights (and RLN lambdas)."""
+
+
+TrainerFactory = Callable[[NetworkConfig, np.ndarray, np.ndarray], Trainer]
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """What `train` returns.
+
+    Attributes:
+        weights: the final weights, or those of the best validation epoch
+            when early stopping is on.
+        loss_curve: mean training objective per epoch.
+        validation_loss_curve: data loss on the validation rows per epoch,
+            None without early stopping.
+        n_iter: number of epochs run.
+    """
+
+    weights: NetworkWeights
+    loss_curve: list[float]
+    validation_loss_curve: Optional[list[float]]
+    n_iter: int
+
+
+def train(make_trainer: TrainerFactory, config: NetworkConfig, X: np.ndarray,
+          y: np.ndarray, *, epochs: int, rng: np.random.RandomState,
+          validation: Optional[tuple[np.ndarray, np.ndarray]] = None,
+          n_iter_no_change: int = 10, verbose: bool = False) -> TrainingResult:
+    """Train one network for `epochs` epochs (fewer with early stopping).
+
+    Args:
+        make_trainer: the backend's trainer factory.
+        config: the network and optimizer settings.
+        X: float32 training inputs, shape (n_samples, n_features).
+        y: training targets in the layout `config.loss` asks for.
+        epochs: the maximum number of passes over (X, y).
+        rng: draws the batch order of every epoch.
+        validation: (X_val, y_val) to stop on; None trains every epoch.
+        n_iter_no_change: epochs without a better validation loss before stopping.
+        verbose: show a tqdm progress bar over epochs with the running loss.
+
+    Raises:
+        ValueError: the training loss became NaN or infinite.
+    """
+    trainer = make_trainer(config, X, y)
+    loss_curve: list[float] = []
+    validation_curve: Optional[list[float]] = [] if validation is not None else None
+    best = (math.inf, None)
+    epochs_without_improvement = 0
+    with tqdm(range(epochs), disable=not verbose, desc="epochs", unit="epoch") as bar:
+        for epoch in bar:
+            loss = trainer.train_epoch(rng.permutation(len(X)))
+            if not math.isfinite(loss):
+                raise ValueError(
+                    f"training diverged in epoch {epoch + 1}: loss is {loss}; lower lr "
+                    f"(now {config.lr!r}) or RLN's learning_rate (now {config.learning_rate!r})")
+            loss_curve.append(loss)
+            postfix = {"loss": f"{loss:.4g}"}
+            if validation is not None:
+                validation_loss = trainer.loss(*validation)
+                validation_curve.append(validation_loss)
+                postfix["val_loss"] = f"{validation_loss:.4g}"
+                if validation_loss < best[0]:
+                    best = (validation_loss, trainer.weights())
+                    epochs_without_improvement = 0
+                else:
+                    epochs_without_improvement += 1
+            bar.set_postfix(postfix)
+            if epochs_without_improvement >= n_iter_no_change:
+                break
+    weights = best[1] if best[1] is not None else trainer.weights()
+    return TrainingResult(weights, loss_curve, validation_curve, len(loss_curve))

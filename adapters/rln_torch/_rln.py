@@ -1,0 +1,204 @@
+"""`RLN`: Regularization Learning for PyTorch parameters, stepped after the optimizer."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Union
+
+import numpy as np
+import torch
+from rln_core import inspection
+from rln_core._validation import check_hyperparameters
+from torch.utils.hooks import RemovableHandle
+
+from rln_torch._kernels import check_impl, resolve_kernel
+from rln_torch._params import Target, collect_params
+from rln_torch._slot import ParamSlot
+from rln_torch._state import (STATE_DTYPES, as_tensor, check_state_entry, load_state_into,
+                              state_to_dict)
+
+MODES = ("delta", "gradient")
+
+
+class RLN:
+    """Regularization Learning Networks (Shavitt & Segal, 2018) for torch tensors.
+
+    Every element of each regularized tensor W gets its own L1/L2 coefficient
+    exp(lambda); the lambdas learn from each optimizer step (see RLN_SPEC.md).
+    Call `step()` after every optimizer step, or `attach(optimizer)` once.
+
+    Example:
+        rln = RLN(model[0], norm=1, avg_reg=-10.0, learning_rate=1e6)
+        for x, y in loader:
+            opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
+            rln.step()
+
+    Weights are updated in place; the Parameter object is never replaced, so
+    optimizers, hooks, `DistributedDataParallel` (every rank applies the same
+    deterministic update to the same weights) and `torch.compile`d models
+    (regularize the original module's layer; the compiled one shares its
+    Parameters) all see the regularized tensor.
+
+    Calling `step()` twice with no optimizer step in between is legal: the
+    weight change is zero, so the lambdas are only translated back to mean
+    `avg_reg` (then clipped) and the weights are regularized a second time
+    (in gradient mode the same .grad is used again).
+
+    Gradient mode hands the kernel prev_weights = W + grad (see
+    `ParamSlot.update_from_gradient`): in a float32 model the gradient is thus
+    rounded at W's precision, as the optimizer's own step is in delta mode.
+
+    Args:
+        target: a module with a `.weight` (e.g. `model[0]`), a Parameter, or a
+            list of either; each tensor gets its own state.
+        norm: 1 (L1) or 2 (L2).
+        avg_reg: Theta, the mean of the lambdas (natural log).
+        learning_rate: nu, the step size of the lambdas (>= 0). In gradient
+            mode it multiplies the gradient, so it plays nu * eta.
+        mode: "delta" (the spec: learn from the weight change) or "gradient"
+            (learn from `param.grad`, i.e. -delta / eta for plain SGD).
+        impl: "auto", "numba", "numpy" or "torch" (precedence in `rln_torch._kernels`).
+        state_dtype: torch.float64 (default) or torch.float32 for lambdas and prev_reg.
+
+    Raises:
+        ValueError, TypeError: naming the argument, before anything is built.
+    """
+
+    def __init__(self, target: Union[Target, Sequence[Target]], norm: int = 1,
+                 avg_reg: float = -10.0, learning_rate: float = 1e6, *, mode: str = "delta",
+                 impl: str = "auto", state_dtype: torch.dtype = torch.float64):
+        check_hyperparameters(avg_reg, learning_rate, norm)
+        if mode not in MODES:
+            raise ValueError(f"Invalid mode: {mode!r}; expected one of {MODES}")
+        check_impl(impl)
+        if state_dtype not in STATE_DTYPES:
+            raise TypeError(f"Invalid state_dtype: {state_dtype!r}; expected torch.float64 "
+                            "or torch.float32")
+        params = collect_params(target)
+        kernels = [resolve_kernel(impl, param.device) for param in params]
+        for index, param in enumerate(params):
+            if param.device.type == "mps" and state_dtype == torch.float64:
+                raise TypeError(f"parameter {index} is on MPS, which has no float64; "
+                                "pass state_dtype=torch.float32")
+        self.norm = norm
+        self.avg_reg = avg_reg
+        self.learning_rate = learning_rate
+        self.mode = mode
+        self.impl = impl
+        self.state_dtype = state_dtype
+        self._single = not isinstance(target, (list, tuple))
+        self._slots = [ParamSlot(param, kernel, avg_reg, state_dtype, f"parameter {index}")
+                       for index, (param, kernel) in enumerate(zip(params, kernels))]
+
+    @property
+    def params(self) -> List[torch.Tensor]:
+        """The regularized tensors (the Parameter objects themselves)."""
+        return [slot.param for slot in self._slots]
+
+    @property
+    def resolved_impls(self) -> List[str]:
+        """Per tensor: "torch" or the `impl` handed to `rln_core.update`."""
+        return [slot.kernel.name for slot in self._slots]
+
+    def step(self) -> None:
+        """One RLN update of every tensor; call it after each optimizer step.
+
+        Every tensor is checked (shape, dtype, device, .grad in gradient mode)
+        before any is updated. Each tensor's update is all-or-nothing; if the
+        kernel refuses tensor k (e.g. NaN weights), tensors before k are updated.
+        """
+        gradient = self.mode == "gradient"
+        for slot in self._slots:
+            slot.check(needs_grad=gradient)
+        hyperparameters = {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate,
+                           "norm": self.norm}
+        for slot in self._slots:
+            try:
+                if gradient:
+                    slot.update_from_gradient(hyperparameters)
+                else:
+                    slot.update(hyperparameters)
+            except (ValueError, TypeError) as error:
+                raise type(error)(f"RLN update of {slot.name} "
+                                  f"{tuple(slot.param.shape)}: {error}") from error
+
+    def attach(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
+        """Run `step()` after every `optimizer.step()`; `handle.remove()` detaches.
+
+        Raises:
+            ValueError: if a regularized tensor is not in the optimizer's param_groups.
+        """
+        trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        for slot in self._slots:
+            if id(slot.param) not in trained:
+                raise ValueError(f"{slot.name} {tuple(slot.param.shape)} is not trained by "
+                                 f"this {type(optimizer).__name__}; RLN would never see a step")
+        return optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
+
+    @property
+    def lambdas(self) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """The log coefficients: tensors sharing memory with the state (one per tensor,
+        or a single one when RLN was given a single module or Parameter)."""
+        return self._per_tensor([as_tensor(slot.state.lambdas) for slot in self._slots])
+
+    def sparsity(self) -> Union[float, List[float]]:
+        """Fraction of each tensor exactly 0 after the last update."""
+        return self._per_tensor([inspection.sparsity(w) for w in self._weights_after_update()])
+
+    def input_importance(self, input_axis: int = 1) -> Union[np.ndarray, List[np.ndarray]]:
+        """Per-input sum of |w| after the last update, float64 NumPy of shape (n_inputs,).
+
+        Args:
+            input_axis: 1 for nn.Linear (out, in) and nn.Conv (out, in, ...) weights.
+        """
+        return self._per_tensor([inspection.input_importance(w, input_axis)
+                                 for w in self._weights_after_update()])
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Hyperparameters and a copy of each tensor's state, for `torch.save`."""
+        return {
+            "hyperparameters": {"norm": self.norm, "avg_reg": self.avg_reg,
+                                "learning_rate": self.learning_rate, "mode": self.mode},
+            "states": [state_to_dict(slot.state) for slot in self._slots],
+        }
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """Restore `state_dict()` output (hyperparameters included), like an optimizer.
+
+        Everything is checked before anything is written: a state for another
+        shape, dtype or number of tensors raises and leaves this RLN unchanged.
+        """
+        if not isinstance(state_dict, dict) or set(state_dict) != {"hyperparameters", "states"}:
+            found = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict)
+            raise ValueError("an RLN state_dict has exactly the keys 'hyperparameters' and "
+                             f"'states', got {found}")
+        hyper = dict(state_dict["hyperparameters"])
+        if set(hyper) != {"norm", "avg_reg", "learning_rate", "mode"}:
+            raise ValueError(f"state_dict['hyperparameters'] has keys {sorted(hyper)}; "
+                             "expected norm, avg_reg, learning_rate, mode")
+        check_hyperparameters(hyper["avg_reg"], hyper["learning_rate"], hyper["norm"])
+        if hyper["mode"] not in MODES:
+            raise ValueError(f"Invalid mode in state_dict: {hyper['mode']!r}; expected one "
+                             f"of {MODES}")
+        states = state_dict["states"]
+        if not isinstance(states, (list, tuple)) or len(states) != len(self._slots):
+            found = len(states) if isinstance(states, (list, tuple)) else type(states)
+            raise ValueError(f"state_dict['states'] must list {len(self._slots)} states, one "
+                             f"per regularized tensor; got {found}")
+        for index, (slot, entry) in enumerate(zip(self._slots, states)):
+            check_state_entry(entry, slot.state, f"state_dict['states'][{index}]")
+        for slot, entry in zip(self._slots, states):
+            load_state_into(slot.state, entry)
+        self.norm, self.avg_reg = hyper["norm"], hyper["avg_reg"]
+        self.learning_rate, self.mode = hyper["learning_rate"], hyper["mode"]
+
+    def _weights_after_update(self) -> List[np.ndarray]:
+        return [np.asarray(as_tensor(slot.state.prev_weights).detach().cpu())
+                for slot in self._slots]
+
+    def _per_tensor(self, values: list) -> Any:
+        return values[0] if self._single else values
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(str(tuple(slot.param.shape)) for slot in self._slots)
+        return (f"RLN([{shapes}], norm={self.norm}, avg_reg={self.avg_reg}, "
+                f"learning_rate={self.learning_rate}, mode={self.mode!r}, impl={self.impl!r})")

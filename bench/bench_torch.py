@@ -1,0 +1,95 @@
+"""Plain fit vs RLN fit of the tutorial network in PyTorch, side by side in one run.
+
+The network of the authors' tutorial: 1013 inputs -> 179 -> 32 -> 6 -> 1
+(widths round(exp(log(1013) * k / 4)), k = 3, 2, 1), ReLU, RMSprop lr 1e-3,
+404 random rows; RLN on the first layer's (179, 1013) weight. Each batch size
+is timed as alternating plain / RLN fits (`--repeats` of each, best kept), so
+both see the same machine state. Prints the time per fit and the ratio RLN / plain.
+
+    python bench/bench_torch.py                        # ~1-2 min
+    python bench/bench_torch.py --epochs 100           # the issue's full setting
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Optional
+
+import torch
+
+from rln_torch import RLN
+
+N_INPUTS = 1013
+N_ROWS = 404
+
+
+def tutorial_network(seed: int, dtype: torch.dtype) -> torch.nn.Sequential:
+    """1013 -> 179 -> 32 -> 6 -> 1 with ReLU between the layers."""
+    widths = [N_INPUTS] + [round(math.exp(math.log(N_INPUTS) * k / 4)) for k in (3, 2, 1)] + [1]
+    torch.manual_seed(seed)
+    layers = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1]).to(dtype)
+
+
+def fit(X: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int,
+        rln_kwargs: Optional[dict]) -> float:
+    """Seconds for `epochs` epochs of RMSprop (lr 1e-3), with RLN if `rln_kwargs`."""
+    model = tutorial_network(seed=0, dtype=X.dtype)
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
+    if rln_kwargs is not None:
+        RLN(model[0], **rln_kwargs).attach(optimizer)
+    order = torch.Generator().manual_seed(1)
+    started = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(len(X), generator=order)
+        for start in range(0, len(X), batch_size):
+            rows = perm[start:start + batch_size]
+            optimizer.zero_grad()
+            torch.nn.functional.mse_loss(model(X[rows]), y[rows]).backward()
+            optimizer.step()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per fit (default 15)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 32, 128, 512])
+    parser.add_argument("--repeats", type=int, default=3, help="fits of each kind, best kept")
+    parser.add_argument("--impl", default="auto", help="RLN impl: auto, numba, numpy, torch")
+    parser.add_argument("--state-dtype", choices=["float64", "float32"], default="float64")
+    parser.add_argument("--model-dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    dtype = getattr(torch, args.model_dtype)
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(N_ROWS, N_INPUTS, generator=generator, dtype=dtype)
+    y = X[:, :5].sum(1, keepdim=True) + 0.1 * torch.randn(N_ROWS, 1, generator=generator,
+                                                          dtype=dtype)
+    rln_kwargs = {"norm": 1, "avg_reg": -10.0, "learning_rate": 1e6, "impl": args.impl,
+                  "state_dtype": getattr(torch, args.state_dtype)}
+    fit(X, y, 10, 1, rln_kwargs)  # warm-up: numba import and compilation, torch kernels
+
+    print(f"tutorial network, {N_ROWS} rows, {args.epochs} epochs, RLN impl={args.impl}, "
+          f"state {args.state_dtype}, model {args.model_dtype}, "
+          f"torch threads {torch.get_num_threads()}, best of {args.repeats}")
+    print(f"{'batch':>6} {'steps':>6} {'plain s':>9} {'RLN s':>9} {'RLN/plain':>10} "
+          f"{'RLN us/step':>12}")
+    for batch_size in args.batch_sizes:
+        plain, rln = math.inf, math.inf
+        for _ in range(args.repeats):
+            plain = min(plain, fit(X, y, batch_size, args.epochs, None))
+            rln = min(rln, fit(X, y, batch_size, args.epochs, rln_kwargs))
+        steps = args.epochs * math.ceil(N_ROWS / batch_size)
+        print(f"{batch_size:>6} {steps:>6} {plain:>9.3f} {rln:>9.3f} {rln / plain:>10.2f} "
+              f"{(rln - plain) / steps * 1e6:>12.0f}")
+
+
+if __name__ == "__main__":
+    main()

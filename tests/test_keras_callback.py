@@ -1,0 +1,315 @@
+"""rln_keras.RLNCallback on the TensorFlow backend: semantics, errors, state.
+
+Every model here is tiny (a handful of units, tens of rows) so the file runs in
+seconds after TensorFlow's import.
+"""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+import rln_core  # noqa: E402
+from rln_core import RLNState  # noqa: E402
+from rln_core.testing import assert_update_matches, check_rejects_bad_input, check_update  # noqa: E402
+from rln_keras import RLNCallback  # noqa: E402
+
+N_ROWS, N_IN, BATCH = 24, 6, 8  # 3 batches per epoch
+STRONG = {"norm": 1, "avg_reg": -6.0, "learning_rate": 1e5}  # lambdas move visibly in 3 steps
+
+
+def data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(N_ROWS, N_IN)).astype("float32")
+    y = (x[:, :2].sum(axis=1, keepdims=True) + 0.1 * rng.normal(size=(N_ROWS, 1))).astype("float32")
+    return x, y
+
+
+def tiny_model(seed=0, **compile_kwargs):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((N_IN,)), keras.layers.Dense(4, activation="relu"),
+                              keras.layers.Dense(1)])
+    compile_kwargs.setdefault("optimizer", keras.optimizers.SGD(0.05))
+    model.compile(loss="mse", **compile_kwargs)
+    return model
+
+
+def kernel_of(layer):
+    return layer.kernel.numpy().copy()  # TensorFlow backend: no NumPy 2 warning
+
+
+class KernelHolder(keras.layers.Layer):
+    """A layer whose `kernel` is any array (any shape and dtype), for per-update checks."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.kernel = self.add_weight(shape=values.shape, dtype=str(values.dtype),
+                                      initializer="zeros")
+        self.kernel.assign(values)
+
+    def call(self, inputs):
+        return inputs
+
+
+def holder_callback(values, **hyperparameters):
+    """An RLNCallback on a KernelHolder inside a model, past on_train_begin."""
+    layer = KernelHolder(values)
+    model = keras.Sequential([keras.Input((1,)), layer])
+    callback = RLNCallback(layer, **hyperparameters)
+    callback.set_model(model)
+    callback.on_train_begin()
+    return layer, callback
+
+
+def as_state_dict(state, layer=0):
+    return {f"layer{layer}/{key}": value for key, value in state.to_dict().items()}
+
+
+def update_through_callback(weights, state, *, avg_reg, learning_rate, norm):
+    """One update through the callback's hook (the conformance kit's signature).
+
+    On a refused update it also checks that the kernel variable and the
+    callback's state are unchanged, then re-raises.
+    """
+    layer, callback = holder_callback(np.zeros_like(weights), norm=norm, avg_reg=avg_reg,
+                                      learning_rate=learning_rate)
+    callback.set_state(as_state_dict(state))
+    layer.kernel.assign(weights)  # W as the optimizer left it
+    kernel_before, state_before = kernel_of(layer), callback.get_state()
+    try:
+        callback.on_train_batch_end(0)
+    except ValueError:
+        np.testing.assert_array_equal(kernel_of(layer), kernel_before)
+        state_after = callback.get_state()
+        assert state_after.keys() == state_before.keys()
+        for key, value in state_before.items():
+            np.testing.assert_array_equal(state_after[key], value, err_msg=key)
+        raise
+    new_state = {key.split("/")[1]: value for key, value in callback.get_state().items()}
+    return kernel_of(layer), RLNState.from_dict(new_state)
+
+
+def test_each_update_matches_the_reference_on_every_conformance_case():
+    assert check_update(update_through_callback) >= 30
+
+
+def test_bad_inputs_are_refused_before_the_kernel_or_state_change():
+    assert check_rejects_bad_input(update_through_callback) >= 10
+
+
+class Snapshot(keras.callbacks.Callback):
+    """Records the first layer's kernel and the RLN state at every batch end."""
+
+    def __init__(self, rln_callback):
+        super().__init__()
+        self.rln_callback = rln_callback
+        self.records = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        layer = self.rln_callback.layers[0]
+        self.records.append((kernel_of(layer), self.rln_callback.get_state()))
+
+
+def states_of(record):
+    return RLNState.from_dict({key.split("/")[1]: value for key, value in record[1].items()})
+
+
+def test_fit_updates_after_every_optimizer_step_as_the_reference_does():
+    model = tiny_model()
+    callback = RLNCallback(model.layers[0], **STRONG)
+    before, after = Snapshot(callback), Snapshot(callback)
+    model.fit(*data(), batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+              callbacks=[before, callback, after])
+    assert len(after.records) == 2 * N_ROWS // BATCH == states_of(after.records[-1]).steps
+    for t, (seen, done) in enumerate(zip(before.records, after.records)):
+        expected_w, expected = rln_core.reference.update(seen[0], states_of(seen), **STRONG)
+        assert_update_matches(f"batch {t}", expected_w, expected, done[0], states_of(done))
+    lambdas = callback.lambdas()
+    assert lambdas.shape == (N_IN, 4) and np.std(lambdas) > 1e-3
+    assert np.mean(lambdas) <= STRONG["avg_reg"] + 1e-12
+
+
+def test_inspection_uses_the_kernel_layout_in_out():
+    model = tiny_model()
+    callback = RLNCallback(model.layers[0], norm=1, avg_reg=-1.0, learning_rate=0.0)
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+    kernel = kernel_of(model.layers[0])
+    assert callback.sparsity() == np.mean(kernel == 0) > 0  # exp(-1) cuts small weights
+    np.testing.assert_allclose(callback.input_importance(), np.abs(kernel).sum(axis=1))
+    np.testing.assert_array_equal(callback.active_inputs(model.layers[0]),
+                                  np.abs(kernel).sum(axis=1) > 0)
+    with pytest.raises(IndexError, match="out of range"):
+        callback.lambdas(1)
+    with pytest.raises(ValueError, match="not regularized"):
+        callback.lambdas(model.layers[1])
+
+
+def test_a_list_of_layers_gets_one_state_per_layer():
+    model = tiny_model()
+    callback = RLNCallback(model.layers, **STRONG)
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+    state = callback.get_state()
+    assert state["layer0/lambdas"].shape == (N_IN, 4) and state["layer1/lambdas"].shape == (4, 1)
+    assert int(state["layer0/steps"]) == int(state["layer1/steps"]) == N_ROWS // BATCH
+    np.testing.assert_array_equal(state["layer1/prev_weights"], kernel_of(model.layers[1]))
+
+
+def test_an_unbuilt_layer_is_resolved_at_train_begin():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(3), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    callback = RLNCallback(model.layers[0], **STRONG)
+    with pytest.raises(RuntimeError, match="no RLN state yet"):
+        callback.get_state()
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+    assert callback.lambdas().shape == (N_IN, 3)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"norm": 3}, ValueError, "norm"),
+    ({"norm": True}, ValueError, "norm"),
+    ({"avg_reg": float("nan")}, ValueError, "avg_reg"),
+    ({"learning_rate": -1.0}, ValueError, "learning_rate"),
+    ({"learning_rate": float("inf")}, ValueError, "learning_rate"),
+    ({"impl": "cuda"}, ValueError, "impl"),
+    ({"state_dtype": "float16"}, TypeError, "state_dtype"),
+])
+def test_bad_hyperparameters_are_refused_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        RLNCallback(tiny_model().layers[0], **kwargs)
+
+
+def test_layers_without_a_kernel_are_refused():
+    with pytest.raises(ValueError, match="no kernel"):
+        RLNCallback(keras.layers.Dropout(0.5))  # built at creation: refused at once
+    with pytest.raises(TypeError, match="Keras layers"):
+        RLNCallback(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="at least one"):
+        RLNCallback([])
+    layer = tiny_model().layers[0]
+    with pytest.raises(ValueError, match="same layer twice"):
+        RLNCallback([layer, layer])
+
+    norm_layer = keras.layers.BatchNormalization()  # unbuilt: checked at train begin
+    model = keras.Sequential([keras.Input((N_IN,)), norm_layer, keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="no kernel"):
+        model.fit(*data(), epochs=1, verbose=0, callbacks=[RLNCallback(norm_layer)])
+
+
+def test_a_layer_outside_the_trained_model_is_refused():
+    other = tiny_model(seed=1)
+    model = tiny_model()
+    with pytest.raises(ValueError, match="not part of the model"):
+        model.fit(*data(), epochs=1, verbose=0, callbacks=[RLNCallback(other.layers[0])])
+
+
+def test_steps_per_execution_needs_an_explicit_opt_in():
+    model = tiny_model(steps_per_execution=3)
+    with pytest.raises(ValueError, match="steps_per_execution=3"):
+        model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0,
+                  callbacks=[RLNCallback(model.layers[0])])
+    callback = RLNCallback(model.layers[0], allow_steps_per_execution=True)
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+    assert int(callback.get_state()["layer0/steps"]) == 1  # 3 batches, one hook call
+
+
+def test_gradient_accumulation_is_refused():
+    model = tiny_model(optimizer=keras.optimizers.SGD(0.05, gradient_accumulation_steps=2))
+    with pytest.raises(ValueError, match="accumulates gradients over 2"):
+        model.fit(*data(), epochs=1, verbose=0, callbacks=[RLNCallback(model.layers[0])])
+
+
+def test_a_refused_update_names_the_layer_and_batch():
+    model = tiny_model()
+    callback = RLNCallback(model.layers[0])
+    callback.set_model(model)
+    callback.on_train_begin()
+    kernel = kernel_of(model.layers[0])
+    kernel[1, 2] = np.nan
+    model.layers[0].kernel.assign(kernel)
+    with pytest.raises(ValueError, match=r"layer 'dense.*batch 5 refused: .*NaN or inf"):
+        callback.on_train_batch_end(5)
+    assert callback.get_state()["layer0/steps"] == 0
+
+
+def test_set_state_checks_everything_before_replacing_anything():
+    model = tiny_model()
+    callback = RLNCallback(model.layers, **STRONG)
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+    good = callback.get_state()
+    bad_shape = {**good, "layer1/lambdas": np.zeros((5, 1))}
+    bad_dtype = {**good, "layer1/prev_weights": good["layer1/prev_weights"].astype("float64"),
+                 "layer1/lambdas": good["layer1/lambdas"]}
+    for bad, error, match in [(bad_shape, ValueError, "shape"), (bad_dtype, TypeError, "dtype"),
+                              ({**good, "layer2/lambdas": good["layer0/lambdas"]}, ValueError,
+                               "unexpected keys"),
+                              ({"layer0/lambdas": good["layer0/lambdas"]}, ValueError, "missing")]:
+        with pytest.raises(error, match=match):
+            callback.set_state(bad)
+        after = callback.get_state()
+        for key, value in good.items():
+            np.testing.assert_array_equal(after[key], value, err_msg=key)
+
+
+def test_a_second_fit_continues_the_run_and_ignores_edits_between_fits():
+    model = tiny_model()
+    callback = RLNCallback(model.layers[0], **STRONG)
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+    lambdas = callback.lambdas()
+    edited = kernel_of(model.layers[0]) * 0.5
+    model.layers[0].kernel.assign(edited)
+    callback.on_train_begin()  # what the next fit does first
+    state = callback.get_state()
+    np.testing.assert_array_equal(state["layer0/lambdas"], lambdas)
+    np.testing.assert_array_equal(state["layer0/prev_weights"], edited)
+    assert int(state["layer0/steps"]) == N_ROWS // BATCH
+
+
+def test_resuming_from_a_saved_model_and_state_continues_the_same_run(tmp_path):
+    x, y = data()
+    fit = {"batch_size": BATCH, "shuffle": False, "verbose": 0}
+    whole = tiny_model()
+    whole_callback = RLNCallback(whole.layers[0], **STRONG)
+    whole.fit(x, y, epochs=2, callbacks=[whole_callback], **fit)
+
+    first = tiny_model()
+    first_callback = RLNCallback(first.layers[0], **STRONG)
+    first.fit(x, y, epochs=1, callbacks=[first_callback], **fit)
+    first.save(tmp_path / "model.keras")
+    np.savez(tmp_path / "rln.npz", **first_callback.get_state())
+
+    resumed = keras.models.load_model(tmp_path / "model.keras")
+    resumed_callback = RLNCallback(resumed.layers[0], **STRONG)
+    resumed_callback.set_state(np.load(tmp_path / "rln.npz"))
+    resumed.fit(x, y, initial_epoch=1, epochs=2, callbacks=[resumed_callback], **fit)
+
+    np.testing.assert_allclose(kernel_of(resumed.layers[0]), kernel_of(whole.layers[0]),
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(resumed_callback.lambdas(), whole_callback.lambdas(),
+                               rtol=0, atol=1e-6)
+    assert np.ptp(whole_callback.lambdas()) > 0.1  # a fresh state would not match
+
+
+def test_model_save_and_load_are_unaffected(tmp_path):
+    model = tiny_model()
+    callback = RLNCallback(model.layers[0], **STRONG)
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    for saved, restored in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(restored.numpy(), saved.numpy())
+    np.testing.assert_array_equal(callback.get_state()["layer0/prev_weights"],
+                                  kernel_of(loaded.layers[0]))
+
+
+def test_get_config_records_the_hyperparameters():
+    model = tiny_model()
+    config = RLNCallback(model.layers[0], norm=2, avg_reg=-8, learning_rate=1e5).get_config()
+    assert config == {"layers": [model.layers[0].name], "norm": 2, "avg_reg": -8,
+                      "learning_rate": 1e5, "allow_steps_per_execution": False, "impl": "auto"}
+
+
+def test_defaults_are_the_authors_callback_defaults():
+    callback = RLNCallback(tiny_model().layers[0])
+    assert (callback.norm, callback.avg_reg, callback.learning_rate) == (1, -7.5, 6e5)

@@ -1,0 +1,48 @@
+"""examples/tutorial_keras.py runs end to end (tiny settings, a few seconds)."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras")
+pytest.importorskip("sklearn")
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tutorial_keras.py"
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("tutorial_keras", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_tutorial_runs_every_step(capsys):
+    tutorial = load_example()
+    result = tutorial.main(["--epochs", "1", "--repeats", "1", "--max-layers", "2",
+                            "--l1", "1e-2,1e-1", "--grid=-10:1e6,-8:1e5",
+                            "--noise-features", "20"])
+    out = capsys.readouterr().out
+    for line in ["Network with 2 layers:", "L1 regularization of 1E-02:",
+                 "RLN with Theta=-10 and learning_rate=1.0E+06:",
+                 "RLN with Theta=-8 and learning_rate=1.0E+05:", "L1 regularization on this"]:
+        assert line in out
+    assert result["layers"] == 2 and result["l1"] in (1e-2, 1e-1)
+    assert (result["theta"], result["nu"]) in [(-10.0, 1e6), (-8.0, 1e5)]
+    assert np.isfinite(result["rln_mse"]) and np.isfinite(result["l1_mse"])
+
+
+def test_the_tutorial_network_has_the_notebook_shape():
+    tutorial = load_example()
+    model, callbacks = tutorial.rln_model(1013, 4, avg_reg=-10, learning_rate=1e6)()
+    # round(1013 ** (3/4)) = round(179.6) = 180
+    assert [layer.units for layer in model.layers] == [180, 32, 6, 1]
+    assert callbacks[0].layers == (model.layers[0],)
+
+
+def test_a_malformed_grid_is_refused():
+    tutorial = load_example()
+    with pytest.raises(SystemExit):
+        tutorial.parse_args(["--grid", "-8,1e6"])

@@ -1,0 +1,247 @@
+"""RLNRegressor / RLNClassifier: what they learn, what they expose, how they fail."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification, make_regression
+from sklearn.utils._param_validation import InvalidParameterError
+
+from rln_sklearn import RLNClassifier, RLNRegressor
+from rln_sklearn._network import hidden_widths
+
+# Small enough that a fit takes well under a second: few rows, few epochs.
+FAST = dict(epochs=5, batch_size=16, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def regression():
+    X, y = make_regression(n_samples=80, n_features=12, n_informative=3, noise=1.0,
+                           random_state=0)
+    return X, (y - y.mean()) / y.std()
+
+
+@pytest.fixture(scope="module")
+def fitted(regression):
+    return RLNRegressor(**FAST).fit(*regression)
+
+
+def test_tutorial_widths():
+    # diabetes + 1000 noise columns: the tutorial's 1010 -> 179 -> 32 -> 6 -> 1.
+    assert hidden_widths(1010, 4) == [179, 32, 6]
+    assert hidden_widths(1010, 2) == [32]
+    assert hidden_widths(12, 1) == []
+
+
+@pytest.mark.parametrize("layers, shapes", [
+    (4, [(12, 6), (6, 3), (3, 2), (2, 1)]),
+    (1, [(12, 1)]),
+])
+def test_network_shape(regression, layers, shapes):
+    model = RLNRegressor(layers=layers, **FAST).fit(*regression)
+    assert [c.shape for c in model.coefs_] == shapes
+    assert [b.shape for b in model.intercepts_] == [(s[1],) for s in shapes]
+    assert model.lambdas_.shape == shapes[0]
+
+
+def test_fitted_attributes(fitted, regression):
+    X, _ = regression
+    assert fitted.n_features_in_ == 12
+    assert not hasattr(fitted, "feature_names_in_")
+    assert fitted.n_iter_ == 5 == len(fitted.loss_curve_)
+    assert fitted.validation_loss_curve_ is None
+    assert fitted.loss_curve_[-1] < fitted.loss_curve_[0]
+    importances = fitted.feature_importances_
+    assert importances.shape == (12,) and np.all(importances >= 0)
+    assert importances.sum() == pytest.approx(1.0)
+    expected = np.abs(fitted.coefs_[0]).sum(axis=1)
+    np.testing.assert_allclose(importances, expected / expected.sum(), rtol=1e-6)
+    assert fitted.sparsity_ == np.mean(fitted.coefs_[0] == 0)
+    # RLN translates the lambdas to mean Theta, then clipping can only lower them.
+    assert fitted.lambdas_.shape == fitted.coefs_[0].shape
+    assert fitted.lambdas_.mean() <= -10.0 + 1e-9
+    assert fitted.predict(X).shape == (80,)
+
+
+def test_rln_moves_the_lambdas_and_cuts_weights(regression):
+    X, y = regression
+    model = RLNRegressor(epochs=20, batch_size=8, avg_reg=-6.0, learning_rate=1e6,
+                         random_state=0).fit(X, y)
+    assert model.lambdas_.std() > 0.1
+    assert model.sparsity_ > 0
+
+
+def test_rln_puts_importance_on_informative_inputs():
+    X, y = make_regression(n_samples=100, n_features=40, n_informative=4, noise=0.1,
+                           shuffle=False, random_state=0)
+    y = (y - y.mean()) / y.std()
+    settings = dict(epochs=20, batch_size=10, random_state=0)
+    plain = RLNRegressor(rln=False, **settings).fit(X, y)
+    rln = RLNRegressor(avg_reg=-7.0, **settings).fit(X, y)
+    assert rln.feature_importances_[:4].sum() > 1.5 * plain.feature_importances_[:4].sum()
+
+
+def test_baselines_are_one_parameter_apart(regression):
+    X, y = regression
+    plain = RLNRegressor(rln=False, **FAST).fit(X, y)
+    l1 = RLNRegressor(rln=False, l1=0.05, **FAST).fit(X, y)
+    assert plain.lambdas_ is None and l1.lambdas_ is None
+    assert plain.sparsity_ == 0.0
+    # The L1 penalty is part of the reported objective and shrinks the first layer.
+    assert np.abs(l1.coefs_[0]).sum() < np.abs(plain.coefs_[0]).sum()
+    assert l1.loss_curve_[0] > plain.loss_curve_[0]
+
+
+def test_random_state_reproduces_a_fit(regression, fitted):
+    X, y = regression
+    again = RLNRegressor(**FAST).fit(X, y)
+    np.testing.assert_array_equal(again.predict(X), fitted.predict(X))
+    np.testing.assert_array_equal(again.lambdas_, fitted.lambdas_)
+    other = RLNRegressor(**dict(FAST, random_state=1)).fit(X, y)
+    assert not np.array_equal(other.predict(X), fitted.predict(X))
+
+
+def test_pickle_round_trip(fitted, regression):
+    X, _ = regression
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
+
+
+def test_multi_output_regression(regression):
+    X, y = regression
+    Y = np.column_stack([y, -y])
+    model = RLNRegressor(**FAST).fit(X, Y)
+    assert model.predict(X).shape == (80, 2)
+    assert model.coefs_[-1].shape[1] == 2
+
+
+def test_pandas_in_keeps_feature_names(regression):
+    X, y = regression
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(12)])
+    model = RLNRegressor(**FAST).fit(frame, pd.Series(y))
+    np.testing.assert_array_equal(model.feature_names_in_, frame.columns)
+    np.testing.assert_allclose(model.predict(frame), RLNRegressor(**FAST).fit(X, y).predict(X))
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict(frame.rename(columns={"f0": "other"}))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_classifier(n_classes):
+    X, y = make_classification(n_samples=120, n_features=8, n_informative=4,
+                               n_classes=n_classes, class_sep=2.0, random_state=0)
+    labels = np.array(["ant", "bee", "cat"])[y]
+    model = RLNClassifier(epochs=20, batch_size=16, lr=0.01, random_state=0).fit(X, labels)
+    np.testing.assert_array_equal(model.classes_, np.unique(labels))
+    proba = model.predict_proba(X)
+    assert proba.shape == (120, n_classes)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(model.predict(X), model.classes_[proba.argmax(axis=1)])
+    assert model.coefs_[-1].shape[1] == (1 if n_classes == 2 else n_classes)
+    assert model.score(X, labels) > 0.8
+
+
+def test_early_stopping_keeps_the_best_epoch(regression):
+    X, y = regression
+    model = RLNRegressor(epochs=60, batch_size=16, early_stopping=True, n_iter_no_change=3,
+                         validation_fraction=0.25, lr=0.01, random_state=0).fit(X, y)
+    curve = model.validation_loss_curve_
+    assert len(curve) == model.n_iter_ == len(model.loss_curve_)
+    if model.n_iter_ < 60:
+        best = int(np.argmin(curve))
+        assert model.n_iter_ == best + 1 + 3
+    with pytest.raises(ValueError, match="test_size|validation|resulting train set"):
+        RLNRegressor(early_stopping=True, **FAST).fit(X[:1], y[:1])
+
+
+def test_verbose_shows_progress_with_loss(regression, capsys):
+    X, y = regression
+    RLNRegressor(verbose=1, **FAST).fit(X, y)
+    err = capsys.readouterr().err
+    assert "epochs" in err and "loss=" in err
+    RLNRegressor(**FAST).fit(X, y)
+    assert capsys.readouterr().err == ""
+
+
+def test_divergence_is_a_clear_error(regression):
+    X, y = regression
+    with pytest.raises(ValueError, match="diverged|non-finite"):
+        RLNRegressor(rln=False, lr=1e30, **FAST).fit(X * 1e20, y)
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(epochs=0), "epochs"),
+    (dict(layers=0), "layers"),
+    (dict(norm=3), "norm"),
+    (dict(learning_rate=-1.0), "learning_rate"),
+    (dict(lr=0.0), "'lr'"),
+    (dict(backend="jax"), "backend"),
+    (dict(avg_reg=float("nan")), "avg_reg"),
+    (dict(validation_fraction=1.0), "validation_fraction"),
+])
+def test_invalid_parameters(regression, params, match):
+    with pytest.raises(InvalidParameterError, match=match):
+        RLNRegressor(**params).fit(*regression)
+
+
+def test_rln_and_l1_together_is_refused(regression):
+    with pytest.raises(ValueError, match="rln=False"):
+        RLNRegressor(l1=0.1, **FAST).fit(*regression)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.nan, "Input X contains NaN"),
+    (np.inf, "Input X contains infinity"),
+])
+def test_non_finite_X(regression, bad, match):
+    X, y = regression
+    X = X.copy()
+    X[3, 2] = bad
+    with pytest.raises(ValueError, match=match):
+        RLNRegressor(**FAST).fit(X, y)
+    model = RLNRegressor(**FAST).fit(*regression)
+    with pytest.raises(ValueError, match=match):
+        model.predict(X)
+
+
+def test_non_finite_y(regression):
+    X, y = regression
+    y = y.copy()
+    y[0] = np.nan
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        RLNRegressor(**FAST).fit(X, y)
+
+
+def test_shape_errors(fitted, regression):
+    X, y = regression
+    with pytest.raises(ValueError, match="X has 11 features, but RLNRegressor is expecting 12"):
+        fitted.predict(X[:, :11])
+    with pytest.raises(ValueError, match="0 sample"):
+        RLNRegressor(**FAST).fit(X[:0], y[:0])
+    with pytest.raises(ValueError, match="0 feature"):
+        RLNRegressor(**FAST).fit(X[:, :0], y)
+    assert RLNRegressor(**FAST).fit(X[:1], y[:1]).predict(X[:1]).shape == (1,)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        RLNClassifier(**FAST).fit(X[:1], [1])
+
+
+def test_string_columns_are_refused(regression):
+    X, y = regression
+    frame = pd.DataFrame(X).assign(city=["a", "b"] * 40)
+    frame.columns = frame.columns.astype(str)
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        RLNRegressor(**FAST).fit(frame, y)
+
+
+def test_keras_backend(regression):
+    pytest.importorskip("keras")
+    X, y = regression
+    model = RLNRegressor(backend="keras", **FAST).fit(X, y)
+    again = RLNRegressor(backend="keras", **FAST).fit(X, y)
+    np.testing.assert_array_equal(model.predict(X), again.predict(X))
+    assert [c.shape for c in model.coefs_] == [(12, 6), (6, 3), (3, 2), (2, 1)]
+    assert model.lambdas_.shape == (12, 6)
+    assert model.lambdas_.mean() <= -10.0 + 1e-9
+    assert model.loss_curve_[-1] < model.loss_curve_[0]
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.predict(X), model.predict(X))

@@ -1,0 +1,262 @@
+"""rln_torch.RLN: the Parameter is never replaced, the API, and every bad input refused."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import rln_core
+from rln_torch import RLN
+from rln_torch._kernels import resolve_kernel
+
+HYPER = {"avg_reg": -5.0, "learning_rate": 1e6}
+
+
+def network(dtype=torch.float32):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(12, 8), torch.nn.ReLU(),
+                               torch.nn.Linear(8, 1)).to(dtype)
+
+
+def fit(model, optimizer, n_steps=60, rln=None):
+    """Train on y = x0 + x1 (ten noise inputs); `rln.step()` after each step if given."""
+    generator = torch.Generator().manual_seed(1)
+    dtype = next(model.parameters()).dtype
+    for _ in range(n_steps):
+        x = torch.randn(32, 12, generator=generator, dtype=dtype)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), x[:, :2].sum(1, keepdim=True))
+        loss.backward()
+        optimizer.step()
+        if rln is not None:
+            rln.step()
+    return loss.item()
+
+
+def snapshot(rln, model):
+    """Everything a refused call must leave untouched."""
+    weights = [p.detach().clone() for p in model.parameters()]
+    return weights, rln.state_dict()
+
+
+def assert_unchanged(before, after):
+    for b, a in zip(before[0], after[0]):
+        assert torch.equal(b, a)
+    for b, a in zip(before[1]["states"], after[1]["states"]):
+        assert b.keys() == a.keys() and b["steps"] == a["steps"]
+        for key in b.keys() - {"steps"}:
+            assert torch.equal(b[key], a[key]), key
+
+
+@pytest.mark.parametrize("impl", ["auto", "torch"])
+@pytest.mark.parametrize("dtype, state_dtype", [(torch.float32, torch.float64),
+                                                (torch.float64, torch.float64),
+                                                (torch.float32, torch.float32)])
+def test_trains_the_optimizers_own_parameter_in_place(impl, dtype, state_dtype):
+    model = network(dtype)
+    weight = model[0].weight
+    address = weight.data_ptr()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rln = RLN(model[0], impl=impl, state_dtype=state_dtype, **HYPER)
+    handle = rln.attach(optimizer)
+    fit(model, optimizer)
+    handle.remove()
+
+    plain = network(dtype)
+    fit(plain, torch.optim.Adam(plain.parameters(), lr=1e-2))
+    # The optimizer, the module and model.parameters() see one tensor, in its own
+    # memory, and RLN visibly changed it (a plain fit leaves no exact zeros).
+    assert optimizer.param_groups[0]["params"][0] is weight is model[0].weight
+    assert next(model.parameters()) is weight and weight.data_ptr() == address
+    assert (plain[0].weight == 0).sum() == 0
+    assert rln.sparsity() > 0.3 and (weight == 0).sum().item() / weight.numel() == rln.sparsity()
+    importance = rln.input_importance()
+    assert importance.shape == (12,) and importance[:2].min() > importance[2:].max()
+    assert rln.lambdas.shape == weight.shape and rln.lambdas.dtype == state_dtype
+    assert rln.resolved_impls == ["auto" if impl == "auto" else "torch"]
+
+
+def test_attach_steps_once_per_optimizer_step_and_detaches():
+    model = network()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    rln = RLN(model[0], **HYPER)
+    handle = rln.attach(optimizer)
+    fit(model, optimizer, n_steps=3)
+    assert rln.state_dict()["states"][0]["steps"] == 3
+    handle.remove()
+    fit(model, optimizer, n_steps=2)
+    assert rln.state_dict()["states"][0]["steps"] == 3
+
+
+def test_attach_refuses_an_optimizer_that_does_not_train_the_tensor():
+    model = network()
+    optimizer = torch.optim.SGD(model[2].parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="parameter 0 .* is not trained by this SGD"):
+        RLN(model[0]).attach(optimizer)
+
+
+def test_a_list_gets_one_state_per_tensor():
+    model = network()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    rln = RLN([model[0], model[2].weight], **HYPER)
+    fit(model, optimizer, n_steps=5, rln=rln)
+    assert [tuple(lam.shape) for lam in rln.lambdas] == [(8, 12), (1, 8)]
+    assert len(rln.sparsity()) == 2 and len(rln.input_importance()) == 2
+    assert [e["steps"] for e in rln.state_dict()["states"]] == [5, 5]
+
+
+def test_lambdas_share_memory_with_the_state():
+    model = network()
+    rln = RLN(model[0], impl="auto", **HYPER)
+    lambdas = rln.lambdas
+    with torch.no_grad():
+        model[0].weight.add_(0.01)
+    rln.step()
+    rln.step()
+    assert torch.equal(lambdas, rln.lambdas) and lambdas.data_ptr() == rln.lambdas.data_ptr()
+
+
+@pytest.mark.parametrize("impl", ["auto", "torch"])
+def test_a_second_step_without_an_optimizer_step_translates_and_regularizes_again(impl):
+    # Legal, and documented: the weight change is zero, so the lambdas only
+    # translate back to mean Theta (then clip) and W shrinks once more.
+    model = network(torch.float64)
+    rln = RLN(model[0], impl=impl, **HYPER)
+    rln.step()
+    with torch.no_grad():
+        model[0].weight.add_(1e-3)
+    rln.step()
+    w1, lam1 = model[0].weight.detach().clone(), rln.lambdas.clone()
+    rln.step()
+    w2, lam2 = model[0].weight.detach(), rln.lambdas
+    shift = lam2 - lam1
+    unclipped = (lam2 < torch.log(w2.abs())) & (lam1 < torch.log(w1.abs()))
+    assert unclipped.sum() > 10
+    torch.testing.assert_close(shift[unclipped], torch.full_like(shift[unclipped],
+                                                                 shift[unclipped][0].item()))
+    assert shift[unclipped][0] > 0 and (w2.abs() <= w1.abs()).all() and (w2 != w1).any()
+
+
+def test_follows_the_tensor_when_its_memory_is_rebound():
+    model = network()
+    rln = RLN(model[0], impl="auto", **HYPER)
+    rln.step()
+    model[0].weight.data = model[0].weight.data.clone()  # same shape, new memory
+    before = model[0].weight.detach().clone()
+    rln.step()
+    assert (model[0].weight != before).any()
+
+
+def test_compiled_model_trains_with_rln_on_the_shared_parameter():
+    model = network()
+    compiled = torch.compile(model, backend="aot_eager")  # dynamo + autograd, no codegen
+    optimizer = torch.optim.SGD(compiled.parameters(), lr=0.1)
+    rln = RLN(model[0], **HYPER)
+    rln.attach(optimizer)
+    fit(compiled, optimizer, n_steps=20)
+    assert rln.sparsity() > 0
+    x = torch.randn(4, 12)
+    torch.testing.assert_close(compiled(x), model(x))  # the compiled graph sees RLN's writes
+    assert RLN(torch.compile(torch.nn.Linear(3, 2), backend="aot_eager")).params[0].shape == (2, 3)
+
+
+@pytest.mark.parametrize("target, error, match", [
+    (lambda m: torch.nn.ReLU(), TypeError, "ReLU without a .weight"),
+    (lambda m: m, TypeError, "Sequential without a .weight"),
+    (lambda m: "weights", TypeError, "got str"),
+    (lambda m: torch.zeros(3, dtype=torch.int64), TypeError, "dtype torch.int64"),
+    (lambda m: torch.zeros(3, dtype=torch.float16, requires_grad=True), TypeError, "float16"),
+    (lambda m: torch.nn.Parameter(torch.ones(3), requires_grad=False), ValueError, "frozen"),
+    (lambda m: m[0].weight * 2, ValueError, "not a leaf"),
+    (lambda m: torch.nn.Parameter(torch.ones(0, 3)), ValueError, "empty"),
+    (lambda m: [], ValueError, "empty list"),
+    (lambda m: [m[0], m[0].weight], ValueError, r"target\[1\] is a tensor already"),
+])
+def test_refuses_bad_targets(target, error, match):
+    with pytest.raises(error, match=match):
+        RLN(target(network()))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"norm": 3}, ValueError, "Invalid norm: 3"),
+    ({"avg_reg": math.nan}, ValueError, "Invalid avg_reg"),
+    ({"learning_rate": -1.0}, ValueError, "Invalid learning_rate"),
+    ({"learning_rate": math.nan}, ValueError, "Invalid learning_rate"),
+    ({"mode": "grad"}, ValueError, "Invalid mode: 'grad'"),
+    ({"impl": "cuda"}, ValueError, "Invalid impl: 'cuda'"),
+    ({"state_dtype": torch.float16}, TypeError, "Invalid state_dtype: torch.float16"),
+    ({"state_dtype": np.float64}, TypeError, "Invalid state_dtype"),
+])
+def test_refuses_bad_hyperparameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        RLN(network()[0], **kwargs)
+
+
+def test_resolver_precedence():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert resolve_kernel("auto", cpu).name == "auto" and resolve_kernel("auto", cpu).on_numpy
+    assert resolve_kernel("numba", cpu).name == "numba"
+    assert resolve_kernel("torch", cpu).name == "torch"
+    assert resolve_kernel("auto", cuda).name == "torch"
+    with pytest.raises(ValueError, match="impl='numba' runs on CPU tensors only"):
+        resolve_kernel("numba", cuda)
+
+
+@pytest.mark.parametrize("impl", ["auto", "torch"])
+def test_refuses_a_tensor_resized_or_cast_since_the_state_was_made(impl):
+    model = network()
+    rln = RLN([model[2], model[0]], impl=impl, **HYPER)
+    rln.step()
+    model[0].weight.data = torch.randn(8, 13)
+    before = snapshot(rln, model)
+    with pytest.raises(ValueError, match=r"parameter 1 has shape \(8, 13\) .* \(8, 12\)"):
+        rln.step()
+    assert_unchanged(before, snapshot(rln, model))  # parameter 0 was not updated either
+    model[0].weight.data = torch.randn(8, 12, dtype=torch.float64)
+    with pytest.raises(ValueError, match="parameter 1 is now torch.float64"):
+        rln.step()
+
+
+@pytest.mark.parametrize("impl", ["auto", "torch"])
+def test_refuses_non_finite_weights_and_changes_nothing(impl):
+    model = network()
+    rln = RLN(model[0], impl=impl, **HYPER)
+    rln.step()
+    with torch.no_grad():
+        model[0].weight[3, 4] = math.nan
+    before = snapshot(rln, model)
+    with pytest.raises(ValueError, match=r"RLN update of parameter 0 \(8, 12\): .*NaN or inf"):
+        rln.step()
+    assert torch.isnan(model[0].weight[3, 4])
+    model[0].weight.data[3, 4] = 0.0
+    before[0][0][3, 4] = 0.0
+    assert_unchanged(before, snapshot(rln, model))
+
+
+@pytest.mark.parametrize("impl", ["auto", "torch"])
+def test_gradient_mode_refuses_a_missing_or_non_finite_grad_and_changes_nothing(impl):
+    model = network()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    rln = RLN(model[0], mode="gradient", impl=impl, **HYPER)
+    with pytest.raises(RuntimeError, match="parameter 0 has no .grad"):
+        rln.step()
+    fit(model, optimizer, n_steps=2, rln=rln)
+    model[0].weight.grad[1, 1] = math.inf
+    before = snapshot(rln, model)
+    with pytest.raises(ValueError, match="lambdas non-finite"):
+        rln.step()
+    assert_unchanged(before, snapshot(rln, model))
+    model[0].weight.grad[1, 1] = 0.0
+    rln.step()  # and it still works afterwards
+    assert rln.state_dict()["states"][0]["steps"] == 3
+
+
+def test_numba_path_writes_through_the_tensors_memory():
+    model = network()
+    rln = RLN(model[0], impl="numba", **HYPER)
+    view = model[0].weight.detach().numpy()
+    expected, _ = rln_core.reference.update(view.copy(), rln_core.init(view, HYPER["avg_reg"]),
+                                            **HYPER)
+    rln.step()
+    np.testing.assert_array_equal(view, expected)
