@@ -119,12 +119,14 @@ def test_mild_trajectories_agree_over_many_updates(seed, norm, dtype, shape):
         ref_w, ref_state = rln_core.reference.update(ref_w + step, ref_state, **kwargs)
         w += step
         rln_core.update(w, state, impl="numba", **kwargs)
-    np.testing.assert_allclose(state.lambdas, ref_state.lambdas, rtol=1e-9 * 10)
-    if dtype == np.float32:  # the lambdas' 1e-12 differences stay below float32 rounding
+    # The spec's per-update tolerances times a small factor (10): the lambdas'
+    # 1e-9-relative gap grows slowly as the weights feed it back.
+    np.testing.assert_allclose(state.lambdas, ref_state.lambdas, rtol=1e-8)
+    if dtype == np.float32:  # the lambdas' gap stays below float32 rounding
         ulps = np.abs(w.astype(np.float64) - ref_w) / np.spacing(np.abs(ref_w))
         assert np.all(ulps <= 1)
-    else:  # float64 weights carry them: |reg| * 1e-11 per update, summed
-        np.testing.assert_allclose(w, ref_w, rtol=0, atol=1e-12)
+    else:  # float64 weights carry it: |reg| (~5e-5) * 1e-8 per update, summed
+        np.testing.assert_allclose(w, ref_w, rtol=0, atol=1e-10)
     np.testing.assert_array_equal(w == 0, ref_w == 0)
 
 
