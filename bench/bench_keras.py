@@ -33,7 +33,7 @@ import keras  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pandas_rln import PandasRLN  # noqa: E402
+from bench.pandas_rln import PandasRLN  # noqa: E402
 from rln_keras import RLNCallback  # noqa: E402
 
 N_ROWS, N_INPUTS, WIDTHS = 404, 1013, (179, 32, 6)

@@ -8,9 +8,10 @@ repository) re-written for today's stack, step for step:
 4. the closing comparison: best RLN vs best L1, and exp(Theta) vs l1.
 
 What changed: `keras.wrappers.scikit_learn.KerasRegressor` is gone in Keras 3,
-so `test_model` calls `fit` and `evaluate` itself and passes the RLN callback
-to `fit` (the notebook patched `model.fit` to do that); layers take a
-`keras.Input` instead of `input_dim`. The callback itself is a drop-in:
+so `test_model` calls `fit` itself and passes the RLN callback to it (the
+notebook patched `model.fit` to do that); layers take a `keras.Input` instead
+of `input_dim`; the test MSE is computed from the predictions (the notebook's
+`score` was the model's loss, which adds the L1 penalty to the L1 rows). The callback itself is a drop-in:
 `RLNCallback(model.layers[0], norm=1, avg_reg=Theta, learning_rate=nu)`.
 
 Data: by default scikit-learn's diabetes set (10 features, target scaled to
@@ -19,8 +20,9 @@ features, all standardized: no network needed. `--boston` loads Boston housing
 with `keras.datasets.boston_housing` (downloads it; the notebook's data, MSE in
 ($1000)^2 as there).
 
-    python examples/tutorial_keras.py --quick     # about a minute
-    python examples/tutorial_keras.py             # the notebook: 100 epochs, 10 repeats
+    pip install -e ".[keras]"   # or PYTHONPATH=.:adapters in the repository root
+    python examples/tutorial_keras.py --quick   # about a minute
+    python examples/tutorial_keras.py           # the notebook: 100 epochs, 10 repeats
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ def test_model(build_fn: BuildFn, model_name: str, data: Data, epochs: int,
         model, callbacks = build_fn()
         model.fit(x_train, y_train, epochs=epochs, batch_size=10, verbose=0,
                   callbacks=callbacks)
-        results[i] = model.evaluate(x_test, y_test, batch_size=len(x_test), verbose=0)
+        predictions = model.predict(x_test, batch_size=len(x_test), verbose=0)
+        results[i] = np.mean((predictions.ravel() - y_test) ** 2)
         if callbacks:
             sparsity[i] = callbacks[0].sparsity()
     note = f", first layer {100 * sparsity.mean():.0f}% zeros" if sparsity.any() else ""
@@ -179,7 +182,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help="5 epochs, 2 repeats, depth <= 4 (about a minute)")
     parser.add_argument("--epochs", type=int, help="epochs per fit (default 100; quick: 5)")
     parser.add_argument("--repeats", type=int, help="fits per setting (default 10; quick: 2)")
-    parser.add_argument("--max-layers", type=int, help="deepest network tried (default 6; quick: 4)")
+    parser.add_argument("--max-layers", type=int,
+                        help="deepest network tried (default 6; quick: 4)")
     parser.add_argument("--l1", type=lambda s: [float(v) for v in s.split(",")],
                         help="L1 values tried in order (default 1e-4,1e-3,1e-2,1e-1; "
                              "--boston: 1e-2,1e-1,1,10 as in the notebook)")

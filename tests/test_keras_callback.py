@@ -11,7 +11,8 @@ keras = pytest.importorskip("keras")
 
 import rln_core  # noqa: E402
 from rln_core import RLNState  # noqa: E402
-from rln_core.testing import assert_update_matches, check_rejects_bad_input, check_update  # noqa: E402
+from rln_core.testing import (  # noqa: E402
+    assert_update_matches, check_rejects_bad_input, check_update)
 from rln_keras import RLNCallback  # noqa: E402
 
 N_ROWS, N_IN, BATCH = 24, 6, 8  # 3 batches per epoch

@@ -16,7 +16,8 @@ def check_layer(layer: object) -> None:
     """Refuse, at construction, what can never carry an RLN kernel.
 
     A built layer must have a kernel variable now. An unbuilt one is checked
-    again by `LayerKernel.begin` (at train begin, when Keras has built it).
+    when `LayerKernel` attaches to it: at train begin, or at the end of the
+    first train step for a layer Keras builds only then.
     """
     if not isinstance(layer, keras.layers.Layer):
         raise TypeError(f"RLNCallback needs Keras layers, got {type(layer).__name__}")
@@ -44,22 +45,27 @@ def kernel_variable(layer: keras.layers.Layer) -> keras.Variable:
 
 
 def read_kernel(kernel: keras.Variable) -> np.ndarray:
-    """The kernel's current value in NumPy (a view on the torch backend: copy it).
+    """The kernel's current value in NumPy (on torch CPU: a view of its memory).
 
     TensorFlow tensors go through `.numpy()`: `keras.ops.convert_to_numpy`
     calls their `__array__`, which NumPy 2 warns about (no `copy` keyword).
+    A CPU torch tensor's `.numpy()` shares its memory (convert_to_numpy copies).
     """
-    if keras.backend.backend() == "tensorflow":
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         return kernel.value.numpy()
+    if backend == "torch" and kernel.value.device.type == "cpu":
+        return kernel.value.detach().numpy()
     return keras.ops.convert_to_numpy(kernel.value)
 
 
 class LayerKernel:
     """One layer's kernel and its RLN state.
 
-    The kernel (layout (in, out) for Dense, (..., in, out) for convolutions) is
-    copied after each optimizer step into a NumPy buffer kept between steps,
-    updated in place by `rln_core.update`, and written back with `assign`.
+    After each optimizer step the kernel (layout (in, out) for Dense,
+    (..., in, out) for convolutions) is updated by `rln_core.update` in NumPy:
+    in place where the backend exposes its memory, else copied into a buffer
+    kept between steps and written back with `assign`.
 
     Args:
         layer: the Keras layer whose `kernel` is regularized.
@@ -90,7 +96,7 @@ class LayerKernel:
         fresh = self.rln.state is None
         self._attach()
         if not fresh:
-            np.copyto(self.rln.state.prev_weights, self._buffer)
+            np.copyto(self.rln.state.prev_weights, read_kernel(self._kernel))
 
     def step(self, batch: int) -> None:
         """After the optimizer step of `batch`: one RLN update of the kernel.
@@ -101,16 +107,27 @@ class LayerKernel:
         """
         if self._kernel is None:
             self._attach()
-        np.copyto(self._buffer, read_kernel(self._kernel))
+        if self._buffer is None:
+            weights = read_kernel(self._kernel)
+        else:
+            weights = self._buffer
+            np.copyto(weights, read_kernel(self._kernel))
         try:
-            self.rln.update(self._buffer)
+            self.rln.update(weights)
         except ValueError as error:
             raise ValueError(f"RLN update of layer {self.layer.name!r} at batch {batch} "
                              f"refused: {error}") from error
-        self._kernel.assign(self._buffer)
+        if self._buffer is not None:
+            self._kernel.assign(weights)
 
     def _attach(self) -> None:
-        """Resolve and check the kernel; start the state if there is none."""
+        """Resolve and check the kernel; start the state if there is none.
+
+        Where the backend hands out a writable NumPy view of the variable's own
+        memory (torch on CPU), the update runs on it in place, with no copy and
+        no `assign`; otherwise (TensorFlow, JAX, GPU tensors) on a buffer kept
+        between steps, which is then assigned back.
+        """
         if self._model is None:
             raise RuntimeError(
                 f"RLN of layer {self.layer.name!r} stepped before on_train_begin")
@@ -121,10 +138,12 @@ class LayerKernel:
         if self.rln.state is not None:
             check_state_fits(self.rln.state, tuple(kernel.shape), np.dtype(kernel.dtype),
                              self.layer.name)
-        self._buffer = np.array(read_kernel(kernel), copy=True)
+        value = read_kernel(kernel)
+        is_view = value.flags.writeable and np.shares_memory(value, read_kernel(kernel))
+        self._buffer = None if is_view else np.array(value, copy=True)
         self._kernel = kernel
         if self.rln.state is None:
-            self.rln.begin(self._buffer)
+            self.rln.begin(value)
 
 
 def check_state_fits(state: rln_core.RLNState, shape: tuple, dtype: np.dtype,
