@@ -7,8 +7,8 @@ from typing import Optional
 import numpy as np
 
 from rln_core import inspection
-from rln_core._state import RLNState, init
-from rln_core._update import update
+from rln_core._state import RLNState, check_state_dtype, init
+from rln_core._update import check_impl, update
 from rln_core._validation import check_hyperparameters
 
 
@@ -32,11 +32,12 @@ class RLN:
     def __init__(self, avg_reg: float = -10.0, learning_rate: float = 1e6, norm: int = 1,
                  impl: str = "auto", state_dtype: "np.typing.DTypeLike" = np.float64):
         check_hyperparameters(avg_reg, learning_rate, norm)
+        check_impl(impl)
+        self.state_dtype = check_state_dtype(state_dtype)
         self.avg_reg = avg_reg
         self.learning_rate = learning_rate
         self.norm = norm
         self.impl = impl
-        self.state_dtype = np.dtype(state_dtype)
         self.state: Optional[RLNState] = None
 
     def begin(self, weights: np.ndarray) -> RLNState:

@@ -86,12 +86,18 @@ def init(weights: np.ndarray, avg_reg: float = -10.0,
     weights = np.asarray(weights)
     check_weights(weights, writable=False)
     check_avg_reg(avg_reg)
-    dtype = np.dtype(state_dtype)
-    if dtype not in STATE_DTYPES:
-        raise TypeError(f"state_dtype must be float64 or float32, got {dtype}")
+    dtype = check_state_dtype(state_dtype)
     lambdas = np.empty_like(weights, dtype=dtype)
     lambdas.fill(avg_reg)
     return RLNState(lambdas=lambdas, prev_weights=weights.copy(order="K"))
+
+
+def check_state_dtype(state_dtype: "np.typing.DTypeLike") -> np.dtype:
+    """The state dtype as a NumPy dtype: float64 or float32; raise otherwise."""
+    dtype = np.dtype(state_dtype)
+    if dtype not in STATE_DTYPES:
+        raise TypeError(f"state_dtype must be float64 or float32, got {dtype}")
+    return dtype
 
 
 def check_state_arrays(state: RLNState) -> None:

@@ -49,8 +49,7 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
     Returns:
         `state` itself, for chaining.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"Invalid impl: {impl!r}; expected one of {IMPLS}")
+    check_impl(impl)
     check_hyperparameters(avg_reg, learning_rate, norm)
     check_update_inputs(weights, state, in_place=True)
     kernel = _numba_kernel() if impl in ("auto", "numba") else None
@@ -64,6 +63,12 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
             f"impl='numba' cannot update weights of shape {weights.shape} and strides "
             f"{weights.strides} in place; pass a contiguous array or use impl='auto'")
     return _update_with_numpy(weights, state, avg_reg, learning_rate, norm)
+
+
+def check_impl(impl: str) -> None:
+    """`impl` must name one of `IMPLS`."""
+    if impl not in IMPLS:
+        raise ValueError(f"Invalid impl: {impl!r}; expected one of {IMPLS}")
 
 
 def _update_with_numba(kernel: ModuleType, weights: np.ndarray, state: RLNState,

@@ -120,6 +120,10 @@ def test_rln_class_validates_before_building_and_needs_begin():
         RLN(norm=3)
     with pytest.raises(ValueError, match="learning_rate"):
         RLN(learning_rate=float("nan"))
+    with pytest.raises(ValueError, match="impl"):
+        RLN(impl="cuda")
+    with pytest.raises(TypeError, match="state_dtype"):
+        RLN(state_dtype=np.float16)
     with pytest.raises(RuntimeError, match="begin"):
         RLN().update(np.ones(3))
 

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 
 import rln_core
-from rln_core._state import STATE_DTYPES
+from rln_core._state import check_state_dtype
+from rln_core._update import check_impl
 from rln_core._validation import check_hyperparameters
 from rln_keras._kernel import LayerKernel, check_layer, check_state_fits, kernel_variable
 
@@ -61,10 +62,8 @@ class RLNCallback(keras.callbacks.Callback):
                  state_dtype: "np.typing.DTypeLike" = np.float64):
         super().__init__()
         check_hyperparameters(avg_reg, learning_rate, norm)
-        if impl not in rln_core.IMPLS:
-            raise ValueError(f"Invalid impl: {impl!r}; expected one of {rln_core.IMPLS}")
-        if np.dtype(state_dtype) not in STATE_DTYPES:
-            raise TypeError(f"Invalid state_dtype: {state_dtype!r}; expected float64 or float32")
+        check_impl(impl)
+        check_state_dtype(state_dtype)
         layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
         if not layers:
             raise ValueError("RLNCallback needs at least one layer, got an empty list")
