@@ -8,6 +8,7 @@ both see the same machine state. Prints the time per fit and the ratio RLN / pla
 
     python bench/bench_torch.py                        # ~1-2 min
     python bench/bench_torch.py --epochs 100           # the issue's full setting
+    python bench/bench_torch.py --threads 1 --clock cpu  # on a busy, shared machine
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from typing import Optional
+from typing import Callable, Optional
 
+import numba
 import torch
 
 from rln_torch import RLN
@@ -36,14 +38,14 @@ def tutorial_network(seed: int, dtype: torch.dtype) -> torch.nn.Sequential:
 
 
 def fit(X: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int,
-        rln_kwargs: Optional[dict]) -> float:
-    """Seconds for `epochs` epochs of RMSprop (lr 1e-3), with RLN if `rln_kwargs`."""
+        rln_kwargs: Optional[dict], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds (of `clock`) for `epochs` epochs of RMSprop (lr 1e-3), with RLN if `rln_kwargs`."""
     model = tutorial_network(seed=0, dtype=X.dtype)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
     if rln_kwargs is not None:
         RLN(model[0], **rln_kwargs).attach(optimizer)
     order = torch.Generator().manual_seed(1)
-    started = time.perf_counter()
+    started = clock()
     for _ in range(epochs):
         perm = torch.randperm(len(X), generator=order)
         for start in range(0, len(X), batch_size):
@@ -51,21 +53,27 @@ def fit(X: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int,
             optimizer.zero_grad()
             torch.nn.functional.mse_loss(model(X[rows]), y[rows]).backward()
             optimizer.step()
-    return time.perf_counter() - started
+    return clock() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15, help="epochs per fit (default 15)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per fit (default 20)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 32, 128, 512])
     parser.add_argument("--repeats", type=int, default=3, help="fits of each kind, best kept")
     parser.add_argument("--impl", default="auto", help="RLN impl: auto, numba, numpy, torch")
     parser.add_argument("--state-dtype", choices=["float64", "float32"], default="float64")
     parser.add_argument("--model-dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch and numba threads (0: leave as they are)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: this process's CPU time, steadier on a shared machine "
+                             "(use with --threads 1: idle threads spinning count as CPU time)")
     args = parser.parse_args()
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
 
     dtype = getattr(torch, args.model_dtype)
     generator = torch.Generator().manual_seed(0)
@@ -78,14 +86,15 @@ def main() -> None:
 
     print(f"tutorial network, {N_ROWS} rows, {args.epochs} epochs, RLN impl={args.impl}, "
           f"state {args.state_dtype}, model {args.model_dtype}, "
-          f"torch threads {torch.get_num_threads()}, best of {args.repeats}")
+          f"threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()}; "
+          f"{args.clock} clock, best of {args.repeats}")
     print(f"{'batch':>6} {'steps':>6} {'plain s':>9} {'RLN s':>9} {'RLN/plain':>10} "
           f"{'RLN us/step':>12}")
     for batch_size in args.batch_sizes:
         plain, rln = math.inf, math.inf
         for _ in range(args.repeats):
-            plain = min(plain, fit(X, y, batch_size, args.epochs, None))
-            rln = min(rln, fit(X, y, batch_size, args.epochs, rln_kwargs))
+            plain = min(plain, fit(X, y, batch_size, args.epochs, None, clock))
+            rln = min(rln, fit(X, y, batch_size, args.epochs, rln_kwargs, clock))
         steps = args.epochs * math.ceil(N_ROWS / batch_size)
         print(f"{batch_size:>6} {steps:>6} {plain:>9.3f} {rln:>9.3f} {rln / plain:>10.2f} "
               f"{(rln - plain) / steps * 1e6:>12.0f}")

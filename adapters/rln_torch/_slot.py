@@ -3,7 +3,7 @@
 The Parameter object is never replaced: the kernel writes into the tensor's
 own memory, through a NumPy view of it (CPU) or a detached alias (torch path).
 The views are made once and remade only if something rebinds the tensor's
-memory (`param.data = ...`, `model.to(...)` with the same dtype and device).
+memory (`param.data = ...`, `load_state_dict(..., assign=True)`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rln_torch._kernels import Kernel
-from rln_torch._state import (AnyState, as_tensor, init_numpy_state, init_tensor_state)
+from rln_torch._state import AnyState, as_tensor, empty_like, init_numpy_state, init_tensor_state
 
 
 class ParamSlot:
@@ -88,8 +88,7 @@ class ParamSlot:
         state = self.state
         spare = self.spare_prev_weights
         if spare is None:
-            spare = np.empty_like(state.prev_weights) if self.kernel.on_numpy \
-                else torch.empty_like(state.prev_weights)
+            spare = empty_like(state.prev_weights)
         torch.add(self.tensor, self.param.grad, out=as_tensor(spare))
         kept, state.prev_weights = state.prev_weights, spare
         try:

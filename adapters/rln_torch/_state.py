@@ -108,11 +108,12 @@ def load_state_into(state: AnyState, entry: dict) -> None:
         state.prev_reg = None
     else:
         if state.prev_reg is None:
-            state.prev_reg = _empty_like(state.lambdas)
+            state.prev_reg = empty_like(state.lambdas)
         as_tensor(state.prev_reg).copy_(entry["prev_reg"])
     steps = entry["steps"]
     state.steps = int(steps.item() if isinstance(steps, torch.Tensor) else steps)
 
 
-def _empty_like(array: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
+def empty_like(array: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
+    """An uninitialized array or tensor of `array`'s kind, shape, dtype and memory order."""
     return np.empty_like(array) if isinstance(array, np.ndarray) else torch.empty_like(array)
