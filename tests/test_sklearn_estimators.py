@@ -2,17 +2,32 @@
 
 import pickle
 
+import numba
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.datasets import make_classification, make_regression
 from sklearn.utils._param_validation import InvalidParameterError
 
 from rln_sklearn import RLNClassifier, RLNRegressor
 from rln_sklearn._network import hidden_widths
+from rln_sklearn.threads import use_one_thread_per_process
 
 # Small enough that a fit takes well under a second: few rows, few epochs.
 FAST = dict(epochs=5, batch_size=16, random_state=0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch and one numba thread, restored afterwards (`rln demo` sets them too):
+    these networks are tiny, and on a busy machine threads only cost time (see
+    rln_sklearn.threads). Other test modules import this fixture."""
+    saved = torch.get_num_threads(), numba.get_num_threads()
+    use_one_thread_per_process()
+    yield
+    torch.set_num_threads(saved[0])
+    numba.set_num_threads(saved[1])
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +123,14 @@ def test_pickle_round_trip(fitted, regression):
     np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
 
 
+def test_target_is_standardized_for_training(regression):
+    X, y = regression
+    model = RLNRegressor(**FAST).fit(X, y)
+    shifted = RLNRegressor(**FAST).fit(X, 300.0 * y + 5000.0)
+    np.testing.assert_allclose(shifted.predict(X), 300.0 * model.predict(X) + 5000.0, rtol=1e-4)
+    np.testing.assert_allclose(shifted.loss_curve_, model.loss_curve_, rtol=1e-4)
+
+
 def test_multi_output_regression(regression):
     X, y = regression
     Y = np.column_stack([y, -y])
@@ -128,10 +151,10 @@ def test_pandas_in_keeps_feature_names(regression):
 
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_classifier(n_classes):
-    X, y = make_classification(n_samples=120, n_features=8, n_informative=4,
+    X, y = make_classification(n_samples=120, n_features=20, n_informative=4,
                                n_classes=n_classes, class_sep=2.0, random_state=0)
     labels = np.array(["ant", "bee", "cat"])[y]
-    model = RLNClassifier(epochs=20, batch_size=16, lr=0.01, random_state=0).fit(X, labels)
+    model = RLNClassifier(epochs=40, batch_size=8, random_state=0).fit(X, labels)
     np.testing.assert_array_equal(model.classes_, np.unique(labels))
     proba = model.predict_proba(X)
     assert proba.shape == (120, n_classes)
@@ -177,6 +200,8 @@ def test_divergence_is_a_clear_error(regression):
     (dict(lr=0.0), "'lr'"),
     (dict(backend="jax"), "backend"),
     (dict(avg_reg=float("nan")), "avg_reg"),
+    (dict(avg_reg=float("inf")), "avg_reg"),
+    (dict(learning_rate=float("inf")), "learning_rate"),
     (dict(validation_fraction=1.0), "validation_fraction"),
 ])
 def test_invalid_parameters(regression, params, match):

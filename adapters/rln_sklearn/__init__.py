@@ -3,6 +3,13 @@
     from rln_sklearn import RLNRegressor
     model = RLNRegressor(avg_reg=-10.0, learning_rate=1e6, random_state=0).fit(X, y)
     model.feature_importances_, model.sparsity_, model.lambdas_
+
+`RLNRegressor(rln=False)` is the tutorial's plain network and
+`RLNRegressor(rln=False, l1=...)` its L1 baseline. Searches run on joblib
+processes (`GridSearchCV(..., n_jobs=2)`) or, inside
+`joblib.parallel_config(backend="dask")`, on a Dask cluster: see
+examples/dask_grid_search.py. `rln demo` (`rln_sklearn.cli`) runs the tutorial's
+comparison.
 """
 
 from rln_sklearn._estimators import RLNClassifier, RLNRegressor

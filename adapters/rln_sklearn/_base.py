@@ -70,7 +70,7 @@ class BaseRLN(BaseEstimator):
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y) -> "BaseRLN":
         """Train the network on (X, y).
 
         Args:
@@ -88,7 +88,7 @@ class BaseRLN(BaseEstimator):
                 "pass rln=False with l1 for the L1 baseline")
         return self._fit(X, self._encode_targets(y))
 
-    def _fit(self, X: np.ndarray, targets: Targets):
+    def _fit(self, X: np.ndarray, targets: Targets) -> "BaseRLN":
         rng = check_random_state(self.random_state)
         config = NetworkConfig(
             loss=targets.loss, widths=tuple(hidden_widths(X.shape[1], self.layers)),

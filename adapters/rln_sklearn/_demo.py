@@ -18,12 +18,10 @@ from typing import Optional
 
 import numpy as np
 from sklearn.metrics import mean_squared_error
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from rln_sklearn._estimators import RLNRegressor
-from rln_sklearn.datasets import add_noise_features
+from rln_sklearn.datasets import Split, add_noise_features, split_for_selection
 
 MEAN, PLAIN, L1, RLN = "predict the mean", "plain network", "best L1", "RLN"
 
@@ -91,7 +89,7 @@ def run_demo(X: np.ndarray, y: np.ndarray, feature_names: list[str], settings: D
             seed = settings.seed + repeat
             table = add_noise_features(X, y, feature_names, settings.noise_features,
                                        np.random.RandomState(seed))
-            split = _split(table.X, table.y, seed)
+            split = split_for_selection(table.X, table.y, seed)
             scores[MEAN].mse.append(
                 mean_squared_error(split.y_test, np.full_like(split.y_test, split.y_fit.mean())))
             candidates = {PLAIN: [_network(settings, seed, rln=False)],
@@ -113,34 +111,13 @@ def run_demo(X: np.ndarray, y: np.ndarray, feature_names: list[str], settings: D
     return DemoResult(scores, models, table.is_real)
 
 
-@dataclasses.dataclass
-class _Split:
-    X_fit: np.ndarray
-    y_fit: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
-
-
-def _split(X: np.ndarray, y: np.ndarray, seed: int) -> _Split:
-    """80/20 train/test, a quarter of train held out for validation; X standardized
-    on the rows the networks fit."""
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=seed)
-    X_fit, X_val, y_fit, y_val = train_test_split(X_train, y_train, test_size=0.25,
-                                                  random_state=seed)
-    scaler = StandardScaler().fit(X_fit)
-    return _Split(scaler.transform(X_fit), y_fit, scaler.transform(X_val), y_val,
-                  scaler.transform(X_test), y_test)
-
-
 def _network(settings: DemoSettings, seed: int, **params) -> RLNRegressor:
     return RLNRegressor(epochs=settings.epochs, batch_size=settings.batch_size,
                         backend=settings.backend, avg_reg=settings.avg_reg,
                         learning_rate=settings.learning_rate, random_state=seed, **params)
 
 
-def _record(scores: MethodScores, network: RLNRegressor, split: _Split, is_real: np.ndarray,
+def _record(scores: MethodScores, network: RLNRegressor, split: Split, is_real: np.ndarray,
             seconds: float) -> None:
     scores.mse.append(mean_squared_error(split.y_test, network.predict(split.X_test)))
     scores.seconds.append(seconds)

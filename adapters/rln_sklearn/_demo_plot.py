@@ -40,7 +40,7 @@ def write_demo_figure(path: Path, lambdas: np.ndarray, importances: dict[str, np
                      marker="D", label="real inputs")
         share = importance[is_real].sum()
         axis.set_title(f"{method}: share of first-layer sum |w| per input "
-                       f"({100 * share:.0f}% on the {int(is_real.sum())} real inputs)")
+                       f"({100 * share:.1f}% on the {int(is_real.sum())} real inputs)")
         axis.set_xlabel("input column (the real ones first)")
         axis.set_ylabel("share of sum |w|")
         axis.legend(loc="upper right")

@@ -40,11 +40,11 @@ class TorchTrainer:
         self._first_layer = self._network[0]
         self._optimizer = torch.optim.RMSprop(self._network.parameters(), lr=config.lr,
                                               alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
-        self._rln = (RLN(self._first_layer.weight, norm=config.norm, avg_reg=config.avg_reg,
+        self._rln = (RLN(self._first_layer, norm=config.norm, avg_reg=config.avg_reg,
                          learning_rate=config.learning_rate) if config.rln else None)
         self._data_loss = DATA_LOSSES[config.loss]
-        self._X = torch.from_numpy(X)
-        self._y = torch.from_numpy(y)
+        self._X = torch.tensor(X)  # copies: X may be a read-only view
+        self._y = torch.tensor(y)
 
     def train_epoch(self, order: np.ndarray) -> float:
         total = 0.0
@@ -63,14 +63,14 @@ class TorchTrainer:
 
     @torch.no_grad()
     def loss(self, X: np.ndarray, y: np.ndarray) -> float:
-        return float(self._data_loss(self._network(torch.from_numpy(X)), torch.from_numpy(y)))
+        return float(self._data_loss(self._network(torch.tensor(X)), torch.tensor(y)))
 
     @torch.no_grad()
     def weights(self) -> NetworkWeights:
         linears = [m for m in self._network if isinstance(m, nn.Linear)]
         lambdas = None
         if self._rln is not None:
-            lambdas = _first_lambdas(self._rln.lambdas).T.copy()
+            lambdas = self._rln.lambdas.numpy().T.copy()  # (out, in) -> (in, out)
         return NetworkWeights(
             coefs=[m.weight.numpy().T.copy() for m in linears],
             intercepts=[m.bias.numpy().copy() for m in linears],
@@ -95,11 +95,3 @@ def build_network(n_features: int, widths: tuple[int, ...], n_outputs: int,
         modules += [linear, nn.ReLU()]
     return nn.Sequential(*modules[:-1])
 
-
-def _first_lambdas(lambdas) -> np.ndarray:
-    """`RLN.lambdas` of the one regularized tensor, as a NumPy array of its (out, in) shape."""
-    if isinstance(lambdas, (list, tuple)):
-        (lambdas,) = lambdas
-    if isinstance(lambdas, torch.Tensor):
-        lambdas = lambdas.detach().cpu().numpy()
-    return np.asarray(lambdas, dtype=np.float64)

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from rln_sklearn._demo import RLN, DemoSettings, format_table, run_demo
+from rln_sklearn.threads import use_one_thread_per_process
 
 DEFAULTS = DemoSettings()
 
@@ -65,11 +66,12 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         noise_features=args.noise_features, repeats=args.repeats, epochs=args.epochs,
         backend=args.backend, avg_reg=args.avg_reg, learning_rate=args.learning_rate,
         seed=args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    use_one_thread_per_process()
     result = run_demo(X, y, names, settings, progress=not args.no_progress)
     print(format_table(result, settings))
     from rln_sklearn._demo_plot import write_demo_figure
 
-    args.out.mkdir(parents=True, exist_ok=True)
     importances = {method: model.feature_importances_ for method, model in result.models.items()}
     path = write_demo_figure(args.out / "rln_demo.png", result.models[RLN].lambdas_,
                              importances, result.is_real, settings.avg_reg)

@@ -11,6 +11,8 @@ import dataclasses
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 
 BUILTIN = {"diabetes": load_diabetes, "breast_cancer": load_breast_cancer}
 
@@ -58,3 +60,35 @@ def load_noisy(name: str, n_noise: int = 1000, seed: int = 0) -> NoisyTable:
     bunch = BUILTIN[name]()
     return add_noise_features(bunch.data, bunch.target, list(bunch.feature_names), n_noise,
                               np.random.RandomState(seed))
+
+
+@dataclasses.dataclass
+class Split:
+    """Rows to fit on, to pick hyperparameters on, and to report on; X standardized
+    with the mean and std of the fit rows."""
+
+    X_fit: np.ndarray
+    y_fit: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+
+def split_for_selection(X: np.ndarray, y: np.ndarray, seed: int, *,
+                        stratify: bool = False) -> Split:
+    """80/20 train/test, then a quarter of train held out for validation.
+
+    Args:
+        X, y: the whole table.
+        seed: seeds both splits.
+        stratify: keep class proportions in every part (classification).
+    """
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.2, random_state=seed, stratify=y if stratify else None)
+    X_fit, X_val, y_fit, y_val = train_test_split(
+        X_train, y_train, test_size=0.25, random_state=seed,
+        stratify=y_train if stratify else None)
+    scaler = StandardScaler().fit(X_fit)
+    return Split(scaler.transform(X_fit), y_fit, scaler.transform(X_val), y_val,
+                 scaler.transform(X_test), y_test)
