@@ -18,6 +18,14 @@ def test_conformance_kit_passes(impl):
     assert testing.check_update(functools.partial(rln_core.update, impl=impl)) == len(testing.CASES)
 
 
+@pytest.mark.parametrize("norm", [1, 2])
+def test_numba_threaded_path_matches_on_a_large_tensor(norm):
+    """Tensors of >= 2**20 elements run on row chunks in a thread pool (when numba has threads)."""
+    case = testing.UpdateCase(f"threaded_{norm=}", (1100, 1000), norm=norm, avg_reg=-4.0,
+                              learning_rate=1e7, seed=600 + norm)
+    testing.check_update(functools.partial(rln_core.update, impl="numba"), [case])
+
+
 def test_conformance_kit_passes_the_reference_itself():
     assert testing.check_update(rln_core.reference.update) == len(testing.CASES)
 

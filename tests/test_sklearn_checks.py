@@ -1,7 +1,6 @@
 """scikit-learn's own estimator checks on RLNRegressor and RLNClassifier."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from test_sklearn_estimators import one_thread  # noqa: F401  (autouse fixture)
 
 from rln_sklearn import RLNClassifier, RLNRegressor
 

@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
-from test_sklearn_estimators import one_thread  # noqa: F401  (autouse fixture)
 
 from rln_sklearn.cli import main
 

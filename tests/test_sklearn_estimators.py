@@ -2,32 +2,17 @@
 
 import pickle
 
-import numba
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from sklearn.datasets import make_classification, make_regression
 from sklearn.utils._param_validation import InvalidParameterError
 
 from rln_sklearn import RLNClassifier, RLNRegressor
 from rln_sklearn._network import hidden_widths
-from rln_sklearn.threads import use_one_thread_per_process
 
 # Small enough that a fit takes well under a second: few rows, few epochs.
 FAST = dict(epochs=5, batch_size=16, random_state=0)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch and one numba thread, restored afterwards (`rln demo` sets them too):
-    these networks are tiny, and on a busy machine threads only cost time (see
-    rln_sklearn.threads). Other test modules import this fixture."""
-    saved = torch.get_num_threads(), numba.get_num_threads()
-    use_one_thread_per_process()
-    yield
-    torch.set_num_threads(saved[0])
-    numba.set_num_threads(saved[1])
 
 
 @pytest.fixture(scope="module")

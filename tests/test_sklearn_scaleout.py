@@ -9,7 +9,6 @@ from sklearn.datasets import make_regression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from test_sklearn_estimators import one_thread  # noqa: F401  (autouse fixture)
 
 from rln_sklearn import RLNRegressor
 
