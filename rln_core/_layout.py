@@ -12,9 +12,10 @@ def as_2d_views(arrays: Sequence[np.ndarray]) -> Optional[List[np.ndarray]]:
 
     All arrays get the same axis permutation (the first array's strides,
     largest first, so the kernel walks its memory in order) and are then
-    reshaped to (rows, last axis) without copying. Strided 1-D and 2-D views
-    always work; an N-D array whose leading axes cannot be merged without a
-    copy makes this return None.
+    reshaped without copying: to one long row (1, size) when every array
+    allows it (contiguous arrays do), else to (rows, last axis). Strided 1-D
+    and 2-D views always work; an N-D array whose leading axes cannot be
+    merged without a copy makes this return None.
 
     Args:
         arrays: arrays of one shape; the first one decides the walking order.
@@ -23,17 +24,11 @@ def as_2d_views(arrays: Sequence[np.ndarray]) -> Optional[List[np.ndarray]]:
         2-D views sharing memory with the inputs, or None if one would need a copy.
     """
     lead = arrays[0]
-    if lead.ndim == 0:
-        return [a.reshape(1, 1) for a in arrays]
     order = sorted(range(lead.ndim), key=lambda axis: -abs(lead.strides[axis]))
-    views = []
-    for array in arrays:
-        permuted = array.transpose(order)
-        if permuted.ndim == 1:
-            views.append(permuted[np.newaxis, :])
-            continue
+    permuted = [array.transpose(order) for array in arrays]
+    for shape in ((1, lead.size), (-1, lead.shape[order[-1]] if lead.ndim else 1)):
         try:
-            views.append(permuted.reshape((-1, permuted.shape[-1]), copy=False))
+            return [array.reshape(shape, copy=False) for array in permuted]
         except ValueError:
-            return None
-    return views
+            continue
+    return None

@@ -8,18 +8,26 @@ Two passes over memory, so a refused update leaves every array untouched:
 1. `_stats` (read only): sum of the stepped lambdas (for the mean), the sum of
    their absolute values and the count of non-finite weights (for the checks);
 2. `_write`: translate, clip, regularize; weights, lambdas, prev_weights, prev_reg.
-Both work on a block of rows and vectorize (SIMD): `_stats` by letting LLVM
-reassociate its sums, `_write` by using `_numba_math`'s exp and log, with an
-exact scalar path for the rare element whose clip decision is within rounding.
-`_update_serial` runs them over all rows; `_update_threaded` over row chunks
-on Python threads (the kernels release the GIL; large tensors only).
+Both walk 2-D views row by row (contiguous arrays are one long row) and
+vectorize (SIMD): `_stats` by letting LLVM reassociate its sums, `_write` by
+using `_numba_math`'s exp and log. `_update_serial` runs them on one thread,
+`_update_threaded` on chunks in a thread pool (the kernels release the GIL;
+large tensors only).
+
+The L1 clip decision `lambda >= log|w|` is taken with a margin: a lambda
+within CLIP_MARGIN * (1 + |log|w||) below its cap is clipped too. The cap's
+rounding (our log vs libm's, 1 ulp) and the mean's summation order (ours
+vs NumPy's) both move that comparison by far less than the margin, so a
+weight the reference sets to exactly 0 is exactly 0 here; where only this
+kernel clips, its lambda and weight differ from the reference's by less
+than the spec's per-update tolerance (see `_write_row`).
 """
 
 from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import numba
 import numpy as np
@@ -29,18 +37,29 @@ from rln_core._layout import as_2d_views
 from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS, OK
 
 LOG_HALF = math.log(0.5)
-CLIP_BAND = 1e-13  # |lambda - cap| <= CLIP_BAND * (1 + |cap|): decide exactly, with libm log
-BLOCK = 512  # row elements per SIMD loop (bounds the scratch of unsure flags)
+# Relative margin of the L1 clip decision; 100x below the 1e-9 lambda tolerance.
+CLIP_MARGIN = 1e-11
 # Smaller tensors run on one thread: on 2 shared cores, threads did not speed up
 # a 181k-element update and compete with the training framework's own threads.
 PARALLEL_MIN_ELEMENTS = 1 << 20
 ELEMENTS_PER_CHUNK_MIN = 1 << 15  # a parallel chunk holds at least this many elements
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lambda_step(w, prev_w, prev_reg, stepped, learning_rate):  # pragma: no cover - compiled
+    """nu * (W - prev_weights) * prev_reg (spec step 3), or 0 on the first update.
+
+    A select, not a branch, so the loops stay vectorized; on the first update
+    prev_reg is uninitialized memory and whatever it holds is discarded.
+    """
+    step = learning_rate * (w - np.float64(prev_w)) * np.float64(prev_reg)
+    return step if stepped else 0.0
+
+
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _stats(weights, lambdas, prev_weights, prev_reg, first, learning_rate, row_begin,
-           row_end):  # pragma: no cover - compiled
-    """(sum of stepped lambdas, sum of their |.|, count of non-finite weights) over rows.
+def _stats(weights, lambdas, prev_weights, prev_reg, stepped,
+           learning_rate):  # pragma: no cover - compiled
+    """(sum of the (stepped) lambdas, sum of their |.|, count of non-finite weights).
 
     "reassoc" lets LLVM split the sums into SIMD lanes (the mean's rounding
     changes, within the spec's tolerance); it does not assume finite values.
@@ -48,122 +67,65 @@ def _stats(weights, lambdas, prev_weights, prev_reg, first, learning_rate, row_b
     total = 0.0
     total_abs = 0.0
     n_bad = 0
-    for i in range(row_begin, row_end):
+    for i in range(weights.shape[0]):
         w_row, lam_row, prev_w_row, prev_reg_row = (
             weights[i], lambdas[i], prev_weights[i], prev_reg[i])
         for j in range(w_row.size):
             w = np.float64(w_row[j])
             n_bad += not math.isfinite(w)
-            lam = np.float64(lam_row[j])
-            if not first:
-                lam -= learning_rate * (w - np.float64(prev_w_row[j])) * np.float64(
-                    prev_reg_row[j])
+            lam = np.float64(lam_row[j]) - _lambda_step(
+                w, prev_w_row[j], prev_reg_row[j], stepped, learning_rate)
             total += lam
             total_abs += abs(lam)
     return total, total_abs, n_bad
 
 
-@numba.njit(cache=True, nogil=True)
-def _write_one(weights, lambdas, prev_weights, prev_reg, j, first, learning_rate, shift,
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy",
+            inline="always")
+def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, stepped, learning_rate, shift,
                norm):  # pragma: no cover - compiled
-    """Steps 3 to 5 on element j of 1-D rows, exactly (libm exp and log)."""
-    w = np.float64(weights[j])
-    lam = np.float64(lambdas[j])
-    if not first:
-        lam = lam - learning_rate * (w - np.float64(prev_weights[j])) * np.float64(
-            prev_reg[j]) + shift
-    reg = 0.0
-    if w != 0.0:
-        if norm == 1:
-            direction = 1.0 if w > 0.0 else -1.0
-            limit = abs(w)
-        else:
-            direction = 2.0 * w
-            limit = 0.5
-        cap = math.log(abs(w)) if norm == 1 else LOG_HALF
-        if lam >= cap:
-            lam = cap
-            step = limit
-        else:
-            step = min(math.exp(lam), limit)
-        reg = direction * step
-    weights[j] = w - reg
-    prev_weights[j] = w - reg
-    lambdas[j] = lam
-    prev_reg[j] = reg
+    """Steps 3 (translate) to 5 of the spec on 1-D rows, in place: one SIMD loop.
 
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _write_block(w_blk, lam_blk, prev_w_blk, prev_reg_blk, unsure, first, learning_rate, shift,
-                 norm):  # pragma: no cover - compiled
-    """The SIMD loop of `_write` on 1-D blocks; returns the count of unsure elements.
-
-    Inlined where `norm` is a constant, so each norm gets its own loop.
+    Inlined where `norm` is a constant, so each norm gets its own loop. The L1
+    cap is decided with CLIP_MARGIN (module docstring): an element clipped
+    only here has |lambda - cap| <= CLIP_MARGIN * (1 + |cap|) and a weight
+    residue of at most that much of |w| that it does not keep.
     """
-    n_unsure = 0
-    for j in range(w_blk.size):
-        w = np.float64(w_blk[j])
-        old_lam = np.float64(lam_blk[j])
-        old_prev_w = prev_w_blk[j]
-        old_prev_reg = prev_reg_blk[j]
-        lam = old_lam
-        if not first:
-            lam = lam - learning_rate * (w - np.float64(old_prev_w)) * np.float64(
-                old_prev_reg) + shift
+    for j in range(w_row.size):
+        w = np.float64(w_row[j])
+        lam = np.float64(lam_row[j]) - _lambda_step(
+            w, prev_w_row[j], prev_reg_row[j], stepped, learning_rate) + shift
+        nonzero = w != 0.0
         if norm == 1:
-            direction = 1.0 if w > 0.0 else -1.0
             limit = abs(w)
             cap = _math.log(limit)
-            near = abs(lam - cap) <= CLIP_BAND * (1.0 + abs(cap))
+            clipped = nonzero & (lam >= cap - CLIP_MARGIN * (1.0 + abs(cap)))
+            direction = math.copysign(1.0, w)
         else:
-            direction = 2.0 * w
             limit = 0.5
             cap = LOG_HALF
-            near = False
-        nonzero = w != 0.0
-        clipped = nonzero & (lam >= cap)
-        growth = _math.exp(lam)
-        step = limit if clipped else min(growth, limit)
+            clipped = nonzero & (lam >= cap)
+            direction = 2.0 * w
+        step = limit if clipped else min(_math.exp(lam), limit)
         reg = direction * step if nonzero else 0.0
-        is_unsure = nonzero & near
-        unsure[j] = is_unsure
-        n_unsure += is_unsure
-        new_w = w if is_unsure else w - reg
-        w_blk[j] = new_w
-        prev_w_blk[j] = old_prev_w if is_unsure else new_w
-        lam_blk[j] = old_lam if is_unsure else (cap if clipped else lam)
-        prev_reg_blk[j] = old_prev_reg if is_unsure else reg
-    return n_unsure
+        new_w = w - reg
+        w_row[j] = new_w
+        prev_w_row[j] = new_w
+        lam_row[j] = cap if clipped else lam
+        prev_reg_row[j] = reg
 
 
-@numba.njit(cache=True, nogil=True)
-def _write(weights, lambdas, prev_weights, prev_reg, first, learning_rate, shift, norm,
-           row_begin, row_end):  # pragma: no cover - compiled
-    """Steps 3 (translate) to 5 of the spec on rows [row_begin, row_end), in place.
-
-    A SIMD loop (vectorizable exp and log) updates every element whose clip
-    decision is clear; an element whose lambda lies within CLIP_BAND of its
-    cap (where 1 ulp of log could flip the decision) is left untouched there
-    and redone exactly by `_write_one`.
-    """
-    unsure = np.empty(BLOCK, dtype=np.bool_)
-    for i in range(row_begin, row_end):
-        for start in range(0, weights.shape[1], BLOCK):
-            stop = min(weights.shape[1], start + BLOCK)
-            w_blk, lam_blk, prev_w_blk, prev_reg_blk = (
-                weights[i, start:stop], lambdas[i, start:stop],
-                prev_weights[i, start:stop], prev_reg[i, start:stop])
-            if norm == 1:
-                n_unsure = _write_block(w_blk, lam_blk, prev_w_blk, prev_reg_blk, unsure, first,
-                                        learning_rate, shift, 1)
-            else:
-                n_unsure = _write_block(w_blk, lam_blk, prev_w_blk, prev_reg_blk, unsure, first,
-                                        learning_rate, shift, 2)
-            if n_unsure:
-                for j in range(stop - start):
-                    if unsure[j]:
-                        _write_one(w_blk, lam_blk, prev_w_blk, prev_reg_blk, j, first,
-                                   learning_rate, shift, norm)
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _write(weights, lambdas, prev_weights, prev_reg, stepped, learning_rate, shift,
+           norm):  # pragma: no cover - compiled
+    """`_write_row` over every row of the 2-D views."""
+    for i in range(weights.shape[0]):
+        if norm == 1:
+            _write_row(weights[i], lambdas[i], prev_weights[i], prev_reg[i], stepped,
+                       learning_rate, shift, 1)
+        else:
+            _write_row(weights[i], lambdas[i], prev_weights[i], prev_reg[i], stepped,
+                       learning_rate, shift, 2)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -178,38 +140,43 @@ def _shift(total, total_abs, n_bad, n, first, avg_reg):  # pragma: no cover - co
 
 
 @numba.njit(cache=True, nogil=True)
-def _update_serial(weights, lambdas, prev_weights, prev_reg, first, avg_reg, learning_rate,
-                   norm, n_chunks):  # pragma: no cover - compiled
-    rows = weights.shape[0]
-    total, total_abs, n_bad = _stats(weights, lambdas, prev_weights, prev_reg, first,
-                                     learning_rate, 0, rows)
+def _update_serial(weights, lambdas, prev_weights, prev_reg, first, avg_reg,
+                   learning_rate, norm):  # pragma: no cover - compiled
+    total, total_abs, n_bad = _stats(weights, lambdas, prev_weights, prev_reg, not first,
+                                     learning_rate)
     status, shift = _shift(total, total_abs, n_bad, weights.size, first, avg_reg)
     if status == OK:
-        _write(weights, lambdas, prev_weights, prev_reg, first, learning_rate, shift, norm,
-               0, rows)
+        _write(weights, lambdas, prev_weights, prev_reg, not first, learning_rate, shift, norm)
     return status
 
 
 _POOL: Optional[ThreadPoolExecutor] = None
 
 
-def _update_threaded(weights, lambdas, prev_weights, prev_reg, first, avg_reg, learning_rate,
-                     norm, n_chunks):
-    """`_update_serial` over `n_chunks` row chunks on Python threads (the kernels drop the GIL)."""
+def _chunks(views: Sequence[np.ndarray], n_chunks: int) -> List[List[np.ndarray]]:
+    """Split same-shaped 2-D views into `n_chunks` parts: by rows, or a single row by columns."""
+    rows, cols = views[0].shape
+    if rows >= n_chunks:
+        size = -(-rows // n_chunks)
+        return [[v[start:start + size] for v in views] for start in range(0, rows, size)]
+    size = -(-cols // n_chunks)
+    return [[v[:, start:start + size] for v in views] for start in range(0, cols, size)]
+
+
+def _update_threaded(views: Sequence[np.ndarray], first: bool, avg_reg: float,
+                     learning_rate: float, norm: int, n_chunks: int) -> int:
+    """`_update_serial` over `n_chunks` chunks on Python threads (the kernels drop the GIL)."""
     global _POOL
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS,
                                    thread_name_prefix="rln")
-    rows = weights.shape[0]
-    chunk = (rows + n_chunks - 1) // n_chunks
-    bounds = [(c * chunk, min(rows, (c + 1) * chunk)) for c in range(n_chunks)]
-    parts = list(_POOL.map(lambda b: _stats(weights, lambdas, prev_weights, prev_reg, first,
-                                            learning_rate, b[0], b[1]), bounds))
-    status, shift = _shift(sum(p[0] for p in parts), sum(p[1] for p in parts),
-                           sum(p[2] for p in parts), weights.size, first, avg_reg)
+    parts = _chunks(views, n_chunks)
+    sums = list(_POOL.map(lambda part: _stats(*part, not first, learning_rate), parts))
+    status, shift = _shift(sum(s[0] for s in sums), sum(s[1] for s in sums),
+                           sum(s[2] for s in sums), views[0].size, first, avg_reg)
     if status == OK:
-        list(_POOL.map(lambda b: _write(weights, lambdas, prev_weights, prev_reg, first,
-                                        learning_rate, shift, norm, b[0], b[1]), bounds))
+        list(_POOL.map(lambda part: _write(*part, not first, learning_rate, shift, norm),
+                       parts))
     return status
 
 
@@ -218,16 +185,18 @@ def update_in_place(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.n
                     learning_rate: float, norm: int) -> Optional[int]:
     """Run the kernel on validated arrays of one shape; return OK or an error code.
 
-    `prev_reg` is only read when `first` is False. Returns None (nothing done)
-    when the arrays cannot be walked in place without a copy.
+    On the first update (`first`: no lambda step, no translation) `prev_reg`
+    is overwritten without being read. Returns None (nothing done) when the
+    arrays cannot be walked in place without a copy.
     """
-    views: Optional[List[np.ndarray]] = as_2d_views([weights, lambdas, prev_weights, prev_reg])
+    views = as_2d_views([weights, lambdas, prev_weights, prev_reg])
     if views is None:
         return None
-    rows, cols = views[0].shape
+    size = views[0].size
     n_chunks = 1
-    if rows * cols >= PARALLEL_MIN_ELEMENTS:
-        n_chunks = min(numba.get_num_threads(), rows, rows * cols // ELEMENTS_PER_CHUNK_MIN)
-    driver = _update_threaded if n_chunks > 1 else _update_serial
-    return driver(*views, bool(first), float(avg_reg), float(learning_rate), int(norm),
-                  int(n_chunks))
+    if size >= PARALLEL_MIN_ELEMENTS:
+        n_chunks = min(numba.get_num_threads(), size // ELEMENTS_PER_CHUNK_MIN)
+    if n_chunks > 1:
+        return _update_threaded(views, bool(first), float(avg_reg), float(learning_rate),
+                                int(norm), n_chunks)
+    return _update_serial(*views, bool(first), float(avg_reg), float(learning_rate), int(norm))

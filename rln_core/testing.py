@@ -44,6 +44,7 @@ class UpdateCase:
     layout: str = "C"  # "C", "F" (transposed view) or "strided" (every other column)
     state_dtype: str = "float64"
     zero_fraction: float = 0.1  # weights that are exactly 0
+    at_cap: bool = False  # first updates only: a third of the lambdas within 8 ulps of their cap
     seed: int = 0
 
     def make(self) -> Tuple[np.ndarray, RLNState]:
@@ -57,6 +58,8 @@ class UpdateCase:
         # clip and the exact landing on 0 are exercised.
         state.lambdas[...] = self.avg_reg + rng.normal(0.0, 1.5, size=self.shape)
         state.lambdas[rng.random(self.shape) < 0.05] = 0.0
+        if self.at_cap:
+            state.lambdas[...] = _near_the_cap(weights, state.lambdas, self.norm, rng, self.first)
         if not self.first:
             step = rng.normal(0.0, 1e-3, size=self.shape)
             state.prev_weights[...] = (weights - step).astype(self.dtype)
@@ -70,6 +73,23 @@ class UpdateCase:
 
     def kwargs(self) -> dict:
         return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
+
+
+def _near_the_cap(weights: np.ndarray, lambdas: np.ndarray, norm: int,
+                  rng: np.random.Generator, first: bool) -> np.ndarray:
+    """`lambdas` with a third of them moved within 8 ulps of their cap (log|W / D|).
+
+    There the clip decision is a matter of rounding. Only a first update leaves
+    the lambdas where they are (no lambda step, no translation).
+    """
+    if not first:
+        raise ValueError("at_cap needs first=True: a lambda step would move the lambdas")
+    w = weights.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        cap = np.log(np.abs(w)) if norm == 1 else np.full_like(w, np.log(0.5))
+    offsets = rng.integers(-8, 9, size=w.shape) * np.spacing(np.abs(cap))
+    near = (rng.random(w.shape) < 1 / 3) & (w != 0)
+    return np.where(near, cap + offsets, lambdas)
 
 
 def _in_layout(values: np.ndarray, layout: str) -> np.ndarray:
@@ -105,6 +125,9 @@ def _default_cases() -> Tuple[UpdateCase, ...]:
         cases.append(UpdateCase(name=f"state_float32_{dtype}_{norm=}", shape=(10, 6),
                                 dtype=dtype, norm=norm, state_dtype="float32", seed=seed))
     cases.append(UpdateCase(name="all_zero", shape=(4, 3), zero_fraction=1.0, seed=400))
+    for seed, (dtype, norm) in enumerate(itertools.product(("float32", "float64"), (1, 2)), 500):
+        cases.append(UpdateCase(name=f"at_cap_{dtype}_{norm=}", shape=(40, 25), dtype=dtype,
+                                norm=norm, first=True, at_cap=True, seed=seed))
     cases.append(UpdateCase(name="tutorial_179x1013", shape=(1013, 179), seed=401))
     return tuple(cases)
 

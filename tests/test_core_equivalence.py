@@ -55,6 +55,21 @@ def leaves_a_residue(weights, state, **kwargs):
     return new_w, new_state
 
 
+def clips_against_a_cap_one_ulp_high(weights, state, *, avg_reg, learning_rate, norm):
+    """A broken implementation: its log|w| is 1 ulp high, so lambdas exactly at the cap
+    are not clipped and their weights keep exp(lambda)'s rounding residue."""
+    w = weights.astype(np.float64)
+    lam = state.lambdas.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        cap = np.nextafter(np.log(np.abs(w)), np.inf)
+    clipped = (lam >= cap) & (w != 0)
+    lam = np.where(clipped, cap, lam)
+    step = np.where(clipped, np.abs(w), np.minimum(np.exp(lam), np.abs(w)))
+    new_w = (w - np.sign(w) * step).astype(weights.dtype)
+    return new_w, rln_core.RLNState(lambdas=lam, prev_weights=new_w.copy(),
+                                    prev_reg=np.sign(w) * step, steps=state.steps + 1)
+
+
 @pytest.mark.parametrize("broken, message", [
     (three_ulps_off, r"\] weights\[.*tolerance"),
     (skips_the_translation, r"state.lambdas\["),
@@ -63,6 +78,14 @@ def leaves_a_residue(weights, state, **kwargs):
 def test_conformance_kit_catches_broken_implementations(broken, message):
     with pytest.raises(AssertionError, match=message):
         testing.check_update(broken)
+
+
+def test_the_at_cap_cases_catch_a_clip_decided_on_a_log_one_ulp_off():
+    l1_at_cap = [case for case in testing.CASES if case.at_cap and case.norm == 1]
+    assert l1_at_cap
+    for case in l1_at_cap:
+        with pytest.raises(AssertionError, match=r"\[at_cap_.*lands on exactly 0.0"):
+            testing.check_update(clips_against_a_cap_one_ulp_high, [case])
 
 
 @pytest.mark.parametrize("impl", IN_PLACE_IMPLS)
@@ -177,3 +200,8 @@ def test_float32_state_tracks_float64_state_within_documented_tolerance():
             np.testing.assert_allclose(state32.lambdas, ref.lambdas, rtol=4e-7)
             tol = np.spacing(np.abs(ref_w)) + 1e-6 * np.abs(ref.prev_reg)
             assert np.all(np.abs(w - ref_w) <= tol)
+
+
+def test_at_cap_cases_must_be_first_updates():
+    with pytest.raises(ValueError, match="at_cap needs first=True"):
+        testing.UpdateCase("bad", (3, 2), at_cap=True).make()

@@ -36,6 +36,22 @@ def test_first_call_l1_has_no_lambda_step_and_clips(impl):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_first_call_reads_neither_prev_weights_nor_prev_reg_memory(impl, monkeypatch):
+    """No lambda step on the first call: NaN in prev_weights, and in the memory the new
+    prev_reg is allocated from, change nothing."""
+    w = np.array([0.5, -0.2, 0.0, 1e-6] * 8)
+    expected_w, expected = rln_core.reference.update(w.copy(), rln_core.init(w, avg_reg=-2.0),
+                                                     avg_reg=-2.0, learning_rate=10.0)
+    state = rln_core.init(w, avg_reg=-2.0)
+    state.prev_weights[...] = np.nan
+    monkeypatch.setattr(np, "empty_like", lambda a, **kw: np.full_like(a, np.nan, **kw))
+    new_w, state = run_update(impl, w.copy(), state, avg_reg=-2.0, learning_rate=10.0, norm=1)
+    np.testing.assert_array_equal(new_w, expected_w)
+    np.testing.assert_array_equal(state.lambdas, expected.lambdas)
+    np.testing.assert_array_equal(state.prev_reg, expected.prev_reg)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_second_call_l1_steps_translates_and_clips(impl):
     theta, nu = -2.0, 10.0
     w0 = np.array([0.5, -0.9, 0.0, 0.3])
