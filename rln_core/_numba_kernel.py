@@ -7,12 +7,12 @@ driver compiles on its first use only.
 Two passes over memory, so a refused update leaves every array untouched:
 1. `_stats` (read only): sum of the stepped lambdas (for the mean), the sum of
    their absolute values and the count of non-finite weights (for the checks);
-2. `_write`: translate, clip, regularize; weights, lambdas, prev_weights, prev_reg.
+2. `write` (one per norm): translate, clip, regularize; weights, lambdas,
+   prev_weights, prev_reg.
 Both walk 2-D views row by row (contiguous arrays are one long row) and
 vectorize (SIMD): `_stats` by letting LLVM reassociate its sums, `_write` by
-using `_numba_math`'s exp and log. `_update_serial` runs them on one thread,
-`_update_threaded` on chunks in a thread pool (the kernels release the GIL;
-large tensors only).
+using `_numba_math`'s exp and log. `_update` runs them on one thread, or on
+chunks in a thread pool (the kernels release the GIL; large tensors only).
 
 The L1 clip decision `lambda >= log|w|` is taken with a margin: a lambda
 within CLIP_MARGIN * (1 + |log|w||) below its cap is clipped too. The cap's
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numba
 import numpy as np
@@ -115,21 +115,25 @@ def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, stepped, learning_rate,
         prev_reg_row[j] = reg
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-def _write(weights, lambdas, prev_weights, prev_reg, stepped, learning_rate, shift,
-           norm):  # pragma: no cover - compiled
-    """`_write_row` over every row of the 2-D views."""
-    for i in range(weights.shape[0]):
-        if norm == 1:
+def _make_write(norm: int):
+    """The jitted driver of `_write_row` for one norm (a constant, so one loop each).
+
+    Called with 2-D views; compiled and cached per norm on first use.
+    """
+    @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+    def write(weights, lambdas, prev_weights, prev_reg, stepped, learning_rate,
+              shift):  # pragma: no cover - compiled
+        for i in range(weights.shape[0]):
             _write_row(weights[i], lambdas[i], prev_weights[i], prev_reg[i], stepped,
-                       learning_rate, shift, 1)
-        else:
-            _write_row(weights[i], lambdas[i], prev_weights[i], prev_reg[i], stepped,
-                       learning_rate, shift, 2)
+                       learning_rate, shift, norm)
+    return write
 
 
-@numba.njit(cache=True, nogil=True)
-def _shift(total, total_abs, n_bad, n, first, avg_reg):  # pragma: no cover - compiled
+_WRITE_BY_NORM = {1: _make_write(1), 2: _make_write(2)}
+
+
+def _shift(total: float, total_abs: float, n_bad: int, n: int, first: bool,
+           avg_reg: float) -> Tuple[int, float]:
     """(status, shift): the translation back to mean Theta, or why the update is refused."""
     if n_bad:
         return BAD_WEIGHTS, 0.0
@@ -137,17 +141,6 @@ def _shift(total, total_abs, n_bad, n, first, avg_reg):  # pragma: no cover - co
     if not math.isfinite(total_abs + abs(shift)):
         return BAD_LAMBDAS, 0.0
     return OK, shift
-
-
-@numba.njit(cache=True, nogil=True)
-def _update_serial(weights, lambdas, prev_weights, prev_reg, first, avg_reg,
-                   learning_rate, norm):  # pragma: no cover - compiled
-    total, total_abs, n_bad = _stats(weights, lambdas, prev_weights, prev_reg, not first,
-                                     learning_rate)
-    status, shift = _shift(total, total_abs, n_bad, weights.size, first, avg_reg)
-    if status == OK:
-        _write(weights, lambdas, prev_weights, prev_reg, not first, learning_rate, shift, norm)
-    return status
 
 
 _POOL: Optional[ThreadPoolExecutor] = None
@@ -163,21 +156,27 @@ def _chunks(views: Sequence[np.ndarray], n_chunks: int) -> List[List[np.ndarray]
     return [[v[:, start:start + size] for v in views] for start in range(0, cols, size)]
 
 
-def _update_threaded(views: Sequence[np.ndarray], first: bool, avg_reg: float,
-                     learning_rate: float, norm: int, n_chunks: int) -> int:
-    """`_update_serial` over `n_chunks` chunks on Python threads (the kernels drop the GIL)."""
+def _update(views: Sequence[np.ndarray], first: bool, avg_reg: float, learning_rate: float,
+            norm: int, n_chunks: int) -> int:
+    """Both passes over `n_chunks` chunks of the views, in order on this thread (1 chunk)
+    or on Python threads (the kernels drop the GIL); returns OK or an error code."""
+    parts = _chunks(views, n_chunks) if n_chunks > 1 else [views]
+    run = map if n_chunks == 1 else _pool().map
+    write = _WRITE_BY_NORM[norm]
+    sums = list(run(lambda part: _stats(*part, not first, learning_rate), parts))
+    status, shift = _shift(sum(s[0] for s in sums), sum(s[1] for s in sums),
+                           sum(s[2] for s in sums), views[0].size, first, avg_reg)
+    if status == OK:
+        list(run(lambda part: write(*part, not first, learning_rate, shift), parts))
+    return status
+
+
+def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=numba.config.NUMBA_NUM_THREADS,
                                    thread_name_prefix="rln")
-    parts = _chunks(views, n_chunks)
-    sums = list(_POOL.map(lambda part: _stats(*part, not first, learning_rate), parts))
-    status, shift = _shift(sum(s[0] for s in sums), sum(s[1] for s in sums),
-                           sum(s[2] for s in sums), views[0].size, first, avg_reg)
-    if status == OK:
-        list(_POOL.map(lambda part: _write(*part, not first, learning_rate, shift, norm),
-                       parts))
-    return status
+    return _POOL
 
 
 def update_in_place(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.ndarray,
@@ -195,8 +194,6 @@ def update_in_place(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.n
     size = views[0].size
     n_chunks = 1
     if size >= PARALLEL_MIN_ELEMENTS:
-        n_chunks = min(numba.get_num_threads(), size // ELEMENTS_PER_CHUNK_MIN)
-    if n_chunks > 1:
-        return _update_threaded(views, bool(first), float(avg_reg), float(learning_rate),
-                                int(norm), n_chunks)
-    return _update_serial(*views, bool(first), float(avg_reg), float(learning_rate), int(norm))
+        n_chunks = max(1, min(numba.get_num_threads(), size // ELEMENTS_PER_CHUNK_MIN))
+    return _update(views, bool(first), float(avg_reg), float(learning_rate), int(norm),
+                   n_chunks)
