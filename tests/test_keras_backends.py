@@ -3,7 +3,7 @@
 Keras picks its backend once per process (KERAS_BACKEND), so the torch and
 JAX runs happen in a subprocess that imports this file and calls
 `check_fit_matches_reference`; the TensorFlow backend is covered in process by
-test_keras_callback.py.
+test_keras_callback.py and, for both ways of reaching a TF variable, here.
 """
 
 import importlib.util
@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -20,9 +21,10 @@ HYPERPARAMETERS = {"norm": 1, "avg_reg": -6.0, "learning_rate": 1e5}
 N_ROWS, N_IN, BATCH, EPOCHS = 24, 6, 8, 2
 
 
-def check_fit_matches_reference() -> int:
+def check_fit_matches_reference(expected_access: Optional[str] = None) -> int:
     """Fit a tiny model with RLN on the current backend (one fit per epoch); check
-    every update against the reference.
+    every update against the reference, and how the kernel was reached (by
+    default: in place on torch, the raw ops on TensorFlow, a copy elsewhere).
 
     Returns:
         The number of updates checked.
@@ -67,8 +69,10 @@ def check_fit_matches_reference() -> int:
         assert_update_matches(f"{keras.backend.backend()} batch {t}", expected_w, expected,
                               done_w, done)
     np.testing.assert_array_equal(kernel_now(model.layers[0]), after.records[-1][0])
-    if keras.backend.backend() == "torch":  # CPU tensors: updated in place, zero copy
-        assert callback._kernels[0]._buffer is None
+    if expected_access is None:
+        expected_access = {"torch": "in place", "tensorflow": "tensorflow"}.get(
+            keras.backend.backend(), "copy")
+    assert callback._kernels[0].access.name == expected_access
     assert np.std(callback.lambdas()) > 1e-3
     return len(after.records)
 
@@ -88,3 +92,18 @@ def test_callback_on_backend_matches_the_reference(backend):
                          timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert f"updates checked: {EPOCHS * N_ROWS // BATCH}" in run.stdout
+
+
+@pytest.mark.parametrize("plain_tf_variable", [True, False])
+def test_callback_on_tensorflow_matches_the_reference_through_either_access(
+        plain_tf_variable, monkeypatch):
+    """A plain TF variable is read and assigned by the raw ops; any other (e.g.
+    distributed) variable goes through a copy and `assign`: both update the same."""
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("this process does not run the TensorFlow backend")
+    from rln_keras import _kernel
+    if not plain_tf_variable:
+        monkeypatch.setattr(_kernel, "_is_plain_tf_variable", lambda value: False)
+    checked = check_fit_matches_reference("tensorflow" if plain_tf_variable else "copy")
+    assert checked == EPOCHS * N_ROWS // BATCH
