@@ -219,7 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     verdict = "outperforms" if rln_score < l1_score else "does not outperform"
     sign = "<" if rln_score < l1_score else ">="
     print(f"RLN {verdict} L1 regularization on this dataset, "
-          f"{rln_score:.2f} {sign} {l1_score:.2f}")
+          f"{rln_score:.4f} {sign} {l1_score:.4f}")
     print("The average regularization of RLN against the L1 coefficient: "
           f"exp(Theta) = {np.exp(theta):.1E} vs l1 = {l1:.1E}")
     return {"layers": layers, "l1": l1, "l1_mse": l1_score, "theta": theta, "nu": nu,
