@@ -23,6 +23,8 @@ def as_2d_views(arrays: Sequence[np.ndarray]) -> Optional[List[np.ndarray]]:
     Returns:
         2-D views sharing memory with the inputs, or None if one would need a copy.
     """
+    if all(array.flags.c_contiguous for array in arrays):  # the common case, fast
+        return [array.reshape(1, -1) for array in arrays]
     lead = arrays[0]
     order = sorted(range(lead.ndim), key=lambda axis: -abs(lead.strides[axis]))
     permuted = [array.transpose(order) for array in arrays]

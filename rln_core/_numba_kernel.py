@@ -10,17 +10,12 @@ Two passes over memory, so a refused update leaves every array untouched:
 2. `write` (one per norm): translate, clip, regularize; weights, lambdas,
    prev_weights, prev_reg.
 Both walk 2-D views row by row (contiguous arrays are one long row) and
-vectorize (SIMD): `_stats` by letting LLVM reassociate its sums, `_write` by
+vectorize (SIMD): `_stats` by letting LLVM reassociate its sums, `write` by
 using `_numba_math`'s exp and log. `_update` runs them on one thread, or on
 chunks in a thread pool (the kernels release the GIL; large tensors only).
 
-The L1 clip decision `lambda >= log|w|` is taken with a margin: a lambda
-within CLIP_MARGIN * (1 + |log|w||) below its cap is clipped too. The cap's
-rounding (our log vs libm's, 1 ulp) and the mean's summation order (ours
-vs NumPy's) both move that comparison by far less than the margin, so a
-weight the reference sets to exactly 0 is exactly 0 here; where only this
-kernel clips, its lambda and weight differ from the reference's by less
-than the spec's per-update tolerance (see `_write_row`).
+The clip is decided with `_clip.CLIP_MARGIN` (see there): a weight the
+reference sets to exactly 0 is exactly 0 here too.
 """
 
 from __future__ import annotations
@@ -33,12 +28,11 @@ import numba
 import numpy as np
 
 from rln_core import _numba_math as _math
+from rln_core._clip import CLIP_MARGIN
 from rln_core._layout import as_2d_views
 from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS, OK
 
 LOG_HALF = math.log(0.5)
-# Relative margin of the L1 clip decision; 100x below the 1e-9 lambda tolerance.
-CLIP_MARGIN = 1e-11
 # Smaller tensors run on one thread: on 2 shared cores, threads did not speed up
 # a 181k-element update and compete with the training framework's own threads.
 PARALLEL_MIN_ELEMENTS = 1 << 20
@@ -86,10 +80,8 @@ def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, stepped, learning_rate,
                norm):  # pragma: no cover - compiled
     """Steps 3 (translate) to 5 of the spec on 1-D rows, in place: one SIMD loop.
 
-    Inlined where `norm` is a constant, so each norm gets its own loop. The L1
-    cap is decided with CLIP_MARGIN (module docstring): an element clipped
-    only here has |lambda - cap| <= CLIP_MARGIN * (1 + |cap|) and a weight
-    residue of at most that much of |w| that it does not keep.
+    Inlined where `norm` is a constant, so each norm gets its own loop. The
+    clip is decided with CLIP_MARGIN (`rln_core._clip`).
     """
     for j in range(w_row.size):
         w = np.float64(w_row[j])
@@ -99,13 +91,12 @@ def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, stepped, learning_rate,
         if norm == 1:
             limit = abs(w)
             cap = _math.log(limit)
-            clipped = nonzero & (lam >= cap - CLIP_MARGIN * (1.0 + abs(cap)))
             direction = math.copysign(1.0, w)
         else:
             limit = 0.5
             cap = LOG_HALF
-            clipped = nonzero & (lam >= cap)
             direction = 2.0 * w
+        clipped = nonzero & (lam >= cap - CLIP_MARGIN * (1.0 + abs(cap)))
         step = limit if clipped else min(_math.exp(lam), limit)
         reg = direction * step if nonzero else 0.0
         new_w = w - reg
@@ -158,16 +149,22 @@ def _chunks(views: Sequence[np.ndarray], n_chunks: int) -> List[List[np.ndarray]
 
 def _update(views: Sequence[np.ndarray], first: bool, avg_reg: float, learning_rate: float,
             norm: int, n_chunks: int) -> int:
-    """Both passes over `n_chunks` chunks of the views, in order on this thread (1 chunk)
-    or on Python threads (the kernels drop the GIL); returns OK or an error code."""
-    parts = _chunks(views, n_chunks) if n_chunks > 1 else [views]
-    run = map if n_chunks == 1 else _pool().map
+    """Both passes over `n_chunks` chunks of the views, on this thread (1 chunk) or on
+    Python threads (the kernels drop the GIL); returns OK or an error code."""
+    stepped = not first
     write = _WRITE_BY_NORM[norm]
-    sums = list(run(lambda part: _stats(*part, not first, learning_rate), parts))
-    status, shift = _shift(sum(s[0] for s in sums), sum(s[1] for s in sums),
-                           sum(s[2] for s in sums), views[0].size, first, avg_reg)
+    if n_chunks == 1:
+        status, shift = _shift(*_stats(*views, stepped, learning_rate), views[0].size, first,
+                               avg_reg)
+        if status == OK:
+            write(*views, stepped, learning_rate, shift)
+        return status
+    parts = _chunks(views, n_chunks)
+    sums = list(_pool().map(lambda part: _stats(*part, stepped, learning_rate), parts))
+    status, shift = _shift(*(sum(s[k] for s in sums) for k in range(3)), views[0].size, first,
+                           avg_reg)
     if status == OK:
-        list(run(lambda part: write(*part, not first, learning_rate, shift), parts))
+        list(_pool().map(lambda part: write(*part, stepped, learning_rate, shift), parts))
     return status
 
 

@@ -22,7 +22,8 @@ import numpy as np
 from rln_core import reference
 from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS
 from rln_core._state import RLNState
-from rln_core._validation import check_hyperparameters, check_update_inputs
+from rln_core._validation import (check_hyperparameters, check_update_inputs,
+                                  non_finite_lambdas_message)
 
 IMPLS = ("auto", "numba", "numpy")
 
@@ -83,9 +84,7 @@ def _update_with_numba(kernel: ModuleType, weights: np.ndarray, state: RLNState,
     if code == BAD_WEIGHTS:
         raise ValueError("weights contain NaN or inf; RLN update refused")
     if code == BAD_LAMBDAS:
-        raise ValueError(
-            "the RLN lambda step made lambdas non-finite (learning_rate "
-            f"{learning_rate!r} too large?); weights and state left unchanged")
+        raise ValueError(non_finite_lambdas_message(learning_rate))
     state.prev_reg = prev_reg
     state.steps = int(state.steps) + 1
     return True

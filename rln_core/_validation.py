@@ -66,5 +66,12 @@ def check_update_inputs(weights: np.ndarray, state: "RLNState", *, in_place: boo
                 raise ValueError("an RLN state array shares memory with the weights")
 
 
+def non_finite_lambdas_message(learning_rate: float) -> str:
+    """The error every implementation raises when the lambdas would not be finite."""
+    return (f"the RLN lambdas are non-finite after the lambda step (learning_rate "
+            f"{learning_rate!r} too large, or a state holding NaN/inf?); weights and state "
+            "left unchanged")
+
+
 def _is_real(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)

@@ -12,7 +12,8 @@ from typing import Tuple
 import numpy as np
 
 from rln_core._state import RLNState
-from rln_core._validation import check_hyperparameters, check_update_inputs
+from rln_core._validation import (check_hyperparameters, check_update_inputs,
+                                  non_finite_lambdas_message)
 
 LOG_HALF = float(np.log(0.5))
 
@@ -50,10 +51,8 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             lambdas = lambdas - learning_rate * delta * state.prev_reg.astype(np.float64)
             lambdas = lambdas + (avg_reg - np.mean(lambdas))
-        if not np.isfinite(lambdas).all():
-            raise ValueError(
-                "the RLN lambda step made lambdas non-finite (learning_rate "
-                f"{learning_rate!r} too large?); weights and state left unchanged")
+    if not np.isfinite(lambdas).all():
+        raise ValueError(non_finite_lambdas_message(learning_rate))
 
     # Steps 4-5: clip at log|W / D| (no cap where W == 0) and regularize. A
     # clipped weight takes the step |W / D| itself, so it lands on exactly 0.

@@ -44,7 +44,7 @@ class UpdateCase:
     layout: str = "C"  # "C", "F" (transposed view) or "strided" (every other column)
     state_dtype: str = "float64"
     zero_fraction: float = 0.1  # weights that are exactly 0
-    at_cap: bool = False  # first updates only: a third of the lambdas within 8 ulps of their cap
+    at_cap: bool = False  # a third of the lambdas end near their cap (first or nu = 0 only)
     seed: int = 0
 
     def make(self) -> Tuple[np.ndarray, RLNState]:
@@ -59,7 +59,11 @@ class UpdateCase:
         state.lambdas[...] = self.avg_reg + rng.normal(0.0, 1.5, size=self.shape)
         state.lambdas[rng.random(self.shape) < 0.05] = 0.0
         if self.at_cap:
-            state.lambdas[...] = _near_the_cap(weights, state.lambdas, self.norm, rng, self.first)
+            if not (self.first or self.learning_rate == 0):
+                raise ValueError("at_cap needs first=True or learning_rate=0: a lambda step "
+                                 "would move the lambdas off their caps")
+            state.lambdas[...] = _near_the_cap(weights, state.lambdas, self.norm, self.avg_reg,
+                                               rng, translated=not self.first)
         if not self.first:
             step = rng.normal(0.0, 1e-3, size=self.shape)
             state.prev_weights[...] = (weights - step).astype(self.dtype)
@@ -75,21 +79,33 @@ class UpdateCase:
         return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
 
 
-def _near_the_cap(weights: np.ndarray, lambdas: np.ndarray, norm: int,
-                  rng: np.random.Generator, first: bool) -> np.ndarray:
-    """`lambdas` with a third of them moved within 8 ulps of their cap (log|W / D|).
+def _near_the_cap(weights: np.ndarray, lambdas: np.ndarray, norm: int, avg_reg: float,
+                  rng: np.random.Generator, translated: bool) -> np.ndarray:
+    """`lambdas` with a third of them set to end the update near their cap (log|W / D|).
 
-    There the clip decision is a matter of rounding. Only a first update leaves
-    the lambdas where they are (no lambda step, no translation).
+    Half of those land within 8 ulps of the cap, half within 1e-14..1e-6 of
+    it (relative to 1 + |cap|), above or below: where the clip decision is a
+    matter of rounding, and where a too-wide clip margin shows. `translated`:
+    the update translates the lambdas back to mean Theta (a later update with
+    learning_rate 0, so no lambda step), and the lambdas are chosen so that
+    they land there after the translation.
     """
-    if not first:
-        raise ValueError("at_cap needs first=True: a lambda step would move the lambdas")
     w = weights.astype(np.float64)
     with np.errstate(divide="ignore"):
         cap = np.log(np.abs(w)) if norm == 1 else np.full_like(w, np.log(0.5))
-    offsets = rng.integers(-8, 9, size=w.shape) * np.spacing(np.abs(cap))
     near = (rng.random(w.shape) < 1 / 3) & (w != 0)
-    return np.where(near, cap + offsets, lambdas)
+    in_ulps = rng.integers(-8, 9, size=w.shape) * np.spacing(np.abs(cap))
+    relative = rng.choice([-1.0, 1.0], size=w.shape) * 10.0 ** rng.uniform(-14, -6, w.shape)
+    offsets = np.where(rng.random(w.shape) < 0.5, in_ulps, relative * (1.0 + np.abs(cap)))
+    with np.errstate(invalid="ignore"):  # -inf caps of zero weights are never used
+        target = np.where(near, cap + offsets, 0.0)
+    if not translated:
+        return np.where(near, target, lambdas)
+    # shift = Theta - mean(lambdas after the change), solved for the changed ones
+    n, k = lambdas.size, np.count_nonzero(near)
+    total = np.sum(np.where(near, 0.0, lambdas)) + np.sum(target)
+    shift = (avg_reg - total / n) / (1.0 - k / n)
+    return np.where(near, target - shift, lambdas)
 
 
 def _in_layout(values: np.ndarray, layout: str) -> np.ndarray:
@@ -125,9 +141,12 @@ def _default_cases() -> Tuple[UpdateCase, ...]:
         cases.append(UpdateCase(name=f"state_float32_{dtype}_{norm=}", shape=(10, 6),
                                 dtype=dtype, norm=norm, state_dtype="float32", seed=seed))
     cases.append(UpdateCase(name="all_zero", shape=(4, 3), zero_fraction=1.0, seed=400))
-    for seed, (dtype, norm) in enumerate(itertools.product(("float32", "float64"), (1, 2)), 500):
-        cases.append(UpdateCase(name=f"at_cap_{dtype}_{norm=}", shape=(40, 25), dtype=dtype,
-                                norm=norm, first=True, at_cap=True, seed=seed))
+    for seed, (dtype, norm, first) in enumerate(
+            itertools.product(("float32", "float64"), (1, 2), (True, False)), 500):
+        cases.append(UpdateCase(
+            name=f"at_cap_{dtype}_{norm=}_{'first' if first else 'translated'}", shape=(40, 25),
+            dtype=dtype, norm=norm, first=first, learning_rate=1e6 if first else 0.0,
+            at_cap=True, seed=seed))
     cases.append(UpdateCase(name="tutorial_179x1013", shape=(1013, 179), seed=401))
     return tuple(cases)
 
@@ -277,6 +296,12 @@ def _overflowing_step():
     return weights, state, {**kwargs, "learning_rate": 1e300}
 
 
+def _nan_lambdas_first_update():
+    weights, state = UpdateCase("nan_lambdas", (6, 4), first=True, seed=501).make()
+    state.lambdas[1, 2] = np.nan
+    return weights, state, {"avg_reg": -10.0, "learning_rate": 1e6, "norm": 1}
+
+
 ERROR_CASES: Tuple[ErrorCase, ...] = (
     ErrorCase("norm_3", _with(norm=3), match="norm"),
     ErrorCase("norm_0", _with(norm=0), match="norm"),
@@ -290,6 +315,7 @@ ERROR_CASES: Tuple[ErrorCase, ...] = (
     ErrorCase("weights_wrong_dtype", _wrong_dtype, match="dtype"),
     ErrorCase("weights_integer", _integer_weights, match="float32 or float64|dtype"),
     ErrorCase("lambda_step_overflows", _overflowing_step, match="non-finite"),
+    ErrorCase("lambdas_nan_first_update", _nan_lambdas_first_update, match="non-finite"),
 )
 
 

@@ -55,19 +55,30 @@ def leaves_a_residue(weights, state, **kwargs):
     return new_w, new_state
 
 
-def clips_against_a_cap_one_ulp_high(weights, state, *, avg_reg, learning_rate, norm):
-    """A broken implementation: its log|w| is 1 ulp high, so lambdas exactly at the cap
-    are not clipped and their weights keep exp(lambda)'s rounding residue."""
+def clips_differently(weights, state, *, avg_reg, learning_rate, norm, cap_ulps=0,
+                      margin=0.0):
+    """The reference's math with a broken clip decision: the cap taken `cap_ulps` ulps
+    high, or lambdas up to `margin` * (1 + |cap|) below it clipped too."""
     w = weights.astype(np.float64)
     lam = state.lambdas.astype(np.float64)
+    if state.prev_reg is not None:
+        lam = lam - learning_rate * (w - state.prev_weights) * state.prev_reg
+        lam = lam + (avg_reg - np.mean(lam))
     with np.errstate(divide="ignore"):
-        cap = np.nextafter(np.log(np.abs(w)), np.inf)
-    clipped = (lam >= cap) & (w != 0)
+        cap = np.log(np.abs(w)) if norm == 1 else np.full_like(w, np.log(0.5))
+    for _ in range(cap_ulps):
+        cap = np.nextafter(cap, np.inf)
+    with np.errstate(invalid="ignore"):
+        clipped = (lam >= cap - margin * (1.0 + np.abs(cap))) & (w != 0)
     lam = np.where(clipped, cap, lam)
-    step = np.where(clipped, np.abs(w), np.minimum(np.exp(lam), np.abs(w)))
-    new_w = (w - np.sign(w) * step).astype(weights.dtype)
-    return new_w, rln_core.RLNState(lambdas=lam, prev_weights=new_w.copy(),
-                                    prev_reg=np.sign(w) * step, steps=state.steps + 1)
+    limit = np.abs(w) if norm == 1 else np.full_like(w, 0.5)
+    with np.errstate(over="ignore"):
+        step = np.where(clipped, limit, np.minimum(np.exp(lam), limit))
+    reg = (np.sign(w) if norm == 1 else 2.0 * w) * step
+    new_w = (w - reg).astype(weights.dtype)
+    state_dtype = state.lambdas.dtype
+    return new_w, rln_core.RLNState(lambdas=lam.astype(state_dtype), prev_weights=new_w.copy(),
+                                    prev_reg=reg.astype(state_dtype), steps=state.steps + 1)
 
 
 @pytest.mark.parametrize("broken, message", [
@@ -80,12 +91,24 @@ def test_conformance_kit_catches_broken_implementations(broken, message):
         testing.check_update(broken)
 
 
-def test_the_at_cap_cases_catch_a_clip_decided_on_a_log_one_ulp_off():
-    l1_at_cap = [case for case in testing.CASES if case.at_cap and case.norm == 1]
-    assert l1_at_cap
-    for case in l1_at_cap:
-        with pytest.raises(AssertionError, match=r"\[at_cap_.*lands on exactly 0.0"):
-            testing.check_update(clips_against_a_cap_one_ulp_high, [case])
+AT_CAP_CASES = [case for case in testing.CASES if case.at_cap]
+
+
+def test_clips_differently_without_a_change_is_the_reference():
+    assert testing.check_update(clips_differently) == len(testing.CASES)
+
+
+@pytest.mark.parametrize("case", [c for c in AT_CAP_CASES if c.norm == 1], ids=lambda c: c.name)
+def test_the_at_cap_cases_catch_a_clip_decided_on_a_log_one_ulp_high(case):
+    with pytest.raises(AssertionError, match=r"lands on exactly 0.0"):
+        testing.check_update(functools.partial(clips_differently, cap_ulps=1), [case])
+
+
+@pytest.mark.parametrize("case", AT_CAP_CASES, ids=lambda c: c.name)
+def test_the_at_cap_cases_catch_a_clip_margin_near_the_tolerance(case):
+    """The numba kernel's margin is 1e-11; one at the 1e-9 tolerance must not pass."""
+    with pytest.raises(AssertionError, match=r"state.lambdas\["):
+        testing.check_update(functools.partial(clips_differently, margin=1e-9), [case])
 
 
 @pytest.mark.parametrize("impl", IN_PLACE_IMPLS)
@@ -202,6 +225,6 @@ def test_float32_state_tracks_float64_state_within_documented_tolerance():
             assert np.all(np.abs(w - ref_w) <= tol)
 
 
-def test_at_cap_cases_must_be_first_updates():
-    with pytest.raises(ValueError, match="at_cap needs first=True"):
+def test_at_cap_cases_must_not_take_a_lambda_step():
+    with pytest.raises(ValueError, match="at_cap needs first=True or learning_rate=0"):
         testing.UpdateCase("bad", (3, 2), at_cap=True).make()

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 
 import torch
-from rln_core._validation import check_hyperparameters
+from rln_core._clip import CLIP_MARGIN
+from rln_core._validation import check_hyperparameters, non_finite_lambdas_message
 
 from rln_torch._state import TensorState
 
@@ -58,9 +59,7 @@ def update(weights: torch.Tensor, state: TensorState, *, avg_reg: float = -10.0,
     if not finite[0]:
         raise ValueError("weights contain NaN or inf; RLN update refused")
     if not finite[1]:
-        raise ValueError(
-            "the RLN lambda step made lambdas non-finite (learning_rate "
-            f"{learning_rate!r} too large?); weights and state left unchanged")
+        raise ValueError(non_finite_lambdas_message(learning_rate))
 
     # Steps 4-5: clip at log|W / D| (no cap where W == 0), regularize; a
     # clipped weight takes the step |W / D| itself, so it lands on exactly 0.
@@ -74,7 +73,7 @@ def update(weights: torch.Tensor, state: TensorState, *, avg_reg: float = -10.0,
         direction = 2.0 * w
         limit = torch.full_like(w, 0.5)
         cap = torch.where(nonzero, torch.full_like(w, LOG_HALF), math.inf)
-    clipped = lambdas >= cap
+    clipped = lambdas >= cap - CLIP_MARGIN * (1.0 + cap.abs())  # see rln_core._clip
     lambdas = torch.where(clipped, cap, lambdas)
     step = torch.where(clipped, limit, torch.minimum(torch.exp(lambdas), limit))
     reg = direction * step
