@@ -91,13 +91,14 @@ def _near_the_cap(weights: np.ndarray, lambdas: np.ndarray, norm: int, avg_reg: 
     they land there after the translation.
     """
     w = weights.astype(np.float64)
-    with np.errstate(divide="ignore"):
-        cap = np.log(np.abs(w)) if norm == 1 else np.full_like(w, np.log(0.5))
     near = (rng.random(w.shape) < 1 / 3) & (w != 0)
-    in_ulps = rng.integers(-8, 9, size=w.shape) * np.spacing(np.abs(cap))
+    in_ulps = rng.integers(-8, 9, size=w.shape)
     relative = rng.choice([-1.0, 1.0], size=w.shape) * 10.0 ** rng.uniform(-14, -6, w.shape)
-    offsets = np.where(rng.random(w.shape) < 0.5, in_ulps, relative * (1.0 + np.abs(cap)))
-    with np.errstate(invalid="ignore"):  # -inf caps of zero weights are never used
+    use_ulps = rng.random(w.shape) < 0.5
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero weights: cap -inf, not used
+        cap = np.log(np.abs(w)) if norm == 1 else np.full_like(w, np.log(0.5))
+        offsets = np.where(use_ulps, in_ulps * np.spacing(np.abs(cap)),
+                           relative * (1.0 + np.abs(cap)))
         target = np.where(near, cap + offsets, 0.0)
     if not translated:
         return np.where(near, target, lambdas)
