@@ -6,7 +6,8 @@
     cb.lambdas(), cb.sparsity(), cb.input_importance()   # kernel layout (in, out)
 
 Works on every Keras 3 backend (TensorFlow and torch tested): the update runs
-in NumPy through `rln_core` and the kernel is written back with `assign`.
+in NumPy through `rln_core` and the kernel is written back (in place on torch
+CPU tensors, by TensorFlow's raw variable ops, or with `assign` elsewhere).
 """
 
 from rln_keras._callback import RLNCallback
