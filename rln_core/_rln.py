@@ -68,6 +68,10 @@ class RLN:
         """Per-input sum of |w| after the last update (see `rln_core.inspection`)."""
         return inspection.input_importance(self._weights_after_update(), input_axis)
 
+    def active_inputs(self, input_axis: int = 0) -> np.ndarray:
+        """Boolean mask (n_inputs,) of inputs that keep a non-zero weight (last update)."""
+        return inspection.active_inputs(self._weights_after_update(), input_axis)
+
     def _weights_after_update(self) -> np.ndarray:
         if self.state is None:
             raise RuntimeError("RLN has no state yet; call begin(weights) first")

@@ -22,8 +22,8 @@ import numpy as np
 from rln_core import reference
 from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS
 from rln_core._state import RLNState
-from rln_core._validation import (check_hyperparameters, check_update_inputs,
-                                  non_finite_lambdas_message)
+from rln_core._validation import (NON_FINITE_WEIGHTS_MESSAGE, check_hyperparameters,
+                                  check_update_inputs, non_finite_lambdas_message)
 
 IMPLS = ("auto", "numba", "numpy")
 
@@ -82,7 +82,7 @@ def _update_with_numba(kernel: ModuleType, weights: np.ndarray, state: RLNState,
     if code is None:
         return False
     if code == BAD_WEIGHTS:
-        raise ValueError("weights contain NaN or inf; RLN update refused")
+        raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
     if code == BAD_LAMBDAS:
         raise ValueError(non_finite_lambdas_message(learning_rate))
     state.prev_reg = prev_reg

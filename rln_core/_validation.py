@@ -66,6 +66,9 @@ def check_update_inputs(weights: np.ndarray, state: "RLNState", *, in_place: boo
                 raise ValueError("an RLN state array shares memory with the weights")
 
 
+NON_FINITE_WEIGHTS_MESSAGE = "weights contain NaN or inf; RLN update refused"
+
+
 def non_finite_lambdas_message(learning_rate: float) -> str:
     """The error every implementation raises when the lambdas would not be finite."""
     return (f"the RLN lambdas are non-finite after the lambda step (learning_rate "

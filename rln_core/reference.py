@@ -12,8 +12,8 @@ from typing import Tuple
 import numpy as np
 
 from rln_core._state import RLNState
-from rln_core._validation import (check_hyperparameters, check_update_inputs,
-                                  non_finite_lambdas_message)
+from rln_core._validation import (NON_FINITE_WEIGHTS_MESSAGE, check_hyperparameters,
+                                  check_update_inputs, non_finite_lambdas_message)
 
 LOG_HALF = float(np.log(0.5))
 
@@ -41,7 +41,7 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
     check_update_inputs(weights, state, in_place=False)
     w = weights.astype(np.float64)
     if not np.isfinite(w).all():
-        raise ValueError("weights contain NaN or inf; RLN update refused")
+        raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
 
     # Steps 1-3: the lambda step and the translation back to mean Theta,
     # skipped on the first call (there is no prev_reg yet).

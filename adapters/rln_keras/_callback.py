@@ -122,7 +122,7 @@ class RLNCallback(keras.callbacks.Callback):
         `cb.set_state(np.load(path))` restores it.
         """
         out = {}
-        for i, kernel in enumerate(self._kernels):
+        for i in range(len(self._kernels)):
             for field, value in self._rln(i).state.copy().to_dict().items():
                 out[f"layer{i}/{field}"] = value
         return out
@@ -169,7 +169,7 @@ class RLNCallback(keras.callbacks.Callback):
 
     def active_inputs(self, layer: LayerRef = 0, input_axis: int = -2) -> np.ndarray:
         """Boolean mask (n_inputs,): inputs that keep a non-zero weight."""
-        return self.input_importance(layer, input_axis) > 0
+        return self._rln(layer).active_inputs(input_axis)
 
     def _prefixes(self) -> list:
         return [f"layer{i}" for i in range(len(self._kernels))]

@@ -15,7 +15,8 @@ import math
 
 import torch
 from rln_core._clip import CLIP_MARGIN
-from rln_core._validation import check_hyperparameters, non_finite_lambdas_message
+from rln_core._validation import (NON_FINITE_WEIGHTS_MESSAGE, check_hyperparameters,
+                                  non_finite_lambdas_message)
 
 from rln_torch._state import TensorState
 
@@ -57,7 +58,7 @@ def update(weights: torch.Tensor, state: TensorState, *, avg_reg: float = -10.0,
         lambdas = lambdas + (avg_reg - lambdas.mean())
     finite = torch.stack([torch.isfinite(w).all(), torch.isfinite(lambdas).all()]).tolist()
     if not finite[0]:
-        raise ValueError("weights contain NaN or inf; RLN update refused")
+        raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
     if not finite[1]:
         raise ValueError(non_finite_lambdas_message(learning_rate))
 
