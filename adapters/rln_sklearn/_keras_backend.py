@@ -43,7 +43,6 @@ class KerasTrainer:
         keras = _import_keras()
         from rln_keras import RLNCallback
 
-        self._config = config
         self._X = X
         self._y = y
         self._model = build_network(keras, X.shape[1], config)
@@ -58,15 +57,11 @@ class KerasTrainer:
         self._callbacks.on_train_begin()
         self._steps = 0
 
-    def train_epoch(self, order: np.ndarray) -> float:
-        total = 0.0
-        for start in range(0, len(order), self._config.batch_size):
-            rows = order[start:start + self._config.batch_size]
-            objective = self._model.train_on_batch(self._X[rows], self._y[rows])
-            self._callbacks.on_train_batch_end(self._steps)
-            self._steps += 1
-            total += float(objective) * len(rows)
-        return total / len(order)
+    def train_batch(self, rows: np.ndarray) -> float:
+        objective = self._model.train_on_batch(self._X[rows], self._y[rows])
+        self._callbacks.on_train_batch_end(self._steps)
+        self._steps += 1
+        return float(objective)
 
     def loss(self, X: np.ndarray, y: np.ndarray) -> float:
         return float(self._data_loss(y, self._model(X, training=False)))

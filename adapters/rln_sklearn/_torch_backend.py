@@ -42,24 +42,21 @@ class TorchTrainer:
                                               alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
         self._rln = (RLN(self._first_layer, norm=config.norm, avg_reg=config.avg_reg,
                          learning_rate=config.learning_rate) if config.rln else None)
+        if self._rln is not None:
+            self._rln.attach(self._optimizer)
         self._data_loss = DATA_LOSSES[config.loss]
         self._X = torch.tensor(X)  # copies: X may be a read-only view
         self._y = torch.tensor(y)
 
-    def train_epoch(self, order: np.ndarray) -> float:
-        total = 0.0
-        for start in range(0, len(order), self._config.batch_size):
-            rows = torch.from_numpy(order[start:start + self._config.batch_size])
-            self._optimizer.zero_grad()
-            objective = self._data_loss(self._network(self._X[rows]), self._y[rows])
-            if self._config.l1 > 0:
-                objective = objective + self._config.l1 * self._first_layer.weight.abs().sum()
-            objective.backward()
-            self._optimizer.step()
-            if self._rln is not None:
-                self._rln.step()
-            total += objective.item() * len(rows)
-        return total / len(order)
+    def train_batch(self, rows: np.ndarray) -> float:
+        index = torch.from_numpy(rows)
+        self._optimizer.zero_grad()
+        objective = self._data_loss(self._network(self._X[index]), self._y[index])
+        if self._config.l1 > 0:
+            objective = objective + self._config.l1 * self._first_layer.weight.abs().sum()
+        objective.backward()
+        self._optimizer.step()  # RLN updates the first layer in the step's post-hook
+        return objective.item()
 
     @torch.no_grad()
     def loss(self, X: np.ndarray, y: np.ndarray) -> float:

@@ -52,9 +52,9 @@ class NetworkConfig:
 class Trainer(Protocol):
     """One network being trained by one backend."""
 
-    def train_epoch(self, order: np.ndarray) -> float:
-        """Step through the training rows in `order`, one batch at a time;
-        return the mean training objective (loss + L1 penalty) over the epoch."""
+    def train_batch(self, rows: np.ndarray) -> float:
+        """One optimizer step (and RLN update) on the training rows `rows` (indices);
+        return the batch's mean training objective (loss + L1 penalty)."""
 
     def loss(self, X: np.ndarray, y: np.ndarray) -> float:
         """The data loss (no penalty) of the current network on (X, y)."""
@@ -112,7 +112,7 @@ def train(make_trainer: TrainerFactory, config: NetworkConfig, X: np.ndarray,
     epochs_without_improvement = 0
     with tqdm(range(epochs), disable=not verbose, desc="epochs", unit="epoch") as bar:
         for epoch in bar:
-            loss = trainer.train_epoch(rng.permutation(len(X)))
+            loss = _train_epoch(trainer, rng.permutation(len(X)), config.batch_size)
             if not math.isfinite(loss):
                 raise ValueError(
                     f"training diverged in epoch {epoch + 1}: loss is {loss}; lower lr "
@@ -133,3 +133,12 @@ def train(make_trainer: TrainerFactory, config: NetworkConfig, X: np.ndarray,
                 break
     weights = best[1] if best[1] is not None else trainer.weights()
     return TrainingResult(weights, loss_curve, validation_curve, len(loss_curve))
+
+
+def _train_epoch(trainer: Trainer, order: np.ndarray, batch_size: int) -> float:
+    """Step through the rows in `order`, `batch_size` at a time; the epoch's mean objective."""
+    total = 0.0
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        total += trainer.train_batch(rows) * len(rows)
+    return total / len(order)
