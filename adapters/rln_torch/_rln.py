@@ -19,6 +19,13 @@ from rln_torch._state import (STATE_DTYPES, as_tensor, check_state_entry, load_s
 MODES = ("delta", "gradient")
 
 
+def check_settings(norm: int, avg_reg: float, learning_rate: float, mode: str) -> None:
+    """The core's hyperparameter checks, and `mode` one of MODES; raise otherwise."""
+    check_hyperparameters(avg_reg, learning_rate, norm)
+    if mode not in MODES:
+        raise ValueError(f"Invalid mode: {mode!r}; expected one of {MODES}")
+
+
 class RLN:
     """Regularization Learning Networks (Shavitt & Segal, 2018) for torch tensors.
 
@@ -66,9 +73,7 @@ class RLN:
     def __init__(self, target: Union[Target, Sequence[Target]], norm: int = 1,
                  avg_reg: float = -10.0, learning_rate: float = 1e6, *, mode: str = "delta",
                  impl: str = "auto", state_dtype: torch.dtype = torch.float64):
-        check_hyperparameters(avg_reg, learning_rate, norm)
-        if mode not in MODES:
-            raise ValueError(f"Invalid mode: {mode!r}; expected one of {MODES}")
+        check_settings(norm, avg_reg, learning_rate, mode)
         check_impl(impl)
         if state_dtype not in STATE_DTYPES:
             raise TypeError(f"Invalid state_dtype: {state_dtype!r}; expected torch.float64 "
@@ -109,8 +114,7 @@ class RLN:
         gradient = self.mode == "gradient"
         for slot in self._slots:
             slot.check(needs_grad=gradient)
-        hyperparameters = {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate,
-                           "norm": self.norm}
+        hyperparameters = self._kernel_kwargs()
         for slot in self._slots:
             try:
                 if gradient:
@@ -156,8 +160,7 @@ class RLN:
     def state_dict(self) -> Dict[str, Any]:
         """Hyperparameters and a copy of each tensor's state, for `torch.save`."""
         return {
-            "hyperparameters": {"norm": self.norm, "avg_reg": self.avg_reg,
-                                "learning_rate": self.learning_rate, "mode": self.mode},
+            "hyperparameters": {**self._kernel_kwargs(), "mode": self.mode},
             "states": [state_to_dict(slot.state) for slot in self._slots],
         }
 
@@ -175,10 +178,7 @@ class RLN:
         if set(hyper) != {"norm", "avg_reg", "learning_rate", "mode"}:
             raise ValueError(f"state_dict['hyperparameters'] has keys {sorted(hyper)}; "
                              "expected norm, avg_reg, learning_rate, mode")
-        check_hyperparameters(hyper["avg_reg"], hyper["learning_rate"], hyper["norm"])
-        if hyper["mode"] not in MODES:
-            raise ValueError(f"Invalid mode in state_dict: {hyper['mode']!r}; expected one "
-                             f"of {MODES}")
+        check_settings(hyper["norm"], hyper["avg_reg"], hyper["learning_rate"], hyper["mode"])
         states = state_dict["states"]
         if not isinstance(states, (list, tuple)) or len(states) != len(self._slots):
             found = len(states) if isinstance(states, (list, tuple)) else type(states)
@@ -190,6 +190,10 @@ class RLN:
             load_state_into(slot.state, entry)
         self.norm, self.avg_reg = hyper["norm"], hyper["avg_reg"]
         self.learning_rate, self.mode = hyper["learning_rate"], hyper["mode"]
+
+    def _kernel_kwargs(self) -> Dict[str, Any]:
+        """The hyperparameters every kernel takes (`rln_core.update`'s keywords)."""
+        return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
 
     def _weights_after_update(self) -> List[np.ndarray]:
         return [np.asarray(as_tensor(slot.state.prev_weights).detach().cpu())

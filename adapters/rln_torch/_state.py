@@ -90,9 +90,7 @@ def check_state_entry(entry: object, state: AnyState, where: str) -> None:
                              f"tensor has shape {tuple(like.shape)}")
         if value.dtype != like.dtype:
             raise TypeError(f"{where}[{key!r}] has dtype {value.dtype}, expected {like.dtype}")
-    steps = entry["steps"]
-    if isinstance(steps, torch.Tensor) and steps.numel() == 1:
-        steps = steps.item()
+    steps = _steps(entry)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
         raise ValueError(f"{where}['steps'] must be an int >= 0, got {steps!r}")
     if (steps > 0) != ("prev_reg" in entry):
@@ -110,8 +108,13 @@ def load_state_into(state: AnyState, entry: dict) -> None:
         if state.prev_reg is None:
             state.prev_reg = empty_like(state.lambdas)
         as_tensor(state.prev_reg).copy_(entry["prev_reg"])
+    state.steps = int(_steps(entry))
+
+
+def _steps(entry: dict) -> object:
+    """An entry's "steps", unwrapped from a one-element tensor (as torch.load may give it)."""
     steps = entry["steps"]
-    state.steps = int(steps.item() if isinstance(steps, torch.Tensor) else steps)
+    return steps.item() if isinstance(steps, torch.Tensor) and steps.numel() == 1 else steps
 
 
 def empty_like(array: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
