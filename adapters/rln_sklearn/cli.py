@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from rln_sklearn._demo import RLN, DemoSettings, format_table, run_demo
+from rln_sklearn.datasets import load_table
 from rln_sklearn.threads import use_one_thread_per_process
 
 DEFAULTS = DemoSettings()
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if (args.csv is None) != (args.target is None):
         parser.error("--csv and --target go together")
-    X, y, names = _load_csv(parser, args.csv, args.target) if args.csv else _load_diabetes()
+    X, y, names = _load_csv(parser, args.csv, args.target) if args.csv else load_table("diabetes")
     settings = DemoSettings(
         noise_features=args.noise_features, repeats=args.repeats, epochs=args.epochs,
         backend=args.backend, avg_reg=args.avg_reg, learning_rate=args.learning_rate,
@@ -77,13 +78,6 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                              importances, result.is_real, settings.avg_reg)
     print(f"figure: {path}")
     return 0
-
-
-def _load_diabetes() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from sklearn.datasets import load_diabetes
-
-    bunch = load_diabetes()
-    return bunch.data, bunch.target, list(bunch.feature_names)
 
 
 def _load_csv(parser: argparse.ArgumentParser, path: Path,

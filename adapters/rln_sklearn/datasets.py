@@ -55,11 +55,16 @@ def load_noisy(name: str, n_noise: int = 1000, seed: int = 0) -> NoisyTable:
 
     Both ship with scikit-learn, so nothing is downloaded.
     """
+    X, y, names = load_table(name)
+    return add_noise_features(X, y, names, n_noise, np.random.RandomState(seed))
+
+
+def load_table(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(X, y, feature names) of a scikit-learn toy data set ("diabetes" or "breast_cancer")."""
     if name not in BUILTIN:
         raise ValueError(f"Unknown data set {name!r}; expected one of {sorted(BUILTIN)}")
     bunch = BUILTIN[name]()
-    return add_noise_features(bunch.data, bunch.target, list(bunch.feature_names), n_noise,
-                              np.random.RandomState(seed))
+    return bunch.data, bunch.target, list(bunch.feature_names)
 
 
 @dataclasses.dataclass
