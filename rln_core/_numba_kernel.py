@@ -9,6 +9,9 @@ Two passes over memory, so a refused update leaves every array untouched:
    their absolute values and the count of non-finite weights (for the checks);
 2. `write` (one per norm): translate, clip, regularize; weights, lambdas,
    prev_weights, prev_reg.
+The lambda step learns from a given weight change `delta` or from
+W - prev_weights: a select per element (without `delta`, the kernel is handed
+prev_weights in its place, so no extra memory is read).
 Both walk 2-D views row by row (contiguous arrays are one long row) and
 vectorize (SIMD): `_stats` by letting LLVM reassociate its sums, `write` by
 using `_numba_math`'s exp and log. `_update` runs them on one thread, or on
@@ -28,11 +31,11 @@ import numba
 import numpy as np
 
 from rln_core import _numba_math as _math
-from rln_core._clip import CLIP_MARGIN
 from rln_core._layout import as_2d_views
 from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS, OK
+from rln_core.checks import CLIP_MARGIN, LOG_HALF
+from rln_core.hyperparameters import Hyperparameters
 
-LOG_HALF = math.log(0.5)
 # Smaller tensors run on one thread: on 2 shared cores, threads did not speed up
 # a 181k-element update and compete with the training framework's own threads.
 PARALLEL_MIN_ELEMENTS = 1 << 20
@@ -40,18 +43,21 @@ ELEMENTS_PER_CHUNK_MIN = 1 << 15  # a parallel chunk holds at least this many el
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _lambda_step(w, prev_w, prev_reg, stepped, learning_rate):  # pragma: no cover - compiled
-    """nu * (W - prev_weights) * prev_reg (spec step 3), or 0 on the first update.
+def _lambda_step(w, prev_w, delta, given, prev_reg, stepped,
+                 learning_rate):  # pragma: no cover - compiled
+    """nu * delta * prev_reg (spec step 3), delta given or W - prev_weights; 0 on the
+    first update.
 
-    A select, not a branch, so the loops stay vectorized; on the first update
-    prev_reg is uninitialized memory and whatever it holds is discarded.
+    Selects, not branches, so the loops stay vectorized; on the first update
+    whatever prev_reg and prev_weights hold is discarded.
     """
-    step = learning_rate * (w - np.float64(prev_w)) * np.float64(prev_reg)
+    change = np.float64(delta) if given else w - np.float64(prev_w)
+    step = learning_rate * change * np.float64(prev_reg)
     return step if stepped else 0.0
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _stats(weights, lambdas, prev_weights, prev_reg, stepped,
+def _stats(weights, lambdas, prev_weights, prev_reg, delta, given, stepped,
            learning_rate):  # pragma: no cover - compiled
     """(sum of the (stepped) lambdas, sum of their |.|, count of non-finite weights).
 
@@ -62,13 +68,13 @@ def _stats(weights, lambdas, prev_weights, prev_reg, stepped,
     total_abs = 0.0
     n_bad = 0
     for i in range(weights.shape[0]):
-        w_row, lam_row, prev_w_row, prev_reg_row = (
-            weights[i], lambdas[i], prev_weights[i], prev_reg[i])
+        w_row, lam_row, prev_w_row, prev_reg_row, delta_row = (
+            weights[i], lambdas[i], prev_weights[i], prev_reg[i], delta[i])
         for j in range(w_row.size):
             w = np.float64(w_row[j])
             n_bad += not math.isfinite(w)
             lam = np.float64(lam_row[j]) - _lambda_step(
-                w, prev_w_row[j], prev_reg_row[j], stepped, learning_rate)
+                w, prev_w_row[j], delta_row[j], given, prev_reg_row[j], stepped, learning_rate)
             total += lam
             total_abs += abs(lam)
     return total, total_abs, n_bad
@@ -76,8 +82,8 @@ def _stats(weights, lambdas, prev_weights, prev_reg, stepped,
 
 @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy",
             inline="always")
-def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, stepped, learning_rate, shift,
-               norm):  # pragma: no cover - compiled
+def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, delta_row, given, stepped,
+               learning_rate, shift, norm):  # pragma: no cover - compiled
     """Steps 3 (translate) to 5 of the spec on 1-D rows, in place: one SIMD loop.
 
     Inlined where `norm` is a constant, so each norm gets its own loop. The
@@ -86,7 +92,8 @@ def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, stepped, learning_rate,
     for j in range(w_row.size):
         w = np.float64(w_row[j])
         lam = np.float64(lam_row[j]) - _lambda_step(
-            w, prev_w_row[j], prev_reg_row[j], stepped, learning_rate) + shift
+            w, prev_w_row[j], delta_row[j], given, prev_reg_row[j], stepped,
+            learning_rate) + shift
         nonzero = w != 0.0
         if norm == 1:
             limit = abs(w)
@@ -112,11 +119,11 @@ def _make_write(norm: int):
     Called with 2-D views; compiled and cached per norm on first use.
     """
     @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-    def write(weights, lambdas, prev_weights, prev_reg, stepped, learning_rate,
+    def write(weights, lambdas, prev_weights, prev_reg, delta, given, stepped, learning_rate,
               shift):  # pragma: no cover - compiled
         for i in range(weights.shape[0]):
-            _write_row(weights[i], lambdas[i], prev_weights[i], prev_reg[i], stepped,
-                       learning_rate, shift, norm)
+            _write_row(weights[i], lambdas[i], prev_weights[i], prev_reg[i], delta[i], given,
+                       stepped, learning_rate, shift, norm)
     return write
 
 
@@ -147,24 +154,23 @@ def _chunks(views: Sequence[np.ndarray], n_chunks: int) -> List[List[np.ndarray]
     return [[v[:, start:start + size] for v in views] for start in range(0, cols, size)]
 
 
-def _update(views: Sequence[np.ndarray], first: bool, avg_reg: float, learning_rate: float,
-            norm: int, n_chunks: int) -> int:
+def _update(views: Sequence[np.ndarray], given: bool, first: bool, avg_reg: float,
+            learning_rate: float, norm: int, n_chunks: int) -> int:
     """Both passes over `n_chunks` chunks of the views, on this thread (1 chunk) or on
     Python threads (the kernels drop the GIL); returns OK or an error code."""
-    stepped = not first
+    flags = (given, not first, learning_rate)
     write = _WRITE_BY_NORM[norm]
     if n_chunks == 1:
-        status, shift = _shift(*_stats(*views, stepped, learning_rate), views[0].size, first,
-                               avg_reg)
+        status, shift = _shift(*_stats(*views, *flags), views[0].size, first, avg_reg)
         if status == OK:
-            write(*views, stepped, learning_rate, shift)
+            write(*views, *flags, shift)
         return status
     parts = _chunks(views, n_chunks)
-    sums = list(_pool().map(lambda part: _stats(*part, stepped, learning_rate), parts))
+    sums = list(_pool().map(lambda part: _stats(*part, *flags), parts))
     status, shift = _shift(*(sum(s[k] for s in sums) for k in range(3)), views[0].size, first,
                            avg_reg)
     if status == OK:
-        list(_pool().map(lambda part: write(*part, stepped, learning_rate, shift), parts))
+        list(_pool().map(lambda part: write(*part, *flags, shift), parts))
     return status
 
 
@@ -177,20 +183,23 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def update_in_place(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.ndarray,
-                    prev_reg: np.ndarray, first: bool, avg_reg: float,
-                    learning_rate: float, norm: int) -> Optional[int]:
+                    prev_reg: np.ndarray, delta: Optional[np.ndarray], first: bool,
+                    hyperparameters: Hyperparameters) -> Optional[int]:
     """Run the kernel on validated arrays of one shape; return OK or an error code.
 
-    On the first update (`first`: no lambda step, no translation) `prev_reg`
-    is overwritten without being read. Returns None (nothing done) when the
-    arrays cannot be walked in place without a copy.
+    On the first update (`first`: no lambda step, no translation) `prev_reg`,
+    `prev_weights` and `delta` are not used (prev_reg and prev_weights are
+    overwritten). Returns None (nothing done) when the arrays cannot be walked
+    in place without a copy.
     """
-    views = as_2d_views([weights, lambdas, prev_weights, prev_reg])
+    given = delta is not None
+    views = as_2d_views([weights, lambdas, prev_weights, prev_reg,
+                         delta if given else prev_weights])
     if views is None:
         return None
     size = views[0].size
     n_chunks = 1
     if size >= PARALLEL_MIN_ELEMENTS:
         n_chunks = max(1, min(numba.get_num_threads(), size // ELEMENTS_PER_CHUNK_MIN))
-    return _update(views, bool(first), float(avg_reg), float(learning_rate), int(norm),
-                   n_chunks)
+    return _update(views, given, bool(first), hyperparameters.avg_reg,
+                   hyperparameters.learning_rate, hyperparameters.norm, n_chunks)

@@ -7,13 +7,14 @@ from typing import Optional
 import numpy as np
 
 from rln_core import inspection
-from rln_core._state import RLNState, check_state_dtype, init
-from rln_core._update import check_impl, update
-from rln_core._validation import check_hyperparameters
+from rln_core._update import update
+from rln_core.hyperparameters import DEFAULTS, Hyperparameters
+from rln_core.implementations import check_impl
+from rln_core.state import RLNState, check_state_dtype, init
 
 
 class RLN:
-    """Regularization Learning for one weight tensor, updated in place.
+    """Regularization Learning for one NumPy weight tensor, updated in place.
 
     Example:
         rln = RLN(avg_reg=-10.0, learning_rate=1e6, norm=1)
@@ -25,32 +26,46 @@ class RLN:
         avg_reg: Theta, the mean of the log coefficients (natural log).
         learning_rate: nu, the step size of the lambdas (>= 0).
         norm: 1 (L1) or 2 (L2).
-        impl: "auto", "numba" or "numpy" (see `rln_core.update`).
+        impl: "auto", "numba", "numpy" or "array_api" (see `rln_core.implementations`).
         state_dtype: float64 (default) or float32 for lambdas and prev_reg.
     """
 
-    def __init__(self, avg_reg: float = -10.0, learning_rate: float = 1e6, norm: int = 1,
+    def __init__(self, avg_reg: float = DEFAULTS.avg_reg,
+                 learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm,
                  impl: str = "auto", state_dtype: "np.typing.DTypeLike" = np.float64):
-        check_hyperparameters(avg_reg, learning_rate, norm)
+        self.hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
         check_impl(impl)
         self.state_dtype = check_state_dtype(state_dtype)
-        self.avg_reg = avg_reg
-        self.learning_rate = learning_rate
-        self.norm = norm
         self.impl = impl
         self.state: Optional[RLNState] = None
+
+    @property
+    def avg_reg(self) -> float:
+        return self.hyperparameters.avg_reg
+
+    @property
+    def learning_rate(self) -> float:
+        return self.hyperparameters.learning_rate
+
+    @property
+    def norm(self) -> int:
+        return self.hyperparameters.norm
 
     def begin(self, weights: np.ndarray) -> RLNState:
         """Start (or restart) RLN on `weights`: fresh state, lambdas = Theta."""
         self.state = init(weights, self.avg_reg, state_dtype=self.state_dtype)
         return self.state
 
-    def update(self, weights: np.ndarray) -> np.ndarray:
-        """Apply one update to `weights` in place (after an optimizer step); return them."""
+    def update(self, weights: np.ndarray, delta: Optional[np.ndarray] = None) -> np.ndarray:
+        """Apply one update to `weights` in place (after an optimizer step); return them.
+
+        Args:
+            weights: W after the optimizer step.
+            delta: the weight change to learn from, or None for W - prev_weights.
+        """
         if self.state is None:
             raise RuntimeError("RLN.update() called before RLN.begin(weights)")
-        update(weights, self.state, avg_reg=self.avg_reg, learning_rate=self.learning_rate,
-               norm=self.norm, impl=self.impl)
+        update(weights, self.state, impl=self.impl, delta=delta, **self.hyperparameters.asdict())
         return weights
 
     @property

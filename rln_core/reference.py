@@ -1,25 +1,26 @@
 """The NumPy reference of one RLN update: pure, readable, the oracle.
 
-It follows `RLN_SPEC.md` step by step, in float64, and never mutates its inputs.
-Every other implementation (the numba kernel, the torch-native path, a user's
-adapter via `rln_core.testing`) is checked against this function.
+It follows `docs/RLN_SPEC.md` step by step, in float64, and never mutates its
+inputs. Every other implementation (the numba kernel, the array-API function
+on torch / JAX / keras.ops, a user's adapter via `rln_core.testing`) is checked
+against this function.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
-from rln_core._state import RLNState
-from rln_core._validation import (NON_FINITE_WEIGHTS_MESSAGE, check_hyperparameters,
-                                  check_update_inputs, non_finite_lambdas_message)
+from rln_core.checks import (LOG_HALF, NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
+                             non_finite_lambdas_message)
+from rln_core.hyperparameters import DEFAULTS, Hyperparameters
+from rln_core.state import RLNState
 
-LOG_HALF = float(np.log(0.5))
 
-
-def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
-           learning_rate: float = 1e6, norm: int = 1) -> Tuple[np.ndarray, RLNState]:
+def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
+           learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm,
+           delta: Optional[np.ndarray] = None) -> Tuple[np.ndarray, RLNState]:
     """One RLN update, after an optimizer step, without side effects.
 
     Args:
@@ -28,6 +29,9 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
         avg_reg: Theta, the mean the lambdas are translated back to (natural log).
         learning_rate: nu, the step size of the lambdas (>= 0).
         norm: 1 (L1) or 2 (L2).
+        delta: the weight change the lambda step learns from (W's shape, float32
+            or float64), e.g. a fused optimizer's step or -eta * grad; None: the
+            inferred W - state.prev_weights (spec step 1).
 
     Returns:
         (new_weights, new_state): new arrays; new_weights has W's dtype and
@@ -37,19 +41,20 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
         ValueError, TypeError: invalid hyperparameters or inputs, non-finite
             weights, or an update that would make the lambdas non-finite.
     """
-    check_hyperparameters(avg_reg, learning_rate, norm)
-    check_update_inputs(weights, state, in_place=False)
+    Hyperparameters(avg_reg, learning_rate, norm)
+    check_update_inputs(weights, state, delta, in_place=False)
     w = weights.astype(np.float64)
     if not np.isfinite(w).all():
         raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
 
     # Steps 1-3: the lambda step and the translation back to mean Theta,
-    # skipped on the first call (there is no prev_reg yet).
+    # skipped on the first update (steps == 0; prev_reg is not read then).
     lambdas = state.lambdas.astype(np.float64)
-    if state.prev_reg is not None:
-        delta = w - state.prev_weights.astype(np.float64)
+    if state.steps > 0:
+        change = w - state.prev_weights.astype(np.float64) if delta is None \
+            else delta.astype(np.float64)
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
-            lambdas = lambdas - learning_rate * delta * state.prev_reg.astype(np.float64)
+            lambdas = lambdas - learning_rate * change * state.prev_reg.astype(np.float64)
             lambdas = lambdas + (avg_reg - np.mean(lambdas))
     if not np.isfinite(lambdas).all():
         raise ValueError(non_finite_lambdas_message(learning_rate))
@@ -71,12 +76,12 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = -10.0,
     lambdas = np.where(clipped, cap, lambdas)
     with np.errstate(over="ignore"):  # exp(huge lambda) only where W == 0, D == 0
         step = np.where(clipped, limit, np.minimum(np.exp(lambdas), limit))
-    reg = direction * step
-    new_weights = (w - reg).astype(weights.dtype)
+    reg = np.asarray(direction * step)  # asarray: 0-d inputs give NumPy scalars
+    new_weights = np.asarray(w - reg).astype(weights.dtype)
 
     state_dtype = state.lambdas.dtype
     new_state = RLNState(
-        lambdas=lambdas.astype(state_dtype),
+        lambdas=np.asarray(lambdas).astype(state_dtype),
         prev_weights=new_weights.copy(),
         prev_reg=reg.astype(state_dtype),
         steps=int(state.steps) + 1,

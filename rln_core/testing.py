@@ -4,14 +4,20 @@
     check_update(my_update)              # AssertionError naming case, element, difference
     check_rejects_bad_input(my_update)   # bad input must raise and change nothing
 
-`my_update(weights, state, *, avg_reg, learning_rate, norm)` receives NumPy
-arrays and an `RLNState`. It either returns `(new_weights, new_state)` or
-updates them in place (any other return value is ignored). An adapter for another framework wraps
-the arrays (e.g. `torch.from_numpy`), runs its own math and writes back.
+`my_update(weights, state, *, avg_reg, learning_rate, norm[, delta])` receives
+NumPy arrays and an `RLNState`; `delta` (the weight change to learn from) is
+passed only by the cases that have one (`UpdateCase.delta`). It either returns
+`(new_weights, new_state)` or updates them in place (any other return value is
+ignored). An adapter for another framework wraps the arrays (e.g.
+`torch.from_numpy`), runs its own math and writes back.
 
-Tolerances (RLN_SPEC.md, "per update"): lambdas within 1e-9 relative (plus
-one ulp of the state dtype); weights within one ulp of their dtype plus what
-that lambda tolerance implies (|reg| * tol); a weight the reference sets to
+On a first update (steps == 0) the cases fill prev_reg with NaN: the spec says
+it is not read then, and an implementation that reads it fails.
+
+Tolerances (docs/RLN_SPEC.md, "per update"): lambdas within 1e-9 relative
+(plus one ulp of the state dtype); weights and prev_reg within one ulp of their
+dtype plus what that lambda tolerance implies (|reg| * tol), plus the smallest
+normal number (XLA flushes subnormals to zero); a weight the reference sets to
 exactly 0 must be exactly 0; `prev_weights` must equal the written weights.
 """
 
@@ -24,7 +30,7 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple
 import numpy as np
 
 from rln_core import reference
-from rln_core._state import RLNState, init
+from rln_core.state import RLNState, init
 
 UpdateFn = Callable[..., Optional[Tuple[np.ndarray, RLNState]]]
 LAMBDA_RTOL = 1e-9
@@ -40,11 +46,12 @@ class UpdateCase:
     norm: int = 1
     avg_reg: float = -10.0
     learning_rate: float = 1e6
-    first: bool = False  # no prev_reg yet: the first update of training
+    first: bool = False  # steps == 0: the first update of training (prev_reg not read)
     layout: str = "C"  # "C", "F" (transposed view) or "strided" (every other column)
     state_dtype: str = "float64"
     zero_fraction: float = 0.1  # weights that are exactly 0
     at_cap: bool = False  # a third of the lambdas end near their cap (first or nu = 0 only)
+    delta: str = ""  # "", or the dtype of a given weight change ("float32", "float64")
     seed: int = 0
 
     def make(self) -> Tuple[np.ndarray, RLNState]:
@@ -64,19 +71,32 @@ class UpdateCase:
                                  "would move the lambdas off their caps")
             state.lambdas[...] = _near_the_cap(weights, state.lambdas, self.norm, self.avg_reg,
                                                rng, translated=not self.first)
-        if not self.first:
+        if self.first:
+            state.prev_reg[...] = np.nan  # not to be read on a first update
+        else:
             step = rng.normal(0.0, 1e-3, size=self.shape)
             state.prev_weights[...] = (weights - step).astype(self.dtype)
             direction = np.sign(state.prev_weights) if self.norm == 1 \
                 else 2.0 * state.prev_weights.astype(np.float64)
             prev_reg = direction * np.exp(self.avg_reg + rng.normal(0.0, 1.0, size=self.shape))
-            state.prev_reg = np.empty_like(state.lambdas)  # in W's memory order, as init's
             state.prev_reg[...] = prev_reg
             state.steps = 1 + self.seed
         return weights, state
 
     def kwargs(self) -> dict:
+        """The hyperparameters, as keywords of an update."""
         return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
+
+    def inputs(self) -> Tuple[np.ndarray, RLNState, dict]:
+        """(weights, state, keywords): `make()`, and the keywords of the update, with a
+        `delta` (a weight change unrelated to prev_weights) for delta cases."""
+        weights, state = self.make()
+        kwargs = self.kwargs()
+        if self.delta:
+            rng = np.random.default_rng(self.seed + 10_000)
+            change = rng.normal(0.0, 1e-3, size=self.shape).astype(self.delta)
+            kwargs["delta"] = _in_layout(change, self.layout)
+        return weights, state, kwargs
 
 
 def _near_the_cap(weights: np.ndarray, lambdas: np.ndarray, norm: int, avg_reg: float,
@@ -148,6 +168,14 @@ def _default_cases() -> Tuple[UpdateCase, ...]:
             name=f"at_cap_{dtype}_{norm=}_{'first' if first else 'translated'}", shape=(40, 25),
             dtype=dtype, norm=norm, first=first, learning_rate=1e6 if first else 0.0,
             at_cap=True, seed=seed))
+    for seed, (dtype, delta, norm, first) in enumerate(itertools.product(
+            ("float32", "float64"), ("float32", "float64"), (1, 2), (False, True)), 600):
+        cases.append(UpdateCase(
+            name=f"delta_{delta}_{dtype}_{norm=}{'_first' if first else ''}", shape=(11, 7),
+            dtype=dtype, norm=norm, first=first, delta=delta, seed=seed))
+    for seed, layout in enumerate(("F", "strided"), 700):
+        cases.append(UpdateCase(name=f"delta_layout_{layout}", shape=(8, 5), layout=layout,
+                                delta="float32", seed=seed))
     cases.append(UpdateCase(name="tutorial_179x1013", shape=(1013, 179), seed=401))
     return tuple(cases)
 
@@ -170,9 +198,9 @@ def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None) -> 
     """
     n = 0
     for case in CASES if cases is None else cases:
-        weights, state = case.make()
-        expected_w, expected = reference.update(weights.copy(), state.copy(), **case.kwargs())
-        result = fn(weights, state, **case.kwargs())
+        weights, state, kwargs = case.inputs()
+        expected_w, expected = reference.update(weights.copy(), state.copy(), **kwargs)
+        result = fn(weights, state, **kwargs)
         got_w, got = result if isinstance(result, tuple) else (weights, state)
         assert_update_matches(case.name, expected_w, expected, np.asarray(got_w), got)
         n += 1
@@ -188,7 +216,6 @@ def assert_update_matches(name: str, expected_weights: np.ndarray, expected: RLN
            f"{expected_weights.shape} {expected_weights.dtype}")
     _check(name, "state.steps", int(state.steps) == int(expected.steps),
            f"got {state.steps}, expected {expected.steps}")
-    _check(name, "state.prev_reg", state.prev_reg is not None, "is None after an update")
     for field in ("lambdas", "prev_reg"):
         got = getattr(state, field)
         _check(name, f"state.{field}.dtype", got.dtype == getattr(expected, field).dtype,
@@ -201,10 +228,13 @@ def assert_update_matches(name: str, expected_weights: np.ndarray, expected: RLN
 
     ref_reg = expected.prev_reg.astype(np.float64)
     implied = np.abs(ref_reg) * lam_tol * 2.0  # d exp(l) = exp(l) dl, both directions
-    reg_tol = implied + np.spacing(np.abs(expected.prev_reg)).astype(np.float64)
+    # + the smallest normal number: XLA (JAX) flushes subnormal results to zero
+    reg_tol = implied + np.spacing(np.abs(expected.prev_reg)).astype(np.float64) + np.finfo(
+        expected.prev_reg.dtype).tiny
     _assert_close(name, "state.prev_reg", state.prev_reg, ref_reg, reg_tol)
 
-    w_tol = np.spacing(np.abs(expected_weights)).astype(np.float64) + implied
+    w_tol = np.spacing(np.abs(expected_weights)).astype(np.float64) + implied + np.finfo(
+        expected_weights.dtype).tiny
     _assert_close(name, "weights", weights, expected_weights, w_tol)
     zeros = (expected_weights == 0) & (weights != 0)
     _check(name, "weights", not zeros.any(),
@@ -297,6 +327,18 @@ def _overflowing_step():
     return weights, state, {**kwargs, "learning_rate": 1e300}
 
 
+def _delta_wrong_shape():
+    weights, state, kwargs = _good()
+    return weights, state, {**kwargs, "delta": np.zeros((4, 6), np.float32)}
+
+
+def _delta_nan():
+    weights, state, kwargs = _good()
+    delta = np.zeros(weights.shape, np.float32)
+    delta[3, 0] = np.nan
+    return weights, state, {**kwargs, "delta": delta}
+
+
 def _nan_lambdas_first_update():
     weights, state = UpdateCase("nan_lambdas", (6, 4), first=True, seed=501).make()
     state.lambdas[1, 2] = np.nan
@@ -317,6 +359,8 @@ ERROR_CASES: Tuple[ErrorCase, ...] = (
     ErrorCase("weights_integer", _integer_weights, match="float32 or float64|dtype"),
     ErrorCase("lambda_step_overflows", _overflowing_step, match="non-finite"),
     ErrorCase("lambdas_nan_first_update", _nan_lambdas_first_update, match="non-finite"),
+    ErrorCase("delta_wrong_shape", _delta_wrong_shape, match="shape"),
+    ErrorCase("delta_nan", _delta_nan, match="non-finite"),
 )
 
 
@@ -332,7 +376,7 @@ def check_rejects_bad_input(fn: UpdateFn, cases: Sequence[ErrorCase] = ERROR_CAS
     for case in cases:
         weights, state, kwargs = case.build()
         before = (weights.tobytes(), {k: v.tobytes() for k, v in _arrays(state).items()},
-                  state.steps, state.prev_reg is None)
+                  state.steps)
         try:
             fn(weights, state, **kwargs)
         except case.error_types as error:
@@ -344,7 +388,7 @@ def check_rejects_bad_input(fn: UpdateFn, cases: Sequence[ErrorCase] = ERROR_CAS
             raise AssertionError(f"[{case.name}] was accepted; expected one of "
                                  f"{[t.__name__ for t in case.error_types]}")
         after = (weights.tobytes(), {k: v.tobytes() for k, v in _arrays(state).items()},
-                 state.steps, state.prev_reg is None)
+                 state.steps)
         if after != before:
             raise AssertionError(f"[{case.name}] raised but modified the weights or the state")
     return len(cases)

@@ -1,0 +1,134 @@
+"""The RLN update written once over an array namespace: torch, JAX, keras.ops, NumPy, ...
+
+`step` is the pure math of one update (docs/RLN_SPEC.md steps 1-5) in the
+functions every array library shares: `xp.abs`, `xp.exp`, `xp.where`,
+`xp.mean`, ... It never raises on values and never branches on them, so it
+runs eagerly or inside a compiled step (`jax.jit`, a Keras train step): it
+returns the new arrays and whether they are finite, and the caller decides.
+`update` is the eager, checked form with the signature of
+`rln_core.reference.update`, for any array library `array-api-compat` knows.
+
+The namespace is detected (`array_api_compat.array_namespace`) or passed as
+`xp`: anything with the few functions used here, e.g. `keras.ops` through
+`rln_keras`'s shim. The math runs in `compute_dtype` (float64 by default,
+as the spec says; float32 where a device or a configuration has no float64:
+MPS, JAX without `jax_enable_x64`). The clip is decided with `CLIP_MARGIN`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional, Tuple
+
+import array_api_compat
+
+from rln_core.checks import (CLIP_MARGIN, LOG_HALF, NON_FINITE_WEIGHTS_MESSAGE,
+                             check_update_inputs, non_finite_lambdas_message)
+from rln_core.hyperparameters import DEFAULTS, Hyperparameters
+from rln_core.state import RLNState
+
+
+class Step(NamedTuple):
+    """What one update computes (arrays of the input's library).
+
+    Attributes:
+        weights: W after the update, shape and dtype of W.
+        lambdas: the new lambdas, the state's dtype.
+        reg: the regularization step just applied (the next prev_reg), the state's dtype.
+        weights_finite: 0-d bool, W had no NaN/inf.
+        lambdas_finite: 0-d bool, the lambdas after the lambda step are finite.
+        ok: 0-d bool, both: the update may be applied.
+    """
+
+    weights: Any
+    lambdas: Any
+    reg: Any
+    weights_finite: Any
+    lambdas_finite: Any
+    ok: Any
+
+
+def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: Any,
+         hyperparameters: Hyperparameters, *, delta: Optional[Any] = None,
+         xp: Optional[Any] = None, compute_dtype: Optional[Any] = None) -> Step:
+    """One RLN update as a pure function of arrays; nothing is checked or raised.
+
+    Args:
+        weights: W after the optimizer step, any shape, float32/float64.
+        lambdas, prev_weights, prev_reg: the state's arrays (shape of W);
+            prev_weights is not read when `delta` is given (pass None then).
+        steps: updates applied so far: an int, or a 0-d integer array under jit;
+            0 means no lambda step (prev_reg is then not used).
+        hyperparameters: Theta, nu and the norm.
+        delta: the weight change to learn from (shape of W), or None for
+            W - prev_weights.
+        xp: the array namespace; detected from `weights` when None.
+        compute_dtype: the dtype of the arithmetic; xp.float64 when None.
+
+    Returns:
+        A `Step`; its arrays are meaningful only where `ok` is true.
+    """
+    xp = array_api_compat.array_namespace(weights) if xp is None else xp
+    dtype = xp.float64 if compute_dtype is None else compute_dtype
+    avg_reg, learning_rate = hyperparameters.avg_reg, hyperparameters.learning_rate
+    w = xp.astype(weights, dtype)
+    lam = xp.astype(lambdas, dtype)
+
+    # Steps 1-3: the lambda step and the translation back to mean Theta; on the
+    # first update (steps == 0) a select keeps the lambdas as they are.
+    change = w - xp.astype(prev_weights, dtype) if delta is None else xp.astype(delta, dtype)
+    stepped = lam - learning_rate * change * xp.astype(prev_reg, dtype)
+    stepped = stepped + (avg_reg - xp.mean(stepped))
+    first = steps == 0
+    lam = (lam if first else stepped) if isinstance(first, bool) else xp.where(first, lam, stepped)
+    weights_finite = xp.all(xp.isfinite(w))
+    lambdas_finite = xp.all(xp.isfinite(lam))
+
+    # Steps 4-5: clip at log|W / D| (no cap where W == 0; CLIP_MARGIN, see
+    # rln_core.checks), regularize; a clipped weight lands on exactly 0. Where
+    # W == 0 the step is 0 whatever the lambda (D == 0), so the exp is taken of
+    # min(lambda, 0) there: no overflow, no inf anywhere.
+    nonzero = w != 0
+    abs_w = xp.abs(w)
+    zeros = xp.zeros_like(w)
+    if hyperparameters.norm == 1:
+        direction = xp.sign(w)
+        limit = abs_w
+        cap = xp.log(xp.where(nonzero, abs_w, 1.0))
+    else:
+        direction = 2.0 * w
+        limit = zeros + 0.5
+        cap = xp.where(nonzero, zeros + LOG_HALF, zeros)
+    clipped = xp.logical_and(nonzero, lam >= cap - CLIP_MARGIN * (1.0 + xp.abs(cap)))
+    lam = xp.where(clipped, cap, lam)
+    exp_lam = xp.exp(xp.where(nonzero, lam, xp.minimum(lam, zeros)))
+    reg = direction * xp.where(clipped, limit, xp.minimum(exp_lam, limit))
+    return Step(weights=xp.astype(w - reg, weights.dtype), lambdas=xp.astype(lam, lambdas.dtype),
+                reg=xp.astype(reg, lambdas.dtype), weights_finite=weights_finite,
+                lambdas_finite=lambdas_finite,
+                ok=xp.logical_and(weights_finite, lambdas_finite))
+
+
+def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
+           learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm,
+           delta: Optional[Any] = None, compute_dtype: Optional[Any] = None
+           ) -> Tuple[Any, RLNState]:
+    """One checked RLN update without side effects, for arrays of any library.
+
+    Same arguments, checks and errors as `rln_core.reference.update`, with W,
+    the state and delta as arrays of one library on one device (the checks
+    read the finiteness flags, one host sync). `compute_dtype` as in `step`.
+
+    Returns:
+        (new_weights, new_state): new arrays of W's library.
+    """
+    hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
+    check_update_inputs(weights, state, delta, in_place=False)
+    result = step(weights, state.lambdas, None if delta is not None else state.prev_weights,
+                  state.prev_reg, int(state.steps), hyperparameters, delta=delta,
+                  compute_dtype=compute_dtype)
+    if not bool(result.weights_finite):
+        raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
+    if not bool(result.lambdas_finite):
+        raise ValueError(non_finite_lambdas_message(learning_rate))
+    return result.weights, RLNState(lambdas=result.lambdas, prev_weights=result.weights,
+                                    prev_reg=result.reg, steps=int(state.steps) + 1)

@@ -1,0 +1,142 @@
+"""Input checks and messages for every implementation and adapter (raise before any write).
+
+The public surface for adapter authors: an adapter checks its arrays with
+these functions, raises these messages and decides the clip with
+`CLIP_MARGIN`, so every framework refuses the same inputs the same way. The
+checks accept any array library that `array-api-compat` knows (NumPy, torch,
+JAX, CuPy, ...): shapes, dtypes and devices are compared through it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Optional
+
+import array_api_compat
+import numpy as np
+
+if TYPE_CHECKING:
+    from rln_core.state import RLNState
+
+FLOAT_DTYPES = ("float32", "float64")
+"""The dtypes RLN accepts for weights, for the state and for a weight change."""
+
+CLIP_MARGIN = 1e-11
+"""The margin of the clip decision in the fast implementations (relative to 1 + |cap|).
+
+Spec step 4 clips a lambda at its cap log|W / D|. Where a lambda ends within
+rounding of its cap, two correct implementations can decide differently: their
+logs differ by an ulp, and their means of the lambdas by the order of the sum
+(about 1e-16 * mean |lambda| * a small factor). Deciding differently matters
+in one direction only: a weight the reference clips lands on exactly 0, and
+that must hold everywhere.
+
+So the numba kernel and the array-API implementation also clip lambdas up to
+CLIP_MARGIN * (1 + |cap|) below their cap. While the rounding differences stay
+below that margin (|lambdas| up to ~1e5; training keeps them near Theta), every
+weight the reference sets to 0 is 0 there too. An element only they clip gets
+the cap as its lambda (off by at most the margin, 100x below the 1e-9
+tolerance) and lands on 0 instead of a residue of at most about the margin
+times |W|, also within tolerance. The reference itself decides exactly. In
+float32 arithmetic the margin is below one ulp, so it changes nothing there.
+"""
+
+LOG_HALF = math.log(0.5)
+"""The L2 cap of every lambda (spec step 4: log|W / D| with D = 2W)."""
+
+NON_FINITE_WEIGHTS_MESSAGE = "weights contain NaN or inf; RLN update refused"
+
+
+def non_finite_lambdas_message(learning_rate: float) -> str:
+    """The error every implementation raises when the lambdas would not be finite."""
+    return (f"the RLN lambdas are non-finite after the lambda step (learning_rate "
+            f"{learning_rate!r} too large, or a state or weight change holding NaN/inf?); "
+            "weights and state left unchanged")
+
+
+def dtype_name(array: Any) -> str:
+    """The dtype of an array of any library as a NumPy-style name ("float32", "int64", ...)."""
+    dtype = array.dtype
+    name = getattr(dtype, "name", None)
+    return name if isinstance(name, str) else str(dtype).rpartition(".")[2]
+
+
+def is_array(value: object) -> bool:
+    """Whether `value` is an array of a library `array-api-compat` knows."""
+    return array_api_compat.is_array_api_obj(value) and not isinstance(value, (bool, int, float))
+
+
+def check_weights(weights: Any, *, writable: bool = False, name: str = "weights") -> None:
+    """A non-empty float32/float64 array (NumPy: writable when updated in place)."""
+    if not is_array(weights):
+        raise TypeError(f"{name} must be an array (NumPy, torch, JAX, ...), got "
+                        f"{type(weights).__name__}")
+    if dtype_name(weights) not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got dtype {dtype_name(weights)}")
+    if math.prod(weights.shape) == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(weights.shape)})")
+    if writable and isinstance(weights, np.ndarray) and not weights.flags.writeable:
+        raise ValueError(f"{name} is read-only; RLN updates it in place")
+
+
+def check_update_inputs(weights: Any, state: "RLNState", delta: Optional[Any] = None, *,
+                        in_place: bool) -> None:
+    """Check W (and a given weight change) against its state; raise before any write.
+
+    Args:
+        weights: W after the optimizer step.
+        state: its `RLNState` (checked with `rln_core.state.check_state`).
+        delta: the weight change the lambda step learns from, or None (W - prev_weights).
+        in_place: the update will overwrite `weights` and the state's arrays:
+            NumPy arrays must then be writable and must not overlap.
+
+    Raises:
+        TypeError, ValueError: naming the array and what does not fit.
+    """
+    from rln_core.state import check_state
+
+    check_weights(weights, writable=in_place)
+    check_state(state)
+    shape = tuple(state.lambdas.shape)
+    if tuple(weights.shape) != shape:
+        raise ValueError(f"weights have shape {tuple(weights.shape)} but the RLN state was "
+                         f"made for shape {shape}")
+    if dtype_name(weights) != dtype_name(state.prev_weights):
+        raise TypeError(f"weights have dtype {dtype_name(weights)} but the RLN state was made "
+                        f"for {dtype_name(state.prev_weights)}")
+    _check_same_library_and_device(weights, state.lambdas, "the RLN state")
+    if delta is not None:
+        check_weights(delta, name="delta")
+        if tuple(delta.shape) != shape:
+            raise ValueError(f"delta has shape {tuple(delta.shape)}; it must have the weights' "
+                             f"shape {shape}")
+        _check_same_library_and_device(weights, delta, "delta")
+    if in_place and isinstance(weights, np.ndarray):
+        _check_no_overlap(weights, state, delta)
+
+
+def _check_same_library_and_device(weights: Any, other: Any, what: str) -> None:
+    if array_api_compat.array_namespace(other) is not array_api_compat.array_namespace(weights):
+        raise TypeError(f"{what} holds {type(other).__name__} arrays but the weights are "
+                        f"{type(weights).__name__}")
+    if array_api_compat.device(other) != array_api_compat.device(weights):
+        raise ValueError(f"{what} is on {array_api_compat.device(other)} but the weights are "
+                         f"on {array_api_compat.device(weights)}")
+
+
+def _check_no_overlap(weights: np.ndarray, state: "RLNState",
+                      delta: Optional[np.ndarray]) -> None:
+    """Every array of an in-place update is writable and overlaps none of the others."""
+    arrays = {"weights": weights, "state.lambdas": state.lambdas,
+              "state.prev_weights": state.prev_weights, "state.prev_reg": state.prev_reg}
+    for name, array in arrays.items():
+        if name != "weights" and not array.flags.writeable:
+            raise ValueError(f"{name} is read-only; it is updated in place")
+    if delta is not None:
+        arrays["delta"] = delta
+    names = list(arrays)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            if np.may_share_memory(arrays[first], arrays[second]):
+                raise ValueError(f"{first} and {second} share memory; every array of an "
+                                 "in-place RLN update must be its own")

@@ -1,0 +1,72 @@
+"""`Hyperparameters`: the three numbers of RLN, validated once, in one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, Union
+
+import numpy as np
+
+NORMS = (1, 2)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) \
+        and not isinstance(value, (bool, np.bool_))
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """RLN's hyperparameters (docs/RLN_SPEC.md), checked when constructed.
+
+    The original callback's names are kept, so the authors' tutorial reads the same.
+
+    Attributes:
+        avg_reg: Theta, the mean the lambdas are translated back to after each
+            lambda step (natural log of a coefficient; the tutorial's best is -10).
+        learning_rate: nu, the step size of the lambdas (>= 0; large, 1e5..1e7,
+            as the lambdas live in log space and the weight changes are small).
+        norm: 1 (L1, the coefficient multiplies sign(w)) or 2 (L2, it multiplies 2w).
+
+    Values are stored as Python float/int (so a checkpoint of `asdict()` loads
+    with `torch.load(weights_only=True)` whatever scalar type was passed).
+
+    Raises:
+        ValueError: naming the field, for a value out of range, NaN, inf or a
+            non-number (a bool is not a number here).
+    """
+
+    avg_reg: float = -10.0
+    learning_rate: float = 1e6
+    norm: int = 1
+
+    def __post_init__(self) -> None:
+        if not _is_real(self.avg_reg) or not math.isfinite(self.avg_reg):
+            raise ValueError(
+                f"Invalid avg_reg (Theta): {self.avg_reg!r}; expected a finite number")
+        if not _is_real(self.learning_rate) or not 0.0 <= self.learning_rate < math.inf:
+            raise ValueError(f"Invalid learning_rate (nu): {self.learning_rate!r}; expected a "
+                             "finite number >= 0")
+        if isinstance(self.norm, (bool, np.bool_)) or self.norm not in NORMS:
+            raise ValueError(f"Invalid norm: {self.norm!r}; expected 1 or 2")
+        object.__setattr__(self, "avg_reg", float(self.avg_reg))
+        object.__setattr__(self, "learning_rate", float(self.learning_rate))
+        object.__setattr__(self, "norm", int(self.norm))
+
+    def asdict(self) -> Dict[str, Union[float, int]]:
+        """{"avg_reg": float, "learning_rate": float, "norm": int}: the keywords of
+        `rln_core.update`, a `get_config` or a `state_dict` entry."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fields(cls) -> tuple:
+        """The field names, in order: ("avg_reg", "learning_rate", "norm")."""
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+
+DEFAULTS = Hyperparameters()
+"""The project's defaults: the authors' tutorial's best setting (Theta -10, nu 1e6, L1)."""
+
+ORIGINAL_CALLBACK_DEFAULTS = Hyperparameters(avg_reg=-7.5, learning_rate=6e5, norm=1)
+"""The defaults of the authors' Keras callback, kept by the drop-in `rln_keras.RLNCallback`."""
