@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Optional, Tuple
 
 import array_api_compat
+import numpy as np
 
 from rln_core.checks import (CLIP_MARGIN, LOG_HALF, NON_FINITE_WEIGHTS_MESSAGE,
                              check_update_inputs, non_finite_lambdas_message)
@@ -123,9 +124,10 @@ def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
     """
     hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
     check_update_inputs(weights, state, delta, in_place=False)
-    result = step(weights, state.lambdas, None if delta is not None else state.prev_weights,
-                  state.prev_reg, int(state.steps), hyperparameters, delta=delta,
-                  compute_dtype=compute_dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # NumPy arrays: checked just below
+        result = step(weights, state.lambdas, None if delta is not None else state.prev_weights,
+                      state.prev_reg, int(state.steps), hyperparameters, delta=delta,
+                      compute_dtype=compute_dtype)
     if not bool(result.weights_finite):
         raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
     if not bool(result.lambdas_finite):

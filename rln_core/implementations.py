@@ -48,8 +48,8 @@ def resolve(impl: str, weights: Any) -> str:
         "numba", "numpy" or "array_api".
 
     Raises:
-        ValueError: an unknown impl, "numba" when numba cannot be imported, or a
-            NumPy-only impl for another library's array.
+        ValueError: an unknown impl, or a NumPy-only impl for another library's array.
+        ImportError: impl="numba" when numba cannot be imported.
     """
     check_impl(impl)
     on_numpy = isinstance(weights, np.ndarray)
@@ -61,7 +61,7 @@ def resolve(impl: str, weights: Any) -> str:
         raise ValueError(f"impl={impl!r} updates NumPy arrays, got a {type(weights).__name__}; "
                          "use impl='auto' or 'array_api'")
     if impl == "numba" and numba_kernel() is None:
-        raise ValueError("impl='numba' was requested but numba cannot be imported "
+        raise ImportError("impl='numba' was requested but numba cannot be imported "
                          "(or RLN_DISABLE_NUMBA is set)")
     return impl
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import rln_core
 from rln_core import testing
 
-IN_PLACE_IMPLS = ["numpy", "numba"]
+IN_PLACE_IMPLS = ["numpy", "numba", "array_api"]
 
 
 @pytest.mark.parametrize("impl", IN_PLACE_IMPLS)
@@ -40,10 +40,9 @@ def three_ulps_off(weights, state, **kwargs):
     return new_w, new_state
 
 
-def skips_the_translation(weights, state, *, avg_reg, learning_rate, norm):
+def skips_the_translation(weights, state, *, avg_reg, **kwargs):
     """A broken implementation: it forgets to translate the lambdas back to Theta."""
-    return rln_core.reference.update(weights, state, avg_reg=avg_reg - 1e-6,
-                                     learning_rate=learning_rate, norm=norm)
+    return rln_core.reference.update(weights, state, avg_reg=avg_reg - 1e-6, **kwargs)
 
 
 def leaves_a_residue(weights, state, **kwargs):
@@ -55,14 +54,15 @@ def leaves_a_residue(weights, state, **kwargs):
     return new_w, new_state
 
 
-def clips_differently(weights, state, *, avg_reg, learning_rate, norm, cap_ulps=0,
+def clips_differently(weights, state, *, avg_reg, learning_rate, norm, delta=None, cap_ulps=0,
                       margin=0.0):
     """The reference's math with a broken clip decision: the cap taken `cap_ulps` ulps
     high, or lambdas up to `margin` * (1 + |cap|) below it clipped too."""
     w = weights.astype(np.float64)
     lam = state.lambdas.astype(np.float64)
-    if state.prev_reg is not None:
-        lam = lam - learning_rate * (w - state.prev_weights) * state.prev_reg
+    if state.steps > 0:
+        change = w - state.prev_weights if delta is None else delta.astype(np.float64)
+        lam = lam - learning_rate * change * state.prev_reg
         lam = lam + (avg_reg - np.mean(lam))
     with np.errstate(divide="ignore"):
         cap = np.log(np.abs(w)) if norm == 1 else np.full_like(w, np.log(0.5))
@@ -206,6 +206,7 @@ def test_float32_state_tracks_float64_state_within_documented_tolerance():
             state64 = rln_core.init(weights, -10.0)
             state64.lambdas[...] += rng.normal(0, 1, size=weights.shape)
             state64.prev_reg = np.sign(weights) * np.exp(state64.lambdas)
+            state64.steps = 1
             state32 = rln_core.RLNState(
                 lambdas=state64.lambdas.astype(np.float32),
                 prev_weights=state64.prev_weights.copy(),
