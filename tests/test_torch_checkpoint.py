@@ -93,7 +93,7 @@ def _set(path, value):
     (_set(("states", 0, "lambdas"), lambda t: torch.zeros(6, 11, dtype=t.dtype)), ValueError,
      r"\['lambdas'\] has shape \(6, 11\) but this RLN's tensor has shape \(6, 10\)"),
     (_set(("states", 0, "prev_weights"), lambda t: t.double()), TypeError,
-     r"\['prev_weights'\] has dtype torch.float64, expected torch.float32"),
+     r"\['prev_weights'\] has dtype float64, expected float32"),
     (_set(("states", 0, "prev_reg"), lambda t: t.float()), TypeError, "prev_reg"),
     (_set(("states", 0, "steps"), -1), ValueError, "must be an int >= 0"),
     (_set(("states", 0, "lambdas"), lambda t: t.numpy()), TypeError, "must be a tensor"),

@@ -6,21 +6,23 @@ import torch
 
 import rln_core
 from rln_core import testing
-from rln_torch import RLN, TensorState, torch_update
+from rln_torch import RLN, torch_update
 
 IMPLS = ["numba", "numpy", "torch"]
 HYPER = {"avg_reg": -6.0, "learning_rate": 1e5, "norm": 1}
 
 
-def kernel_on(device):
-    """The torch kernel as a kit implementation: the kit's NumPy arrays as tensors on
-    `device` (shared memory on CPU, copies elsewhere), the weights written back."""
-    def update(weights, state, **kwargs):
+def torch_update_on(device):
+    """`torch_update` as a kit implementation: the kit's NumPy arrays (and delta) as
+    tensors on `device`, the weights written back."""
+    def update(weights, state, delta=None, **kwargs):
         arrays = {k: v for k, v in state.to_dict().items() if isinstance(v, np.ndarray)}
-        tensors = TensorState(**{k: torch.from_numpy(v).to(device) for k, v in arrays.items()},
-                              steps=state.steps)
+        tensors = rln_core.RLNState(
+            **{k: torch.from_numpy(v).to(device) for k, v in arrays.items()}, steps=state.steps)
         on_device = torch.from_numpy(weights).to(device)
-        torch_update(on_device, tensors, **kwargs)
+        if delta is not None:
+            delta = torch.from_numpy(delta).to(device)
+        torch_update(on_device, tensors, delta=delta, **kwargs)
         weights[...] = on_device.cpu().numpy()
         return weights, numpy_state(vars(tensors))
     return update
@@ -52,15 +54,19 @@ def adapter_on_numpy(impl):
 @pytest.mark.parametrize("device", [
     "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                          reason="no CUDA device"))])
-def test_torch_kernel_passes_the_conformance_kit(device):
-    assert testing.check_update(kernel_on(device)) == len(testing.CASES)
-    assert testing.check_rejects_bad_input(kernel_on(device)) == len(testing.ERROR_CASES)
+def test_torch_update_passes_the_conformance_kit(device):
+    assert testing.check_update(torch_update_on(device)) == len(testing.CASES)
+    assert testing.check_rejects_bad_input(torch_update_on(device)) == len(testing.ERROR_CASES)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_adapter_passes_the_conformance_kit(impl):
-    assert testing.check_update(adapter_on_numpy(impl)) == len(testing.CASES)
-    assert testing.check_rejects_bad_input(adapter_on_numpy(impl)) == len(testing.ERROR_CASES)
+    """The whole adapter learns from W - prev_weights (delta mode): the kit's cases
+    without a given delta (gradient mode's delta is tested below)."""
+    cases = [case for case in testing.CASES if not case.delta]
+    errors = [case for case in testing.ERROR_CASES if not case.name.startswith("delta")]
+    assert testing.check_update(adapter_on_numpy(impl), cases) == len(cases)
+    assert testing.check_rejects_bad_input(adapter_on_numpy(impl), errors) == len(errors)
 
 
 def make_layer(kind, dtype):

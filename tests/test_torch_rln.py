@@ -8,7 +8,7 @@ import torch
 
 import rln_core
 from rln_torch import RLN
-from rln_torch._kernels import resolve_kernel
+from rln_torch._impls import resolve
 
 HYPER = {"avg_reg": -5.0, "learning_rate": 1e6}
 
@@ -192,13 +192,14 @@ def test_refuses_bad_hyperparameters(kwargs, error, match):
 
 
 def test_resolver_precedence():
-    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
-    assert resolve_kernel("auto", cpu).name == "auto" and resolve_kernel("auto", cpu).on_numpy
-    assert resolve_kernel("numba", cpu).name == "numba"
-    assert resolve_kernel("torch", cpu).name == "torch"
-    assert resolve_kernel("auto", cuda).name == "torch"
+    cpu = torch.zeros(3)
+    other = torch.empty(3, device="meta")  # stands in for a CUDA or MPS tensor
+    assert resolve("auto", cpu).name == "auto" and resolve("auto", cpu).on_numpy
+    assert resolve("numba", cpu).name == "numba"
+    assert resolve("torch", cpu).name == "torch" and not resolve("torch", cpu).on_numpy
+    assert resolve("auto", other).name == "torch"
     with pytest.raises(ValueError, match="impl='numba' runs on CPU tensors only"):
-        resolve_kernel("numba", cuda)
+        resolve("numba", other)
 
 
 @pytest.mark.parametrize("impl", ["auto", "torch"])

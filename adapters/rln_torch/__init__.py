@@ -5,13 +5,12 @@
     handle = rln.attach(optimizer)        # or call rln.step() after every optimizer.step()
 
 CPU tensors are updated in place by `rln_core` (the numba kernel, zero copy);
-tensors on other devices by the same spec written in torch ops
-(`rln_torch.torch_update`). See `RLN` for the options.
+tensors on other devices by the core's array-API function run in torch ops
+(`rln_torch.torch_update`). The state is the core's `rln_core.RLNState`
+(NumPy arrays on the CPU path, tensors otherwise). See `RLN` for the options.
 """
 
-from rln_torch._kernels import IMPLS
+from rln_torch._impls import IMPLS, torch_update
 from rln_torch._rln import MODES, RLN
-from rln_torch._state import TensorState
-from rln_torch._torch_kernel import update as torch_update
 
-__all__ = ["IMPLS", "MODES", "RLN", "TensorState", "torch_update"]
+__all__ = ["IMPLS", "MODES", "RLN", "torch_update"]

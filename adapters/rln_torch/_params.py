@@ -6,7 +6,7 @@ from typing import List, Sequence, Union
 
 import torch
 
-from rln_torch._torch_kernel import WEIGHT_DTYPES
+from rln_torch._state import STATE_DTYPES as WEIGHT_DTYPES
 
 Target = Union[torch.nn.Module, torch.Tensor]
 

@@ -6,11 +6,10 @@ from typing import Any, Dict, List, Sequence, Union
 
 import numpy as np
 import torch
-from rln_core import inspection
-from rln_core._validation import check_hyperparameters
+from rln_core import DEFAULTS, Hyperparameters, inspection
 from torch.utils.hooks import RemovableHandle
 
-from rln_torch._kernels import check_impl, resolve_kernel
+from rln_torch._impls import check_impl, resolve
 from rln_torch._params import Target, collect_params
 from rln_torch._slot import ParamSlot
 from rln_torch._state import (STATE_DTYPES, as_tensor, check_state_entry, load_state_into,
@@ -19,10 +18,9 @@ from rln_torch._state import (STATE_DTYPES, as_tensor, check_state_entry, load_s
 MODES = ("delta", "gradient")
 
 
-def check_settings(norm: int, avg_reg: float, learning_rate: float, mode: str) -> None:
-    """The core's hyperparameter checks, and `mode` one of MODES; raise otherwise."""
-    check_hyperparameters(avg_reg, learning_rate, norm)
-    if mode not in MODES:
+def check_mode(mode: str) -> None:
+    """`mode` must be one of MODES."""
+    if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"Invalid mode: {mode!r}; expected one of {MODES}")
 
 
@@ -50,9 +48,8 @@ class RLN:
     `avg_reg` (then clipped) and the weights are regularized a second time
     (in gradient mode the same .grad is used again).
 
-    Gradient mode hands the kernel prev_weights = W + grad (see
-    `ParamSlot.update_from_gradient`): in a float32 model the gradient is thus
-    rounded at W's precision, as the optimizer's own step is in delta mode.
+    Gradient mode gives the update the weight change delta = -grad (the
+    core's `delta` input), so the lambda step is nu * grad * prev_reg.
 
     Args:
         target: a module with a `.weight` (e.g. `model[0]`), a Parameter, or a
@@ -63,36 +60,51 @@ class RLN:
             mode it multiplies the gradient, so it plays nu * eta.
         mode: "delta" (the spec: learn from the weight change) or "gradient"
             (learn from `param.grad`, i.e. -delta / eta for plain SGD).
-        impl: "auto", "numba", "numpy" or "torch" (precedence in `rln_torch._kernels`).
+        impl: "auto", "numba", "numpy" or "torch" (precedence in `rln_torch._impls`,
+            decided by `rln_core.implementations.resolve`).
         state_dtype: torch.float64 (default) or torch.float32 for lambdas and prev_reg.
 
     Raises:
         ValueError, TypeError: naming the argument, before anything is built.
     """
 
-    def __init__(self, target: Union[Target, Sequence[Target]], norm: int = 1,
-                 avg_reg: float = -10.0, learning_rate: float = 1e6, *, mode: str = "delta",
-                 impl: str = "auto", state_dtype: torch.dtype = torch.float64):
-        check_settings(norm, avg_reg, learning_rate, mode)
+    def __init__(self, target: Union[Target, Sequence[Target]], norm: int = DEFAULTS.norm,
+                 avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learning_rate,
+                 *, mode: str = "delta", impl: str = "auto",
+                 state_dtype: torch.dtype = torch.float64):
+        hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
+        check_mode(mode)
         check_impl(impl)
         if state_dtype not in STATE_DTYPES:
             raise TypeError(f"Invalid state_dtype: {state_dtype!r}; expected torch.float64 "
                             "or torch.float32")
         params = collect_params(target)
-        kernels = [resolve_kernel(impl, param.device) for param in params]
+        implementations = [resolve(impl, param) for param in params]
         for index, param in enumerate(params):
             if param.device.type == "mps" and state_dtype == torch.float64:
                 raise TypeError(f"parameter {index} is on MPS, which has no float64; "
                                 "pass state_dtype=torch.float32")
-        self.norm = norm
-        self.avg_reg = avg_reg
-        self.learning_rate = learning_rate
+        self.hyperparameters = hyperparameters
         self.mode = mode
         self.impl = impl
         self.state_dtype = state_dtype
         self._single = not isinstance(target, (list, tuple))
-        self._slots = [ParamSlot(param, kernel, avg_reg, state_dtype, f"parameter {index}")
-                       for index, (param, kernel) in enumerate(zip(params, kernels))]
+        self._slots = [ParamSlot(param, implementation, avg_reg, state_dtype,
+                                 f"parameter {index}")
+                       for index, (param, implementation) in enumerate(zip(params,
+                                                                           implementations))]
+
+    @property
+    def norm(self) -> int:
+        return self.hyperparameters.norm
+
+    @property
+    def avg_reg(self) -> float:
+        return self.hyperparameters.avg_reg
+
+    @property
+    def learning_rate(self) -> float:
+        return self.hyperparameters.learning_rate
 
     @property
     def params(self) -> List[torch.Tensor]:
@@ -102,19 +114,19 @@ class RLN:
     @property
     def resolved_impls(self) -> List[str]:
         """Per tensor: "torch" or the `impl` handed to `rln_core.update`."""
-        return [slot.kernel.name for slot in self._slots]
+        return [slot.implementation.name for slot in self._slots]
 
     def step(self) -> None:
         """One RLN update of every tensor; call it after each optimizer step.
 
         Every tensor is checked (shape, dtype, device, .grad in gradient mode)
         before any is updated. Each tensor's update is all-or-nothing; if the
-        kernel refuses tensor k (e.g. NaN weights), tensors before k are updated.
+        update refuses tensor k (e.g. NaN weights), tensors before k are updated.
         """
         gradient = self.mode == "gradient"
         for slot in self._slots:
             slot.check(needs_grad=gradient)
-        hyperparameters = self._kernel_kwargs()
+        hyperparameters = self.hyperparameters.asdict()
         for slot in self._slots:
             try:
                 if gradient:
@@ -158,9 +170,10 @@ class RLN:
                                  for w in self._weights_after_update()])
 
     def state_dict(self) -> Dict[str, Any]:
-        """Hyperparameters and a copy of each tensor's state, for `torch.save`."""
+        """Hyperparameters (Python floats and ints, so `torch.load(weights_only=True)`
+        reads them) and each tensor's state in the core's serialized form (copies)."""
         return {
-            "hyperparameters": {**self._kernel_kwargs(), "mode": self.mode},
+            "hyperparameters": {**self.hyperparameters.asdict(), "mode": self.mode},
             "states": [state_to_dict(slot.state) for slot in self._slots],
         }
 
@@ -169,31 +182,31 @@ class RLN:
 
         Everything is checked before anything is written: a state for another
         shape, dtype or number of tensors raises and leaves this RLN unchanged.
+        Entries written before prev_reg was allocated at init (no prev_reg at
+        steps 0) load too.
         """
         if not isinstance(state_dict, dict) or set(state_dict) != {"hyperparameters", "states"}:
             found = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict)
             raise ValueError("an RLN state_dict has exactly the keys 'hyperparameters' and "
                              f"'states', got {found}")
         hyper = dict(state_dict["hyperparameters"])
-        if set(hyper) != {"norm", "avg_reg", "learning_rate", "mode"}:
+        expected = set(Hyperparameters.fields()) | {"mode"}
+        if set(hyper) != expected:
             raise ValueError(f"state_dict['hyperparameters'] has keys {sorted(hyper)}; "
-                             "expected norm, avg_reg, learning_rate, mode")
-        check_settings(hyper["norm"], hyper["avg_reg"], hyper["learning_rate"], hyper["mode"])
+                             f"expected {sorted(expected)}")
+        mode = hyper.pop("mode")
+        hyperparameters = Hyperparameters(**hyper)
+        check_mode(mode)
         states = state_dict["states"]
         if not isinstance(states, (list, tuple)) or len(states) != len(self._slots):
             found = len(states) if isinstance(states, (list, tuple)) else type(states)
             raise ValueError(f"state_dict['states'] must list {len(self._slots)} states, one "
                              f"per regularized tensor; got {found}")
-        for index, (slot, entry) in enumerate(zip(self._slots, states)):
-            check_state_entry(entry, slot.state, f"state_dict['states'][{index}]")
-        for slot, entry in zip(self._slots, states):
-            load_state_into(slot.state, entry)
-        self.norm, self.avg_reg = hyper["norm"], hyper["avg_reg"]
-        self.learning_rate, self.mode = hyper["learning_rate"], hyper["mode"]
-
-    def _kernel_kwargs(self) -> Dict[str, Any]:
-        """The hyperparameters every kernel takes (`rln_core.update`'s keywords)."""
-        return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
+        checked = [check_state_entry(entry, slot.state, f"state_dict['states'][{index}]")
+                   for index, (slot, entry) in enumerate(zip(self._slots, states))]
+        for slot, fields in zip(self._slots, checked):
+            load_state_into(slot.state, fields)
+        self.hyperparameters, self.mode = hyperparameters, mode
 
     def _weights_after_update(self) -> List[np.ndarray]:
         return [np.asarray(as_tensor(slot.state.prev_weights).detach().cpu())

@@ -1,60 +1,41 @@
-"""Per-parameter RLN state as torch tensors, and its state_dict form.
+"""Per-parameter RLN state (the core's `RLNState`) and its state_dict entry.
 
-The CPU path keeps the core's `rln_core.RLNState` (NumPy arrays, updated in
-place by the numba kernel); the torch-native path keeps a `TensorState` with
-the same fields on the parameter's device. Both are saved in one format,
-`state_to_dict` / `load_state_into`, so a checkpoint does not depend on the
-implementation that wrote it.
+The state of a CPU tensor updated through NumPy views holds NumPy arrays
+(`rln_core.init`, in the tensor's memory order); on the torch path it holds
+tensors on the parameter's device. Both are saved as the core's serialized
+form (`RLNState.to_dict`) with tensors, so a checkpoint does not depend on the
+implementation that wrote it, and older entries (no prev_reg at steps 0) load.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Optional, Union
+from typing import Any, Dict, Union
 
 import numpy as np
 import rln_core
 import torch
+from rln_core.checks import dtype_name
+from rln_core.state import STATE_FIELDS, complete_fields
 
 NUMPY_DTYPES = {torch.float64: np.dtype(np.float64), torch.float32: np.dtype(np.float32)}
 STATE_DTYPES = tuple(NUMPY_DTYPES)
-STATE_KEYS = frozenset({"lambdas", "prev_weights", "prev_reg", "steps"})
+ARRAY_FIELDS = STATE_FIELDS[:3]
 
 
-@dataclasses.dataclass
-class TensorState:
-    """State of RLN for one tensor W, as torch tensors on W's device.
+def init_state(weights: torch.Tensor, avg_reg: float, state_dtype: torch.dtype,
+               on_numpy: bool) -> rln_core.RLNState:
+    """lambdas = Theta, prev_weights = a copy of W, prev_reg = zeros, steps = 0.
 
-    Attributes:
-        lambdas: log regularization coefficients, shape=W.shape, dtype=state dtype.
-        prev_weights: W as written back by the previous update, shape=W.shape, dtype=W.dtype.
-        prev_reg: regularization step of the previous update, shape=W.shape,
-            dtype=state dtype; None before the first update.
-        steps: number of updates applied so far.
+    NumPy arrays (`rln_core.init` on a view of the CPU tensor) when `on_numpy`,
+    else tensors on W's device with W's memory order.
     """
-
-    lambdas: torch.Tensor
-    prev_weights: torch.Tensor
-    prev_reg: Optional[torch.Tensor] = None
-    steps: int = 0
-
-
-AnyState = Union[TensorState, rln_core.RLNState]
-
-
-def init_tensor_state(weights: torch.Tensor, avg_reg: float,
-                      state_dtype: torch.dtype) -> TensorState:
-    """The torch twin of `rln_core.init`: lambdas = Theta, prev_weights = a copy of W."""
     weights = weights.detach()
+    if on_numpy:
+        return rln_core.init(weights.numpy(), avg_reg, state_dtype=NUMPY_DTYPES[state_dtype])
     lambdas = torch.empty_like(weights, dtype=state_dtype)
     lambdas.fill_(avg_reg)
-    return TensorState(lambdas=lambdas, prev_weights=weights.clone())
-
-
-def init_numpy_state(weights: torch.Tensor, avg_reg: float,
-                     state_dtype: torch.dtype) -> rln_core.RLNState:
-    """`rln_core.init` on a CPU tensor (the state's arrays keep W's memory order)."""
-    return rln_core.init(weights.detach().numpy(), avg_reg, state_dtype=NUMPY_DTYPES[state_dtype])
+    return rln_core.RLNState(lambdas=lambdas, prev_weights=weights.clone(),
+                             prev_reg=torch.zeros_like(lambdas))
 
 
 def as_tensor(array: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
@@ -62,61 +43,40 @@ def as_tensor(array: Union[np.ndarray, torch.Tensor]) -> torch.Tensor:
     return torch.from_numpy(array) if isinstance(array, np.ndarray) else array
 
 
-def state_to_dict(state: AnyState) -> dict:
-    """Copies of a state's tensors: {"lambdas", "prev_weights", ["prev_reg"], "steps"}."""
-    out = {"lambdas": as_tensor(state.lambdas).clone(),
-           "prev_weights": as_tensor(state.prev_weights).clone(),
-           "steps": int(state.steps)}
-    if state.prev_reg is not None:
-        out["prev_reg"] = as_tensor(state.prev_reg).clone()
-    return out
+def state_to_dict(state: rln_core.RLNState) -> Dict[str, Any]:
+    """The core's serialized form with tensors: copies of the arrays, "steps" an int."""
+    return {key: as_tensor(value) if key in ARRAY_FIELDS else value
+            for key, value in state.to_dict().items()}
 
 
-def check_state_entry(entry: object, state: AnyState, where: str) -> None:
-    """Raise unless `entry` (one `state_to_dict` output) fits `state`; writes nothing."""
+def check_state_entry(entry: object, state: rln_core.RLNState, where: str) -> Dict[str, Any]:
+    """An entry of `state_dict()["states"]`, checked against `state` and completed
+    (`rln_core.state.complete_fields`); writes nothing.
+
+    Raises:
+        TypeError, ValueError: naming the entry and the field.
+    """
     if not isinstance(entry, dict):
         raise TypeError(f"{where} must be a dict, got {type(entry).__name__}")
-    keys = set(entry)
-    if not {"lambdas", "prev_weights", "steps"} <= keys <= STATE_KEYS:
-        raise ValueError(f"{where} has keys {sorted(keys)}; expected lambdas, prev_weights, "
-                         "steps and, after the first update, prev_reg")
-    for key in sorted(keys - {"steps"}):
-        value, like = entry[key], as_tensor(
-            state.prev_weights if key == "prev_weights" else state.lambdas)
+    fields = complete_fields(entry, where)
+    for key in ARRAY_FIELDS:
+        value, like = fields[key], getattr(state, key)
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{where}[{key!r}] must be a tensor, got {type(value).__name__}")
-        if value.shape != like.shape:
+        if tuple(value.shape) != tuple(like.shape):
             raise ValueError(f"{where}[{key!r}] has shape {tuple(value.shape)} but this RLN's "
                              f"tensor has shape {tuple(like.shape)}")
-        if value.dtype != like.dtype:
-            raise TypeError(f"{where}[{key!r}] has dtype {value.dtype}, expected {like.dtype}")
-    steps = _steps(entry)
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"{where}['steps'] must be an int >= 0, got {steps!r}")
-    if (steps > 0) != ("prev_reg" in entry):
-        raise ValueError(f"{where} has steps={steps} but "
-                         f"{'no' if steps > 0 else 'a'} prev_reg")
+        if dtype_name(value) != dtype_name(like):
+            raise TypeError(f"{where}[{key!r}] has dtype {dtype_name(value)}, expected "
+                            f"{dtype_name(like)}")
+        if value.layout != torch.strided or value.device.type == "meta":
+            raise ValueError(f"{where}[{key!r}] is a {value.layout} tensor on {value.device}; "
+                             "expected a dense tensor with values")
+    return fields
 
 
-def load_state_into(state: AnyState, entry: dict) -> None:
-    """Copy a checked entry into `state`'s own tensors/arrays (device and memory kept)."""
-    as_tensor(state.lambdas).copy_(entry["lambdas"])
-    as_tensor(state.prev_weights).copy_(entry["prev_weights"])
-    if "prev_reg" not in entry:
-        state.prev_reg = None
-    else:
-        if state.prev_reg is None:
-            state.prev_reg = empty_like(state.lambdas)
-        as_tensor(state.prev_reg).copy_(entry["prev_reg"])
-    state.steps = int(_steps(entry))
-
-
-def _steps(entry: dict) -> object:
-    """An entry's "steps", unwrapped from a one-element tensor (as torch.load may give it)."""
-    steps = entry["steps"]
-    return steps.item() if isinstance(steps, torch.Tensor) and steps.numel() == 1 else steps
-
-
-def empty_like(array: Union[np.ndarray, torch.Tensor]) -> Union[np.ndarray, torch.Tensor]:
-    """An uninitialized array or tensor of `array`'s kind, shape, dtype and memory order."""
-    return np.empty_like(array) if isinstance(array, np.ndarray) else torch.empty_like(array)
+def load_state_into(state: rln_core.RLNState, fields: Dict[str, Any]) -> None:
+    """Copy checked fields into `state`'s own tensors/arrays (device and memory kept)."""
+    for key in ARRAY_FIELDS:
+        as_tensor(getattr(state, key)).copy_(fields[key])
+    state.steps = fields["steps"]
