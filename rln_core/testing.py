@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple
 import numpy as np
 
 from rln_core import reference
+from rln_core.hyperparameters import DEFAULTS
 from rln_core.state import RLNState, init
 
 UpdateFn = Callable[..., Optional[Tuple[np.ndarray, RLNState]]]
@@ -43,9 +44,9 @@ class UpdateCase:
     name: str
     shape: Tuple[int, ...]
     dtype: str = "float32"
-    norm: int = 1
-    avg_reg: float = -10.0
-    learning_rate: float = 1e6
+    norm: int = DEFAULTS.norm
+    avg_reg: float = DEFAULTS.avg_reg
+    learning_rate: float = DEFAULTS.learning_rate
     first: bool = False  # steps == 0: the first update of training (prev_reg not read)
     layout: str = "C"  # "C", "F" (transposed view) or "strided" (every other column)
     state_dtype: str = "float64"
@@ -283,7 +284,7 @@ class ErrorCase:
 
 def _good() -> Tuple[np.ndarray, RLNState, dict]:
     weights, state = UpdateCase("good", (6, 4), seed=500).make()
-    return weights, state, {"avg_reg": -10.0, "learning_rate": 1e6, "norm": 1}
+    return weights, state, DEFAULTS.asdict()
 
 
 def _with(**changes) -> Callable[[], Tuple[np.ndarray, RLNState, dict]]:
@@ -342,7 +343,7 @@ def _delta_nan():
 def _nan_lambdas_first_update():
     weights, state = UpdateCase("nan_lambdas", (6, 4), first=True, seed=501).make()
     state.lambdas[1, 2] = np.nan
-    return weights, state, {"avg_reg": -10.0, "learning_rate": 1e6, "norm": 1}
+    return weights, state, DEFAULTS.asdict()
 
 
 ERROR_CASES: Tuple[ErrorCase, ...] = (

@@ -172,7 +172,7 @@ def test_mild_trajectories_agree_over_many_updates(seed, shape, norm, dtype, n_u
 
     Fixed seeds, not hypothesis: a random trajectory can bring a weight within
     rounding of its clip boundary, where two correct implementations part ways
-    for good (RLN_SPEC.md: trajectories agree given the same inputs, in the
+    for good (docs/RLN_SPEC.md: trajectories agree given the same inputs, in the
     typical case; the per-update property above is the universal one).
     """
     rng = np.random.default_rng(seed)

@@ -1,6 +1,6 @@
 """The traces recorded from the authors' own Keras callback (tests/data/original_rln_traces.npz).
 
-How to compare (RLN_SPEC.md, "Golden traces"): the mild cases match over the whole
+How to compare (docs/RLN_SPEC.md, "Golden traces"): the mild cases match over the whole
 trace; every case matches one update at a time, started from the original's state.
 """
 

@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from rln_core import inspection
+from rln_core import DEFAULTS, inspection
 from rln_sklearn._network import NetworkWeights, forward, hidden_widths
 from rln_sklearn._training import NetworkConfig, TrainerFactory, train
 
@@ -47,8 +47,9 @@ class BaseRLN(BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, *, layers: int = 4, rln: bool = True, avg_reg: float = -10.0,
-                 learning_rate: float = 1e6, norm: int = 1, l1: float = 0.0,
+    def __init__(self, *, layers: int = 4, rln: bool = True, avg_reg: float = DEFAULTS.avg_reg,
+                 learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm,
+                 l1: float = 0.0,
                  lr: float = 1e-3, epochs: int = 100, batch_size: int = 10,
                  backend: str = "torch", early_stopping: bool = False,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 10,

@@ -28,7 +28,7 @@ class RLN:
     """Regularization Learning Networks (Shavitt & Segal, 2018) for torch tensors.
 
     Every element of each regularized tensor W gets its own L1/L2 coefficient
-    exp(lambda); the lambdas learn from each optimizer step (see RLN_SPEC.md).
+    exp(lambda); the lambdas learn from each optimizer step (see docs/RLN_SPEC.md).
     Call `step()` after every optimizer step, or `attach(optimizer)` once.
 
     Example:
