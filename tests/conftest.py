@@ -20,3 +20,22 @@ def one_thread_for_sklearn_tests(request):
     yield
     torch.set_num_threads(saved[0])
     numba.set_num_threads(saved[1])
+
+
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skipped test fails, unless it needs a CUDA device: CI installs
+    every backend the README claims, so a skip for a missing package hides a broken
+    feature (a Keras JAX test was skipped this way while the callback crashed on JAX)."""
+    import os
+
+    if os.environ.get("CI", "").lower() not in ("1", "true") or call.excinfo is None:
+        return None
+    if not call.excinfo.errisinstance(pytest.skip.Exception):
+        return None
+    reason = str(call.excinfo.value)
+    if "CUDA" in reason:
+        return None
+    return pytest.TestReport(
+        item.nodeid, item.location, dict(item.keywords), "failed",
+        f"skipped under CI=true (only CUDA tests may skip): {reason}", call.when,
+        [], call.duration, call.start, call.stop)
