@@ -113,13 +113,17 @@ def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, delta_row, given, stepp
         prev_reg_row[j] = reg
 
 
-def _make_write(norm: int):
-    """The jitted driver of `_write_row` for one norm (a constant, so one loop each).
+def _make_write(norm: int, given: bool):
+    """The jitted driver of `_write_row` for one norm and one source of the weight
+    change (constants, so one loop each).
 
-    Called with 2-D views; compiled and cached per norm on first use.
+    `given` must be a constant: without a delta the kernel is handed prev_weights
+    in its place, and a loop that may read the array it writes does not
+    vectorize (LLVM's run-time alias check fails); as a constant, the read is gone.
+    Called with 2-D views; compiled and cached per variant on first use.
     """
     @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-    def write(weights, lambdas, prev_weights, prev_reg, delta, given, stepped, learning_rate,
+    def write(weights, lambdas, prev_weights, prev_reg, delta, stepped, learning_rate,
               shift):  # pragma: no cover - compiled
         for i in range(weights.shape[0]):
             _write_row(weights[i], lambdas[i], prev_weights[i], prev_reg[i], delta[i], given,
@@ -127,7 +131,7 @@ def _make_write(norm: int):
     return write
 
 
-_WRITE_BY_NORM = {1: _make_write(1), 2: _make_write(2)}
+_WRITE = {(norm, given): _make_write(norm, given) for norm in (1, 2) for given in (False, True)}
 
 
 def _shift(total: float, total_abs: float, n_bad: int, n: int, first: bool,
@@ -158,15 +162,15 @@ def _update(views: Sequence[np.ndarray], given: bool, first: bool, avg_reg: floa
             learning_rate: float, norm: int, n_chunks: int) -> int:
     """Both passes over `n_chunks` chunks of the views, on this thread (1 chunk) or on
     Python threads (the kernels drop the GIL); returns OK or an error code."""
-    flags = (given, not first, learning_rate)
-    write = _WRITE_BY_NORM[norm]
+    flags = (not first, learning_rate)
+    write = _WRITE[norm, given]
     if n_chunks == 1:
-        status, shift = _shift(*_stats(*views, *flags), views[0].size, first, avg_reg)
+        status, shift = _shift(*_stats(*views, given, *flags), views[0].size, first, avg_reg)
         if status == OK:
             write(*views, *flags, shift)
         return status
     parts = _chunks(views, n_chunks)
-    sums = list(_pool().map(lambda part: _stats(*part, *flags), parts))
+    sums = list(_pool().map(lambda part: _stats(*part, given, *flags), parts))
     status, shift = _shift(*(sum(s[k] for s in sums) for k in range(3)), views[0].size, first,
                            avg_reg)
     if status == OK:
