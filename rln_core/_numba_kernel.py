@@ -24,6 +24,7 @@ reference sets to exactly 0 is exactly 0 here too.
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional, Sequence, Tuple
 
@@ -33,7 +34,7 @@ import numpy as np
 from rln_core import _numba_math as _math
 from rln_core._layout import as_2d_views
 from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS, OK
-from rln_core.checks import CLIP_MARGIN, LOG_HALF
+from rln_core.checks import CLIP_MARGIN, D_SCALE, LOG_HALF
 from rln_core.hyperparameters import Hyperparameters
 
 # Smaller tensors run on one thread: on 2 shared cores, threads did not speed up
@@ -57,7 +58,7 @@ def _lambda_step(w, prev_w, delta, given, prev_reg, stepped,
 
 
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
-def _stats(weights, lambdas, prev_weights, prev_reg, delta, given, stepped,
+def _stats(weights, lambdas, prev_weights, prev_reg, delta, given, d_scale, stepped,
            learning_rate):  # pragma: no cover - compiled
     """(sum of the (stepped) lambdas, sum of their |.|, count of non-finite weights).
 
@@ -72,7 +73,7 @@ def _stats(weights, lambdas, prev_weights, prev_reg, delta, given, stepped,
             weights[i], lambdas[i], prev_weights[i], prev_reg[i], delta[i])
         for j in range(w_row.size):
             w = np.float64(w_row[j])
-            n_bad += not math.isfinite(w)
+            n_bad += not math.isfinite(d_scale * w)
             lam = np.float64(lam_row[j]) - _lambda_step(
                 w, prev_w_row[j], delta_row[j], given, prev_reg_row[j], stepped, learning_rate)
             total += lam
@@ -135,17 +136,32 @@ _WRITE = {(norm, given): _make_write(norm, given) for norm in (1, 2) for given i
 
 
 def _shift(total: float, total_abs: float, n_bad: int, n: int, first: bool,
-           avg_reg: float) -> Tuple[int, float]:
-    """(status, shift): the translation back to mean Theta, or why the update is refused."""
+           avg_reg: float, lambda_max: float) -> Tuple[int, float]:
+    """(status, shift): the translation back to mean Theta, or why the update is refused.
+
+    Every translated lambda is at most total_abs + |shift| in magnitude, so that
+    sum within `lambda_max` (the state dtype's largest value) keeps them all
+    finite where they are stored (conservative by the sum over the tensor).
+    """
     if n_bad:
         return BAD_WEIGHTS, 0.0
     shift = 0.0 if first else avg_reg - total / n
-    if not math.isfinite(total_abs + abs(shift)):
+    if not total_abs + abs(shift) <= lambda_max:
         return BAD_LAMBDAS, 0.0
     return OK, shift
 
 
 _POOL: Optional[ThreadPoolExecutor] = None
+
+
+def _forget_the_pool() -> None:
+    """In a fork()ed child: the parent's pool came along without its threads (a task
+    sent to it would wait forever), so the child makes its own on first use."""
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_the_pool)
 
 
 def _chunks(views: Sequence[np.ndarray], n_chunks: int) -> List[List[np.ndarray]]:
@@ -164,15 +180,18 @@ def _update(views: Sequence[np.ndarray], given: bool, first: bool, avg_reg: floa
     Python threads (the kernels drop the GIL); returns OK or an error code."""
     flags = (not first, learning_rate)
     write = _WRITE[norm, given]
+    checks = (given, D_SCALE[norm])
+    lambda_max = float(np.finfo(views[1].dtype).max)
     if n_chunks == 1:
-        status, shift = _shift(*_stats(*views, given, *flags), views[0].size, first, avg_reg)
+        status, shift = _shift(*_stats(*views, *checks, *flags), views[0].size, first, avg_reg,
+                               lambda_max)
         if status == OK:
             write(*views, *flags, shift)
         return status
     parts = _chunks(views, n_chunks)
-    sums = list(_pool().map(lambda part: _stats(*part, given, *flags), parts))
+    sums = list(_pool().map(lambda part: _stats(*part, *checks, *flags), parts))
     status, shift = _shift(*(sum(s[k] for s in sums) for k in range(3)), views[0].size, first,
-                           avg_reg)
+                           avg_reg, lambda_max)
     if status == OK:
         list(_pool().map(lambda part: write(*part, *flags, shift), parts))
     return status

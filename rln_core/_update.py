@@ -9,7 +9,7 @@ import numpy as np
 from rln_core import array_api, implementations, reference
 from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS
 from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
-                             non_finite_lambdas_message)
+                             non_finite_lambdas_message, one_update_at_a_time)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
 
@@ -42,18 +42,19 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
                         "rln_keras) or the pure rln_core.array_api.update")
     chosen = implementations.resolve(impl, weights)
     check_update_inputs(weights, state, delta, in_place=True)
-    if chosen == "numba" and _update_with_numba(weights, state, hyperparameters, delta):
-        return state
-    if impl == "numba":
-        raise ValueError(
-            f"impl='numba' cannot update weights of shape {weights.shape} and strides "
-            f"{weights.strides} in place; pass a contiguous array or use impl='auto'")
-    pure = array_api.update if chosen == "array_api" else reference.update
-    new_weights, new_state = pure(weights, state, delta=delta, **hyperparameters.asdict())
-    weights[...] = new_weights
-    for name in ("lambdas", "prev_weights", "prev_reg"):
-        getattr(state, name)[...] = getattr(new_state, name)
-    state.steps = new_state.steps
+    with one_update_at_a_time(state):
+        if chosen == "numba" and _update_with_numba(weights, state, hyperparameters, delta):
+            return state
+        if impl == "numba":
+            raise ValueError(
+                f"impl='numba' cannot update weights of shape {weights.shape} and strides "
+                f"{weights.strides} in place; pass a contiguous array or use impl='auto'")
+        pure = array_api.update if chosen == "array_api" else reference.update
+        new_weights, new_state = pure(weights, state, delta=delta, **hyperparameters.asdict())
+        weights[...] = new_weights
+        for name in ("lambdas", "prev_weights", "prev_reg"):
+            getattr(state, name)[...] = getattr(new_state, name)
+        state.steps = new_state.steps
     return state
 
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 import array_api_compat
 import numpy as np
 
-from rln_core.checks import (CLIP_MARGIN, LOG_HALF, NON_FINITE_WEIGHTS_MESSAGE,
+from rln_core.checks import (CLIP_MARGIN, D_SCALE, LOG_HALF, NON_FINITE_WEIGHTS_MESSAGE,
                              check_update_inputs, non_finite_lambdas_message)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
@@ -81,8 +81,8 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
     stepped = stepped + (avg_reg - xp.mean(stepped))
     first = steps == 0
     lam = (lam if first else stepped) if isinstance(first, bool) else xp.where(first, lam, stepped)
-    weights_finite = xp.all(xp.isfinite(w))
-    lambdas_finite = xp.all(xp.isfinite(lam))
+    weights_finite = xp.all(xp.isfinite(D_SCALE[hyperparameters.norm] * w))
+    lambdas_finite = xp.all(xp.isfinite(xp.astype(lam, lambdas.dtype)))  # in the state's dtype
 
     # Steps 4-5: clip at log|W / D| (no cap where W == 0; CLIP_MARGIN, see
     # rln_core.checks), regularize; a clipped weight lands on exactly 0. Where

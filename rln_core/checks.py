@@ -9,8 +9,10 @@ JAX, CuPy, ...): shapes, dtypes and devices are compared through it.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import TYPE_CHECKING, Any, Optional
+import threading
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import array_api_compat
 import numpy as np
@@ -44,7 +46,11 @@ float32 arithmetic the margin is below one ulp, so it changes nothing there.
 LOG_HALF = math.log(0.5)
 """The L2 cap of every lambda (spec step 4: log|W / D| with D = 2W)."""
 
-NON_FINITE_WEIGHTS_MESSAGE = "weights contain NaN or inf; RLN update refused"
+NON_FINITE_WEIGHTS_MESSAGE = ("weights contain NaN or inf (or, with norm=2, a weight above "
+                              "8.9e307, where D = 2w overflows); RLN update refused")
+
+D_SCALE = {1: 1.0, 2: 2.0}
+"""Per norm, a factor c with |D| <= c |W|: the weights must keep c * W finite."""
 
 
 def non_finite_lambdas_message(learning_rate: float) -> str:
@@ -75,8 +81,13 @@ def check_weights(weights: Any, *, writable: bool = False, name: str = "weights"
         raise TypeError(f"{name} must be float32 or float64, got dtype {dtype_name(weights)}")
     if math.prod(weights.shape) == 0:
         raise ValueError(f"{name} is empty (shape {tuple(weights.shape)})")
-    if writable and isinstance(weights, np.ndarray) and not weights.flags.writeable:
-        raise ValueError(f"{name} is read-only; RLN updates it in place")
+    if writable and isinstance(weights, np.ndarray):
+        if not weights.flags.writeable:
+            raise ValueError(f"{name} is read-only; RLN updates it in place")
+        if any(stride == 0 and length > 1
+               for stride, length in zip(weights.strides, weights.shape)):
+            raise ValueError(f"{name} has a zero stride (a broadcast view: several elements "
+                             "are one memory cell); RLN updates every element in place")
 
 
 def check_update_inputs(weights: Any, state: "RLNState", delta: Optional[Any] = None, *,
@@ -140,3 +151,30 @@ def _check_no_overlap(weights: np.ndarray, state: "RLNState",
             if np.may_share_memory(arrays[first], arrays[second]):
                 raise ValueError(f"{first} and {second} share memory; every array of an "
                                  "in-place RLN update must be its own")
+
+
+_BUSY_GUARD = threading.Lock()
+_BUSY: set = set()  # ids of the states being updated now
+
+
+@contextlib.contextmanager
+def one_update_at_a_time(state: "RLNState") -> Iterator[None]:
+    """Run an in-place update of `state`; refuse a second one while it runs.
+
+    Two threads updating one state would tear it (steps advanced once, weights
+    matching neither update). Updates of different states may run in parallel.
+
+    Raises:
+        RuntimeError: the state is being updated (by another thread) already.
+    """
+    key = id(state)
+    with _BUSY_GUARD:
+        if key in _BUSY:
+            raise RuntimeError("this RLN state is being updated by another thread; updates of "
+                               "one tensor must not run concurrently (take a lock around them)")
+        _BUSY.add(key)
+    try:
+        yield
+    finally:
+        with _BUSY_GUARD:
+            _BUSY.discard(key)

@@ -16,8 +16,13 @@ import numpy as np
 
 
 def sparsity(weights: np.ndarray) -> float:
-    """Fraction of the elements of `weights` that are exactly 0.0, in [0, 1]."""
-    weights = np.asarray(weights)
+    """Fraction of the elements of `weights` that are exactly 0.0, in [0, 1].
+
+    Raises:
+        TypeError: `weights` is not a real numeric array (a string, None, complex).
+        ValueError: an empty tensor.
+    """
+    weights = _real_array(weights)
     if weights.size == 0:
         raise ValueError("sparsity of an empty tensor is undefined")
     return float(np.count_nonzero(weights == 0) / weights.size)
@@ -33,12 +38,15 @@ def input_importance(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
     Returns:
         float64 array of shape (n_inputs,); 0 means the input is cut off.
     """
-    weights = np.asarray(weights)
+    weights = _real_array(weights)
     if weights.ndim == 0:
         raise ValueError("input_importance needs a tensor with an input axis")
     axis = _normalize_axis(input_axis, weights.ndim)
     others = tuple(a for a in range(weights.ndim) if a != axis)
-    return np.abs(weights.astype(np.float64)).sum(axis=others)
+    importance = np.abs(weights.astype(np.float64)).sum(axis=others)
+    if not np.isfinite(importance).all():
+        raise ValueError("the weights contain NaN or inf: their importance is undefined")
+    return importance
 
 
 def active_inputs(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
@@ -46,7 +54,17 @@ def active_inputs(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
     return input_importance(weights, input_axis) > 0
 
 
+def _real_array(weights: object) -> np.ndarray:
+    """`weights` as a NumPy array of real numbers (bool and integers allowed); raise otherwise."""
+    array = np.asarray(weights)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"expected an array of real numbers, got {type(weights).__name__} "
+                        f"(dtype {array.dtype})")
+    return array
+
+
 def _normalize_axis(axis: int, ndim: int) -> int:
-    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) \
+            or not -ndim <= axis < ndim:
         raise ValueError(f"input_axis {axis!r} is out of range for a {ndim}-D tensor")
     return int(axis) % ndim

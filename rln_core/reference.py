@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from rln_core.checks import (LOG_HALF, NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
+from rln_core.checks import (D_SCALE, LOG_HALF, NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
                              non_finite_lambdas_message)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
@@ -44,8 +44,9 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
     Hyperparameters(avg_reg, learning_rate, norm)
     check_update_inputs(weights, state, delta, in_place=False)
     w = weights.astype(np.float64)
-    if not np.isfinite(w).all():
-        raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
+    with np.errstate(over="ignore"):
+        if not np.isfinite(D_SCALE[norm] * w).all():
+            raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
 
     # Steps 1-3: the lambda step and the translation back to mean Theta,
     # skipped on the first update (steps == 0; prev_reg is not read then).
@@ -56,8 +57,9 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             lambdas = lambdas - learning_rate * change * state.prev_reg.astype(np.float64)
             lambdas = lambdas + (avg_reg - np.mean(lambdas))
-    if not np.isfinite(lambdas).all():
-        raise ValueError(non_finite_lambdas_message(learning_rate))
+    with np.errstate(over="ignore"):  # finite in the state's dtype, where they are stored
+        if not np.isfinite(lambdas.astype(state.lambdas.dtype)).all():
+            raise ValueError(non_finite_lambdas_message(learning_rate))
 
     # Steps 4-5: clip at log|W / D| (no cap where W == 0) and regularize. A
     # clipped weight takes the step |W / D| itself, so it lands on exactly 0.

@@ -340,6 +340,19 @@ def _delta_nan():
     return weights, state, {**kwargs, "delta": delta}
 
 
+def _norm2_weight_overflows():
+    weights, state = UpdateCase("norm2_overflow", (6, 4), dtype="float64", norm=2,
+                                seed=502).make()
+    weights[1, 1] = 1e308  # finite, but D = 2w is not
+    return weights, state, {**DEFAULTS.asdict(), "norm": 2}
+
+
+def _float32_state_lambdas_overflow():
+    weights, state = UpdateCase("f32_overflow", (6, 4), state_dtype="float32", seed=503).make()
+    # finite in float64 (about 1e45), beyond float32's 3.4e38
+    return weights, state, {**DEFAULTS.asdict(), "learning_rate": 1e53}
+
+
 def _nan_lambdas_first_update():
     weights, state = UpdateCase("nan_lambdas", (6, 4), first=True, seed=501).make()
     state.lambdas[1, 2] = np.nan
@@ -360,6 +373,9 @@ ERROR_CASES: Tuple[ErrorCase, ...] = (
     ErrorCase("weights_integer", _integer_weights, match="float32 or float64|dtype"),
     ErrorCase("lambda_step_overflows", _overflowing_step, match="non-finite"),
     ErrorCase("lambdas_nan_first_update", _nan_lambdas_first_update, match="non-finite"),
+    ErrorCase("norm2_weight_overflows", _norm2_weight_overflows, match="NaN or inf"),
+    ErrorCase("float32_state_lambdas_overflow", _float32_state_lambdas_overflow,
+              match="non-finite"),
     ErrorCase("delta_wrong_shape", _delta_wrong_shape, match="shape"),
     ErrorCase("delta_nan", _delta_nan, match="non-finite"),
 )

@@ -137,5 +137,6 @@ def test_the_spec_in_the_repository_is_the_one_referred_to():
     assert "## One update, after every optimizer step" in spec.read_text()
     stale = [str(path.relative_to(ROOT)) for folder in ("rln_core", "adapters", "tests")
              for path in (ROOT / folder).rglob("*.py")
-             if re.search(r"(?<!docs/)RLN_SPEC\.md", path.read_text())]
+             if path.name != "test_core_contract.py"
+             and re.search(r"(?<!docs/)RLN_SPEC\.md", path.read_text())]
     assert stale == []

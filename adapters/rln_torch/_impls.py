@@ -21,6 +21,7 @@ from typing import Callable, Optional
 
 import rln_core
 import torch
+from rln_core.checks import one_update_at_a_time
 
 IMPLS = ("auto", "numba", "numpy", "torch")
 
@@ -64,14 +65,15 @@ def torch_update(weights: torch.Tensor, state: rln_core.RLNState, *,
     Returns:
         `state` itself.
     """
-    new_weights, new_state = rln_core.array_api.update(
-        weights, state, delta=delta, compute_dtype=compute_dtype(weights.device),
-        **hyperparameters)
-    weights.copy_(new_weights)
-    state.prev_weights.copy_(new_weights)
-    state.lambdas.copy_(new_state.lambdas)
-    state.prev_reg.copy_(new_state.prev_reg)
-    state.steps = new_state.steps
+    with one_update_at_a_time(state):
+        new_weights, new_state = rln_core.array_api.update(
+            weights, state, delta=delta, compute_dtype=compute_dtype(weights.device),
+            **hyperparameters)
+        weights.copy_(new_weights)
+        state.prev_weights.copy_(new_weights)
+        state.lambdas.copy_(new_state.lambdas)
+        state.prev_reg.copy_(new_state.prev_reg)
+        state.steps = new_state.steps
     return state
 
 

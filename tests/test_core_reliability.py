@@ -1,0 +1,125 @@
+"""No hang, no silent corruption: the core's answers to adversarial use (issue 11)."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import rln_core
+from rln_core import inspection
+
+IMPLS = ["numba", "numpy", "array_api"]
+
+
+def test_a_forked_child_updates_a_large_tensor_after_its_parent_did():
+    """The kernel's thread pool does not survive fork(): the child must make its own."""
+    script = textwrap.dedent("""
+        import os, sys, time
+        import numpy as np, rln_core
+        w = np.random.default_rng(0).normal(0, 0.1, size=(1100, 1000))  # >= 2**20: threads
+        state = rln_core.init(w)
+        rln_core.update(w, state, impl="numba")
+        pid = os.fork()
+        if pid == 0:
+            rln_core.update(w, state, impl="numba")
+            os._exit(0 if state.steps == 2 else 3)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print("child exit", os.waitstatus_to_exitcode(status))
+                sys.exit(0)
+            time.sleep(0.05)
+        os.kill(pid, 9)
+        print("child hung")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env={"NUMBA_NUM_THREADS": "2", "PATH": ""}, check=True)
+    assert out.stdout.split() == ["child", "exit", "0"], out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_a_state_whose_arrays_alias_each_other_is_refused(impl):
+    w = np.linspace(-1, 1, 6)
+    state = rln_core.init(w)
+    state.prev_reg = state.lambdas
+    with pytest.raises(ValueError, match="state.lambdas and state.prev_reg share memory"):
+        rln_core.update(w, state, impl=impl)
+    state = rln_core.init(np.linspace(-1, 1, 12))
+    state.prev_reg = state.lambdas[::-1]  # overlapping, not identical
+    with pytest.raises(ValueError, match="share memory"):
+        rln_core.update(np.linspace(-1, 1, 12), state, impl=impl)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_writable_zero_stride_weights_are_refused(impl):
+    cell = np.ones(1)
+    w = np.lib.stride_tricks.as_strided(cell, shape=(5,), strides=(0,), writeable=True)
+    state = rln_core.init(np.ones(5))
+    with pytest.raises(ValueError, match="zero stride"):
+        rln_core.update(w, state, impl=impl)
+    assert state.steps == 0 and cell[0] == 1.0
+
+
+def test_a_second_update_of_a_state_while_one_runs_is_refused():
+    w = np.linspace(-1, 1, 6)
+    state, other = rln_core.init(w), rln_core.init(w)
+    with rln_core.checks.one_update_at_a_time(state):
+        with pytest.raises(RuntimeError, match="another thread"):
+            rln_core.update(w.copy(), state)
+        rln_core.update(w.copy(), other)  # another state: fine
+    rln_core.update(w, state)  # released
+    assert state.steps == 1 and other.steps == 1
+
+
+def test_updates_of_different_tensors_in_parallel_threads_stay_exact():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(5)
+    weights = [rng.normal(0, 0.1, size=(300, 200)) for _ in range(4)]
+    steps = [rng.normal(0, 1e-3, size=(10, 300, 200)) for _ in range(4)]
+
+    def train(i, w):
+        state = rln_core.init(w)
+        for step in steps[i]:
+            w += step
+            rln_core.update(w, state)
+        return w, state.lambdas
+
+    serial = [train(i, w.copy()) for i, w in enumerate(weights)]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda i: train(i, weights[i].copy()), range(4)))
+    for (w1, l1), (w2, l2) in zip(serial, parallel):
+        np.testing.assert_array_equal(w1, w2)
+        np.testing.assert_array_equal(l1, l2)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_zero_d_weights_update_twice_and_stay_arrays(impl):
+    w = np.array(0.3)
+    state = rln_core.init(w)
+    for _ in range(2):
+        w += 1e-3
+        rln_core.update(w, state, impl=impl)
+    new_w, new_state = rln_core.reference.update(w, state)
+    assert isinstance(new_w, np.ndarray) and new_w.shape == ()
+    assert all(isinstance(getattr(new_state, k), np.ndarray)
+               for k in ("lambdas", "prev_weights", "prev_reg"))
+    assert state.steps == 2 and 0 < w < 0.302
+
+
+def test_inspection_refuses_what_it_cannot_measure():
+    with pytest.raises(TypeError, match="real numbers"):
+        inspection.sparsity("abc")
+    with pytest.raises(TypeError, match="real numbers"):
+        inspection.sparsity(None)
+    with pytest.raises(TypeError, match="real numbers"):
+        inspection.input_importance(np.ones((3, 2)) * 1j)
+    with pytest.raises(ValueError, match="input_axis True"):
+        inspection.input_importance(np.ones((3, 2)), input_axis=True)
+    w = np.ones((3, 2))
+    w[1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        inspection.active_inputs(w)
