@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Sequence, Union
+from typing import List, Sequence, Tuple, Union
 
 import torch
 
@@ -17,7 +17,8 @@ def collect_params(target: Union[Target, Sequence[Target]]) -> List[torch.Tensor
     Raises:
         TypeError, ValueError: naming the item, for a module without a `.weight`
             tensor, a non-float tensor, a frozen (requires_grad=False) or
-            non-leaf tensor, an empty or sparse one, or the same tensor twice.
+            non-leaf tensor, an empty or sparse one, or the same memory twice (one
+            tensor, or two Parameters over one storage, e.g. tied weights).
     """
     items = list(target) if isinstance(target, (list, tuple)) else [target]
     if not items:
@@ -27,10 +28,28 @@ def collect_params(target: Union[Target, Sequence[Target]]) -> List[torch.Tensor
         where = "target" if len(items) == 1 and not isinstance(target, (list, tuple)) \
             else f"target[{index}]"
         param = _param_of(item, where)
-        if any(param is seen for seen in params):
-            raise ValueError(f"{where} is a tensor already in the list; regularize it once")
+        for seen_index, seen in enumerate(params):
+            if overlap(param, seen):
+                raise ValueError(f"{where} shares memory with item {seen_index} of the list "
+                                 "(the same tensor, or tied weights); regularize it once")
         params.append(param)
     return params
+
+
+def memory_range(tensor: torch.Tensor) -> Tuple[torch.device, int, int]:
+    """(device, first byte, one past the last byte) of the memory `tensor` can reach."""
+    if tensor.numel() == 0:
+        return tensor.device, 0, 0
+    start = tensor.data_ptr()
+    span = sum((size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride()))
+    return tensor.device, start, start + (span + 1) * tensor.element_size()
+
+
+def overlap(first: torch.Tensor, second: torch.Tensor) -> bool:
+    """Whether two tensors may share memory (ranges intersect on one device)."""
+    (device_a, start_a, end_a), (device_b, start_b, end_b) = (memory_range(first),
+                                                              memory_range(second))
+    return device_a == device_b and start_a < end_b and start_b < end_a
 
 
 def _param_of(item: object, where: str) -> torch.Tensor:

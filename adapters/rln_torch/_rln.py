@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Dict, List, Sequence, Union
 
 import numpy as np
@@ -10,12 +11,15 @@ from rln_core import DEFAULTS, Hyperparameters, inspection
 from torch.utils.hooks import RemovableHandle
 
 from rln_torch._impls import check_impl, resolve
-from rln_torch._params import Target, collect_params
+from rln_torch._params import Target, collect_params, overlap
 from rln_torch._slot import ParamSlot
 from rln_torch._state import (STATE_DTYPES, as_tensor, check_state_entry, load_state_into,
                               state_to_dict)
 
 MODES = ("delta", "gradient")
+# Per optimizer, the RLNs attached to it: a second one over the same memory would
+# update those weights twice per step.
+_ATTACHED: "weakref.WeakKeyDictionary[torch.optim.Optimizer, list]" = weakref.WeakKeyDictionary()
 
 
 def check_mode(mode: str) -> None:
@@ -137,18 +141,33 @@ class RLN:
                 raise type(error)(f"RLN update of {slot.name} "
                                   f"{tuple(slot.param.shape)}: {error}") from error
 
-    def attach(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
+    def attach(self, optimizer: torch.optim.Optimizer) -> "Attachment":
         """Run `step()` after every `optimizer.step()`; `handle.remove()` detaches.
 
         Raises:
-            ValueError: if a regularized tensor is not in the optimizer's param_groups.
+            ValueError: a regularized tensor is not in the optimizer's param_groups,
+                or this RLN (or another one over the same memory) is attached to
+                this optimizer already: the weights would be updated twice per step.
         """
         trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
         for slot in self._slots:
             if id(slot.param) not in trained:
                 raise ValueError(f"{slot.name} {tuple(slot.param.shape)} is not trained by "
                                  f"this {type(optimizer).__name__}; RLN would never see a step")
-        return optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
+        attached = _ATTACHED.setdefault(optimizer, [])
+        for other in attached:
+            if other is self:
+                raise ValueError(f"this RLN is attached to this {type(optimizer).__name__} "
+                                 "already; attach once (handle.remove() detaches)")
+            for slot in self._slots:
+                if any(overlap(slot.param, param) for param in other.params):
+                    raise ValueError(
+                        f"{slot.name} {tuple(slot.param.shape)} is regularized by another RLN "
+                        f"attached to this {type(optimizer).__name__}; it would be updated "
+                        "twice per step")
+        hook = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
+        attached.append(self)
+        return Attachment(hook, attached, self)
 
     @property
     def lambdas(self) -> Union[torch.Tensor, List[torch.Tensor]]:
@@ -219,3 +238,22 @@ class RLN:
         shapes = ", ".join(str(tuple(slot.param.shape)) for slot in self._slots)
         return (f"RLN([{shapes}], norm={self.norm}, avg_reg={self.avg_reg}, "
                 f"learning_rate={self.learning_rate}, mode={self.mode!r}, impl={self.impl!r})")
+
+
+class Attachment:
+    """The handle `RLN.attach` returns: `remove()` detaches RLN from the optimizer."""
+
+    def __init__(self, hook: RemovableHandle, attached: list, rln: RLN):
+        self._hook, self._attached, self._rln = hook, attached, rln
+
+    def remove(self) -> None:
+        """Stop stepping RLN after the optimizer's steps (idempotent)."""
+        self._hook.remove()
+        if any(other is self._rln for other in self._attached):
+            self._attached[:] = [other for other in self._attached if other is not self._rln]
+
+    def __enter__(self) -> "Attachment":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.remove()
