@@ -19,11 +19,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Tuple
 
-import array_api_compat
 import numpy as np
 
 from rln_core.checks import (CLIP_MARGIN, D_SCALE, LOG_HALF, NON_FINITE_WEIGHTS_MESSAGE,
-                             check_update_inputs, non_finite_lambdas_message)
+                             check_update_inputs, namespace, non_finite_lambdas_message)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
 
@@ -68,7 +67,7 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
     Returns:
         A `Step`; its arrays are meaningful only where `ok` is true.
     """
-    xp = array_api_compat.array_namespace(weights) if xp is None else xp
+    xp = namespace(weights) if xp is None else xp
     dtype = xp.float64 if compute_dtype is None else compute_dtype
     avg_reg, learning_rate = hyperparameters.avg_reg, hyperparameters.learning_rate
     w = xp.astype(weights, dtype)

@@ -17,10 +17,9 @@ import dataclasses
 import operator
 from typing import Any, Dict, Mapping
 
-import array_api_compat
 import numpy as np
 
-from rln_core.checks import FLOAT_DTYPES, check_weights, dtype_name, is_array
+from rln_core.checks import FLOAT_DTYPES, check_weights, device, dtype_name, is_array, namespace
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 
 STATE_FIELDS = ("lambdas", "prev_weights", "prev_reg", "steps")
@@ -133,17 +132,15 @@ def check_state(state: RLNState) -> None:
     if not is_array(prev_reg) or dtype_name(prev_reg) != dtype_name(lambdas):
         raise TypeError(f"state.prev_reg must be an array of the lambdas' dtype "
                         f"{dtype_name(lambdas)}, got {_describe(prev_reg)}")
-    namespace, device = array_api_compat.array_namespace(lambdas), array_api_compat.device(lambdas)
+    library, on = namespace(lambdas), device(lambdas)
     for name in ("prev_weights", "prev_reg"):
         array = getattr(state, name)
         if tuple(array.shape) != tuple(lambdas.shape):
             raise ValueError(f"state.{name} has shape {tuple(array.shape)}, state.lambdas "
                              f"has shape {tuple(lambdas.shape)}")
-        if array_api_compat.array_namespace(array) is not namespace \
-                or array_api_compat.device(array) != device:
-            raise TypeError(f"state.{name} is a {type(array).__name__} on "
-                            f"{array_api_compat.device(array)}; state.lambdas is a "
-                            f"{type(lambdas).__name__} on {device}")
+        if namespace(array) is not library or device(array) != on:
+            raise TypeError(f"state.{name} is a {type(array).__name__} on {device(array)}; "
+                            f"state.lambdas is a {type(lambdas).__name__} on {on}")
     check_steps(state.steps)
 
 
@@ -183,7 +180,7 @@ def complete_fields(fields: Mapping[str, Any], where: str = "RLN state dict") ->
         lambdas = fields["lambdas"]
         if not is_array(lambdas):
             raise TypeError(f"{where}['lambdas'] must be an array, got {_describe(lambdas)}")
-        out["prev_reg"] = array_api_compat.array_namespace(lambdas).zeros_like(lambdas)
+        out["prev_reg"] = namespace(lambdas).zeros_like(lambdas)
     else:
         raise ValueError(f"{where} has steps={steps} but no prev_reg")
     out["steps"] = steps
@@ -195,8 +192,7 @@ def _copy(array: Any) -> Any:
     if isinstance(array, np.ndarray):
         return array.copy(order="K")
     clone = getattr(array, "clone", None)  # torch: keeps strides, device and dtype
-    return clone() if callable(clone) else array_api_compat.array_namespace(array).asarray(
-        array, copy=True)
+    return clone() if callable(clone) else namespace(array).asarray(array, copy=True)
 
 
 def _describe(value: Any) -> str:
