@@ -1,11 +1,14 @@
 """RLNRegressor / RLNClassifier: what they learn, what they expose, how they fail."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.datasets import make_classification, make_regression
+from sklearn.datasets import load_breast_cancer, make_blobs, make_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import InvalidParameterError
 
 from rln_sklearn import RLNClassifier, RLNRegressor
@@ -34,8 +37,28 @@ def test_tutorial_widths():
     assert hidden_widths(12, 1) == []
 
 
+def test_widths_have_a_floor():
+    # The formula alone gave 2 inputs a one-unit bottleneck: [2, 1, 1].
+    assert hidden_widths(2, 4) == [6, 6, 6]
+    assert hidden_widths(12, 4) == [6, 6, 6]
+    assert hidden_widths(100, 4) == [32, 10, 6]
+    assert hidden_widths(2, 4, min_width=14) == [14, 14, 14]
+    # As many units as outputs: 14 classes on 40 inputs get no 6-unit layer.
+    X, y = make_classification(n_samples=140, n_features=40, n_informative=10, n_classes=14,
+                               n_clusters_per_class=1, random_state=0)
+    model = RLNClassifier(epochs=1, batch_size=32, random_state=0).fit(X, y)
+    assert [c.shape[1] for c in model.coefs_] == [16, 14, 14, 14]
+
+
+def test_two_inputs_three_classes():
+    # Separable blobs on 2 inputs: 0.33 accuracy through the old [2, 1, 1] widths.
+    X, y = make_blobs(n_samples=90, centers=3, n_features=2, cluster_std=0.5, random_state=0)
+    model = RLNClassifier(epochs=30, batch_size=16, lr=0.01, random_state=0).fit(X, y)
+    assert model.score(X, y) > 0.9
+
+
 @pytest.mark.parametrize("layers, shapes", [
-    (4, [(12, 6), (6, 3), (3, 2), (2, 1)]),
+    (4, [(12, 6), (6, 6), (6, 6), (6, 1)]),
     (1, [(12, 1)]),
 ])
 def test_network_shape(regression, layers, shapes):
@@ -249,9 +272,103 @@ def test_keras_backend(regression):
     model = RLNRegressor(backend="keras", **FAST).fit(X, y)
     again = RLNRegressor(backend="keras", **FAST).fit(X, y)
     np.testing.assert_array_equal(model.predict(X), again.predict(X))
-    assert [c.shape for c in model.coefs_] == [(12, 6), (6, 3), (3, 2), (2, 1)]
+    assert [c.shape for c in model.coefs_] == [(12, 6), (6, 6), (6, 6), (6, 1)]
     assert model.lambdas_.shape == (12, 6)
     assert model.lambdas_.mean() <= -10.0 + 1e-9
     assert model.loss_curve_[-1] < model.loss_curve_[0]
     restored = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+
+
+def test_raw_breast_cancer_is_standardized_inside():
+    # Unscaled columns (area ~ 1000, smoothness ~ 0.1): before the estimator
+    # standardized its inputs, this predicted one class (accuracy 0.63).
+    X, y = load_breast_cancer(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0, stratify=y)
+    model = RLNClassifier(epochs=10, random_state=0).fit(X_train, y_train)
+    assert model.score(X_test, y_test) > 0.9
+    np.testing.assert_allclose(model.input_mean_, X_train.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(model.input_scale_, X_train.std(axis=0), rtol=1e-12)
+
+
+def test_input_scale_does_not_matter(regression):
+    # One column x1e4 (the issue's raw-diabetes case gave R^2 ~ 0): same fit.
+    X, y = regression
+    scaled = X.copy()
+    scaled[:, 0] = scaled[:, 0] * 1e4 + 3e5
+    model = RLNRegressor(**FAST).fit(X, y)
+    again = RLNRegressor(**FAST).fit(scaled, y)
+    np.testing.assert_allclose(again.predict(scaled), model.predict(X), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(again.input_scale_[0], 1e4 * model.input_scale_[0], rtol=1e-9)
+
+
+def test_standardize_off_feeds_x_as_it_is(regression):
+    X, y = regression
+    model = RLNRegressor(standardize=False, **FAST).fit(X, y)
+    assert model.input_mean_ is None and model.input_scale_ is None
+    on = RLNRegressor(**FAST).fit(X, y)
+    assert not np.allclose(model.predict(X), on.predict(X))
+    # A manual standardization reproduces the built-in one.
+    Z = (X - on.input_mean_) / on.input_scale_
+    manual = RLNRegressor(standardize=False, **FAST).fit(Z, y)
+    np.testing.assert_allclose(manual.predict(Z), on.predict(X), rtol=1e-4, atol=1e-4)
+
+
+def test_standardization_is_pickled(regression):
+    X, y = regression
+    model = RLNRegressor(**FAST).fit(X * 50.0 + 7.0, y * 1e3)
+    restored = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(restored.input_mean_, model.input_mean_)
+    np.testing.assert_array_equal(restored.target_scale_, model.target_scale_)
+    np.testing.assert_array_equal(restored.predict(X * 50.0 + 7.0), model.predict(X * 50.0 + 7.0))
+
+
+def test_constant_input_column(regression):
+    X, y = regression
+    X = X.copy()
+    X[:, 4] = 1e12
+    model = RLNRegressor(**FAST).fit(X, y)
+    assert model.input_scale_[4] == 1.0 and model.input_mean_[4] == 1e12
+    assert np.isfinite(model.predict(X)).all()
+
+
+@pytest.mark.parametrize("scale", [1e160, 1e-310, 1e300])
+def test_target_of_any_magnitude(regression, scale):
+    # 1e160: the squares overflowed (NaN fit and predictions); 1e-310: they
+    # underflowed and the target was taken for a constant.
+    X, y = regression
+    model = RLNRegressor(**FAST).fit(X, y)
+    big = RLNRegressor(**FAST).fit(X, y * scale)
+    predictions = big.predict(X)
+    assert np.isfinite(predictions).all()
+    np.testing.assert_allclose(predictions / scale, model.predict(X), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(big.target_scale_ / scale, model.target_scale_, rtol=1e-3)
+
+
+def test_constant_target(regression):
+    X, _ = regression
+    model = RLNRegressor(**FAST).fit(X, np.full(len(X), 4.5))
+    assert model.target_scale_[0] == 1.0 and model.target_mean_[0] == 4.5
+    assert np.isfinite(model.predict(X)).all()
+
+
+def test_a_working_fit_does_not_warn(regression):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RLNRegressor(**FAST).fit(*regression)
+        RLNRegressor(learning_rate=1e7, **FAST).fit(*regression)
+
+
+def test_runaway_nu_warns():
+    # nu 1e10: the lambdas ran to +-1e7 and the network predicted a constant
+    # (R^2 0.00), silently.
+    X, y = make_regression(n_samples=80, n_features=12, n_informative=3, noise=1.0,
+                           random_state=0)
+    with pytest.warns(ConvergenceWarning) as record:
+        RLNRegressor(learning_rate=1e10, **FAST).fit(X, y)
+    messages = [str(w.message) for w in record]
+    assert any("lambdas ran away" in m and "nu (now 1e+10" in m for m in messages)
+    assert any("constant predictor" in m for m in messages)
+    # nu 1e9: lambdas within the limit, but the predictions collapsed.
+    with pytest.warns(ConvergenceWarning, match="constant predictor.*nu \\(now 1e\\+09"):
+        RLNRegressor(learning_rate=1e9, **FAST).fit(X, y)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 from typing import NamedTuple, Optional
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context, is_classifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from rln_core import DEFAULTS, inspection
-from rln_sklearn._network import NetworkWeights, forward, hidden_widths
+from rln_sklearn._network import MIN_WIDTH, NetworkWeights, forward, hidden_widths
+from rln_sklearn._scaling import fit_standardization, standardize
 from rln_sklearn._training import NetworkConfig, TrainerFactory, train
 
 
@@ -24,6 +27,16 @@ class Targets(NamedTuple):
     loss: str
     n_outputs: int
     strata: Optional[np.ndarray]  # class codes to stratify a validation split on, or None
+
+
+# Beyond about +-745 exp(lambda) is 0 or infinite in float64; lambdas this far out
+# were never seen with a working nu (nu 1e9 on diabetes reached 8e5) and always
+# with a diverged one (nu 1e10: 1e7 and a constant predictor).
+LAMBDA_RUNAWAY = 1e6
+# A network whose outputs spread over the training rows by less than this share of
+# the target's spread (regression) or by less than this in logits (classification)
+# is a constant predictor (nu 1e9 on a 12-input regression: 2.5e-5, R^2 0.00).
+COLLAPSED_OUTPUT_STD = 1e-3
 
 
 class BaseRLN(BaseEstimator):
@@ -40,6 +53,7 @@ class BaseRLN(BaseEstimator):
         "epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "backend": [StrOptions({"torch", "keras"})],
+        "standardize": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -51,7 +65,8 @@ class BaseRLN(BaseEstimator):
                  learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm,
                  l1: float = 0.0,
                  lr: float = 1e-3, epochs: int = 100, batch_size: int = 10,
-                 backend: str = "torch", early_stopping: bool = False,
+                 backend: str = "torch", standardize: bool = True,
+                 early_stopping: bool = False,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 10,
                  verbose: int = 0, random_state=None):
         self.layers = layers
@@ -64,6 +79,7 @@ class BaseRLN(BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.backend = backend
+        self.standardize = standardize
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -81,18 +97,37 @@ class BaseRLN(BaseEstimator):
         Returns:
             self, fitted.
         """
-        X, y = validate_data(self, X, y, dtype=np.float32, multi_output=not is_classifier(self),
+        X, y = validate_data(self, X, y, dtype=self._input_dtype(),
+                             multi_output=not is_classifier(self),
                              y_numeric=not is_classifier(self))
         if self.rln and self.l1 > 0:
             raise ValueError(
                 f"rln=True and l1={self.l1!r} would regularize the first layer twice; "
                 "pass rln=False with l1 for the L1 baseline")
-        return self._fit(X, self._encode_targets(y))
+        if self.standardize:
+            self.input_mean_, self.input_scale_ = fit_standardization(X)
+        else:
+            self.input_mean_ = self.input_scale_ = None
+        return self._fit(self._network_inputs(X), self._encode_targets(y))
+
+    def _input_dtype(self):
+        # Standardized inputs are validated in float64 (a column of 1e39 is finite
+        # there) and cast to float32 once scaled; unscaled ones go in as float32.
+        return np.float64 if self.standardize else np.float32
+
+    def _network_inputs(self, X: np.ndarray) -> np.ndarray:
+        """Validated X as the network sees it: standardized (if on), float32."""
+        if self.input_mean_ is None:
+            return np.asarray(X, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            return standardize(X, self.input_mean_, self.input_scale_).astype(np.float32)
 
     def _fit(self, X: np.ndarray, targets: Targets) -> "BaseRLN":
         rng = check_random_state(self.random_state)
         config = NetworkConfig(
-            loss=targets.loss, widths=tuple(hidden_widths(X.shape[1], self.layers)),
+            loss=targets.loss,
+            widths=tuple(hidden_widths(X.shape[1], self.layers,
+                                       min_width=max(MIN_WIDTH, targets.n_outputs))),
             n_outputs=targets.n_outputs, lr=self.lr, l1=self.l1, rln=self.rln,
             avg_reg=self.avg_reg, learning_rate=self.learning_rate, norm=self.norm,
             batch_size=self.batch_size, seed=int(rng.randint(np.iinfo(np.int32).max)))
@@ -117,7 +152,41 @@ class BaseRLN(BaseEstimator):
         self.loss_curve_ = result.loss_curve
         self.validation_loss_curve_ = result.validation_loss_curve
         self.n_iter_ = result.n_iter
+        self._warn_if_degenerate(X, targets)
         return self
+
+    def _warn_if_degenerate(self, X: np.ndarray, targets: Targets) -> None:
+        """ConvergenceWarning when RLN's lambdas ran away or the fit is a constant predictor."""
+        advice = "lower lr (now {lr!r})".format(lr=self.lr)
+        if self.rln:
+            advice = (f"lower RLN's learning_rate, nu (now {self.learning_rate:g}; the "
+                      f"tutorial's grid is 1e5..1e7), or {advice}")
+            lambdas = self.lambdas_
+            finite = np.isfinite(lambdas).all()
+            reach = float(np.max(np.abs(lambdas - self.avg_reg))) if finite else np.inf
+            if reach > LAMBDA_RUNAWAY:
+                warnings.warn(
+                    f"RLN's lambdas ran away: they reach {reach:.3g} from Theta "
+                    f"(avg_reg={self.avg_reg:g}), where exp(lambda) is 0 or infinite; {advice}",
+                    ConvergenceWarning, stacklevel=3)
+        if len(X) < 2 or not (np.ptp(X, axis=0) > 0).any():
+            return  # identical rows: a constant prediction is all there is
+        outputs = forward(NetworkWeights(self.coefs_, self.intercepts_), X).astype(np.float64)
+        spread = np.std(outputs, axis=0)
+        if targets.loss == "squared_error":
+            reference = np.std(targets.values.astype(np.float64), axis=0)
+            varies = reference > 0
+            if not varies.any():
+                return
+            spread = spread[varies] / reference[varies]
+        if not np.max(spread) > COLLAPSED_OUTPUT_STD:
+            spread = float(np.max(spread))
+            what = (f"{spread:.3g} times the target's" if targets.loss == "squared_error"
+                    else f"{spread:.3g} (logits)")
+            warnings.warn(
+                f"the fitted network is a constant predictor: the standard deviation of its "
+                f"outputs on the training rows is {what}; {advice}",
+                ConvergenceWarning, stacklevel=3)
 
     def _encode_targets(self, y: np.ndarray) -> Targets:
         raise NotImplementedError
@@ -125,8 +194,9 @@ class BaseRLN(BaseEstimator):
     def _raw_outputs(self, X) -> np.ndarray:
         """Validated X through the fitted network, shape (n_samples, n_outputs)."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float32, reset=False)
-        return forward(NetworkWeights(self.coefs_, self.intercepts_), X)
+        dtype = np.float32 if self.input_mean_ is None else np.float64
+        X = validate_data(self, X, dtype=dtype, reset=False)
+        return forward(NetworkWeights(self.coefs_, self.intercepts_), self._network_inputs(X))
 
 
 def _importance_shares(first_coef: np.ndarray) -> np.ndarray:

@@ -9,12 +9,15 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 
 from rln_sklearn._base import BaseRLN, Targets
+from rln_sklearn._scaling import fit_standardization, standardize, unstandardize
 
 _PARAMETERS = """
     Parameters:
         layers: Dense layers including the output layer (default 4, the
             tutorial's); the hidden widths are round(exp(log(n_features) * k /
-            layers)) for k = layers-1 .. 1, with ReLU and Glorot-normal init.
+            layers)) for k = layers-1 .. 1 (1010 inputs: 179, 32, 6), at least
+            max(6, n_outputs) (2 inputs: 6, 6, 6), with ReLU and Glorot-normal
+            init.
         rln: regularize the first layer with RLN (default True).
         avg_reg: Theta, the mean of RLN's log coefficients (default -10).
         learning_rate: nu, RLN's step size for the log coefficients (default 1e6).
@@ -26,6 +29,10 @@ _PARAMETERS = """
         batch_size: samples per optimizer step (and per RLN update).
         backend: "torch" (default) or "keras" (Keras 3; KERAS_BACKEND defaults
             to "tensorflow").
+        standardize: train on (X - mean) / std per column (default True), the
+            statistics fitted on the training rows and applied in `predict`, so
+            raw, unscaled tables work; constant columns map to 0. False feeds X
+            to the network as it is (scale it yourself).
         early_stopping: hold out `validation_fraction` of the training rows and
             stop after `n_iter_no_change` epochs without a lower validation
             loss, keeping the best epoch's weights.
@@ -40,13 +47,18 @@ _ATTRIBUTES = """
     Attributes:
         n_features_in_: number of input features.
         feature_names_in_: column names, when X was a DataFrame with string names.
+        input_mean_, input_scale_: per input, the mean and standard deviation
+            (1 for a constant column) the network's inputs were standardized
+            with, float64 shape (n_features,); None when standardize=False.
         coefs_: per layer, the kernel, float32 shape (n_in, n_out).
         intercepts_: per layer, the bias, float32 shape (n_out,).
         lambdas_: RLN's log coefficients of the first layer, float64 shape
             (n_features, width of layer 1); None when rln=False.
         sparsity_: fraction of the first layer's weights exactly 0.
         feature_importances_: per input, its share of the first layer's sum
-            |w|, shape (n_features,); a 0 means RLN cut the input off.
+            |w|, shape (n_features,); a 0 means RLN cut the input off. With
+            standardize=True the weights act on standardized inputs, so shares
+            compare across inputs of any unit.
         loss_curve_: mean training objective (loss + L1 penalty) per epoch
             (for regression, in units of the standardized target).
         validation_loss_curve_: validation loss per epoch (early stopping), else None.
@@ -62,18 +74,20 @@ class RLNRegressor(RegressorMixin, BaseRLN):
     units of y. With the tutorial's raw diabetes target (std 77) the network
     spends its epochs growing its outputs and every method does worse (see
     bench/bench_accuracy.py --target-scaling-study); `loss_curve_` is in
-    standardized units.
+    standardized units. The inputs are standardized too (`standardize`).
+    Both scalings divide by the largest |value| first, so targets of any
+    finite magnitude (1e160, 1e-310) train as well as targets of order 1.
 
     `score` is scikit-learn's R^2. The authors' tutorial printed the test mean
     squared error instead; use `sklearn.metrics.mean_squared_error` (or
     `scoring="neg_mean_squared_error"` in a search) to compare with it.
 
     Example:
-        >>> from sklearn.pipeline import make_pipeline
-        >>> from sklearn.preprocessing import StandardScaler
-        >>> model = make_pipeline(StandardScaler(), RLNRegressor(epochs=5, random_state=0))
+        >>> model = RLNRegressor(epochs=5, random_state=0)   # raw X: standardized inside
         >>> model.fit(X, y).predict(X[:3])                       # doctest: +SKIP
     """ + _PARAMETERS + _ATTRIBUTES + """        n_outputs_: number of targets.
+        target_mean_, target_scale_: per output, the mean and standard deviation
+            (1 for a constant target) y was standardized with, shape (n_outputs,).
     """
 
     # Train on (y - mean) / std. Not a parameter: the study in bench/bench_accuracy.py
@@ -90,15 +104,16 @@ class RLNRegressor(RegressorMixin, BaseRLN):
         self._y_ndim = y.ndim
         y2d = y.reshape(len(y), -1)
         self.n_outputs_ = y2d.shape[1]
-        self._y_mean = y2d.mean(axis=0) if self._standardize_target else np.zeros(self.n_outputs_)
-        std = y2d.std(axis=0) if self._standardize_target else np.ones(self.n_outputs_)
-        self._y_scale = np.where(std > 0, std, 1.0)
-        scaled = (y2d - self._y_mean) / self._y_scale
+        if self._standardize_target:
+            self.target_mean_, self.target_scale_ = fit_standardization(y2d)
+        else:
+            self.target_mean_, self.target_scale_ = np.zeros(self.n_outputs_), np.ones(self.n_outputs_)
+        scaled = standardize(y2d, self.target_mean_, self.target_scale_)
         return Targets(scaled.astype(np.float32), "squared_error", self.n_outputs_, None)
 
     def predict(self, X) -> np.ndarray:
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as y was."""
-        outputs = self._raw_outputs(X).astype(np.float64) * self._y_scale + self._y_mean
+        outputs = unstandardize(self._raw_outputs(X), self.target_mean_, self.target_scale_)
         return outputs.ravel() if self._y_ndim == 1 else outputs
 
 

@@ -7,18 +7,25 @@ import dataclasses
 import numpy as np
 
 
-def hidden_widths(n_features: int, layers: int) -> list[int]:
+MIN_WIDTH = 6
+"""The narrowest hidden layer: the tutorial's own narrowest (1010 inputs -> 179, 32, 6).
+Without a floor, 2 inputs gave widths [2, 1, 1]: a one-unit ReLU bottleneck."""
+
+
+def hidden_widths(n_features: int, layers: int, min_width: int = MIN_WIDTH) -> list[int]:
     """Widths of the hidden layers: a geometric series from the input width down.
 
     Args:
         n_features: width of the input.
         layers: number of Dense layers including the output layer (>= 1).
+        min_width: no hidden layer is narrower than this.
 
     Returns:
-        `layers - 1` widths, round(exp(log(n_features) * k / layers)) for
-        k = layers-1 .. 1 (the tutorial's formula); empty for layers == 1.
+        `layers - 1` widths, max(min_width, round(exp(log(n_features) * k /
+        layers))) for k = layers-1 .. 1 (the tutorial's formula, with a floor);
+        empty for layers == 1.
     """
-    return [int(np.round(np.exp(np.log(n_features) * k / layers)))
+    return [max(min_width, int(np.round(np.exp(np.log(n_features) * k / layers))))
             for k in range(layers - 1, 0, -1)]
 
 
