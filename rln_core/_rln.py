@@ -8,12 +8,12 @@ import numpy as np
 
 from rln_core import inspection
 from rln_core._update import update
-from rln_core.hyperparameters import DEFAULTS, Hyperparameters
+from rln_core.hyperparameters import DEFAULTS, Hyperparameters, WithHyperparameters
 from rln_core.implementations import check_impl
 from rln_core.state import RLNState, check_state_dtype, init
 
 
-class RLN:
+class RLN(WithHyperparameters):
     """Regularization Learning for one NumPy weight tensor, updated in place.
 
     Example:
@@ -38,18 +38,6 @@ class RLN:
         self.state_dtype = check_state_dtype(state_dtype)
         self.impl = impl
         self.state: Optional[RLNState] = None
-
-    @property
-    def avg_reg(self) -> float:
-        return self.hyperparameters.avg_reg
-
-    @property
-    def learning_rate(self) -> float:
-        return self.hyperparameters.learning_rate
-
-    @property
-    def norm(self) -> int:
-        return self.hyperparameters.norm
 
     def begin(self, weights: np.ndarray) -> RLNState:
         """Start (or restart) RLN on `weights`: fresh state, lambdas = Theta."""

@@ -57,7 +57,7 @@ class Hyperparameters:
     def asdict(self) -> Dict[str, Union[float, int]]:
         """{"avg_reg": float, "learning_rate": float, "norm": int}: the keywords of
         `rln_core.update`, a `get_config` or a `state_dict` entry."""
-        return dataclasses.asdict(self)
+        return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
 
     @classmethod
     def fields(cls) -> tuple:
@@ -70,3 +70,26 @@ DEFAULTS = Hyperparameters()
 
 ORIGINAL_CALLBACK_DEFAULTS = Hyperparameters(avg_reg=-7.5, learning_rate=6e5, norm=1)
 """The defaults of the authors' Keras callback, kept by the drop-in `rln_keras.RLNCallback`."""
+
+
+class WithHyperparameters:
+    """Read-only `avg_reg`, `learning_rate` and `norm` of an object's `hyperparameters`
+    (a `Hyperparameters`): for the classes of the core and the adapters, which are
+    built with these three arguments and keep them in one validated record."""
+
+    hyperparameters: Hyperparameters
+
+    @property
+    def avg_reg(self) -> float:
+        """Theta, the mean of the lambdas (natural log)."""
+        return self.hyperparameters.avg_reg
+
+    @property
+    def learning_rate(self) -> float:
+        """nu, the step size of the lambdas."""
+        return self.hyperparameters.learning_rate
+
+    @property
+    def norm(self) -> int:
+        """1 (L1) or 2 (L2)."""
+        return self.hyperparameters.norm

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Sequence, Union
 import numpy as np
 import torch
 from rln_core import DEFAULTS, Hyperparameters, inspection
+from rln_core.hyperparameters import WithHyperparameters
 from torch.utils.hooks import RemovableHandle
 
 from rln_torch._impls import check_impl, resolve
@@ -28,7 +29,7 @@ def check_mode(mode: str) -> None:
         raise ValueError(f"Invalid mode: {mode!r}; expected one of {MODES}")
 
 
-class RLN:
+class RLN(WithHyperparameters):
     """Regularization Learning Networks (Shavitt & Segal, 2018) for torch tensors.
 
     Every element of each regularized tensor W gets its own L1/L2 coefficient
@@ -97,18 +98,6 @@ class RLN:
                                  f"parameter {index}")
                        for index, (param, implementation) in enumerate(zip(params,
                                                                            implementations))]
-
-    @property
-    def norm(self) -> int:
-        return self.hyperparameters.norm
-
-    @property
-    def avg_reg(self) -> float:
-        return self.hyperparameters.avg_reg
-
-    @property
-    def learning_rate(self) -> float:
-        return self.hyperparameters.learning_rate
 
     @property
     def params(self) -> List[torch.Tensor]:
