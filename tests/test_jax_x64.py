@@ -1,0 +1,221 @@
+"""rln_jax with jax_enable_x64: the spec per update (rln_core's kit), and the chain.
+
+Every test here runs inside `jax.enable_x64(True)` (an autouse fixture): the
+flag is set for the test only (thread-local, restored after it), so the tests
+that share its process (pytest-xdist runs several modules in one worker) keep
+JAX's default, and test_jax_rln.py pins that default with `jax.enable_x64(False)`.
+"""
+
+import functools
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import rln_core
+import rln_jax
+from rln_core import reference, testing
+from rln_jax._transform import regularize
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        assert jax.config.jax_enable_x64
+        yield
+
+
+def _jax_state(state: rln_core.RLNState) -> rln_jax.RLNState:
+    return rln_jax.RLNState(lambdas=jnp.asarray(state.lambdas),
+                            prev_reg=jnp.asarray(state.prev_reg),
+                            steps=jnp.asarray(state.steps, jnp.int32),
+                            skipped=jnp.zeros([], jnp.int32))
+
+
+def _core_state(weights: np.ndarray, state: rln_jax.RLNState) -> rln_core.RLNState:
+    return rln_core.RLNState(lambdas=np.asarray(state.lambdas), prev_weights=weights.copy(),
+                             prev_reg=np.asarray(state.prev_reg), steps=int(state.steps))
+
+
+class _TracedHyperparameters(NamedTuple):
+    """Hyperparameters whose numbers are traced (`rln` bakes them in as constants)."""
+
+    avg_reg: jax.Array
+    learning_rate: jax.Array
+    norm: int
+
+
+@functools.lru_cache(maxsize=None)
+def _update_body(how: str, hyperparameters: Optional[rln_core.Hyperparameters] = None,
+                 norm: int = 1):
+    """rln_jax's update body (`regularize`, what `rln`'s update runs after W = params + updates).
+
+    how: "eager"; "jit" with the hyperparameters as constants, as `rln` compiles it (one XLA
+    compile per case); "traced": jitted with Theta and nu as arguments, so the kit's cases
+    share compiles (a case costs a compile, ~0.5 s, otherwise)."""
+    if how == "traced":
+        return jax.jit(lambda w, d, state, avg_reg, nu: regularize(
+            w, d, state, _TracedHyperparameters(avg_reg, nu, norm)))
+    body = functools.partial(regularize, hyperparameters=hyperparameters)
+    return jax.jit(body) if how == "jit" else body
+
+
+def _kit_update(weights, state, *, avg_reg, learning_rate, norm, delta=None, how="traced"):
+    """The kit's update (NumPy arrays in and out) through rln_jax's update body.
+
+    Without a given delta the spec's delta is W - prev_weights, computed here
+    in float64 from the kit's arrays (exact for float32 weights)."""
+    if delta is None:
+        delta = weights.astype(np.float64) - state.prev_weights.astype(np.float64)
+    inputs = (jnp.asarray(weights), jnp.asarray(delta), _jax_state(state))
+    if how == "traced":
+        new_weights, new_state, ok = _update_body(how, norm=norm)(
+            *inputs, jnp.float64(avg_reg), jnp.float64(learning_rate))
+    else:
+        new_weights, new_state, ok = _update_body(
+            how, rln_core.Hyperparameters(avg_reg, learning_rate, norm))(*inputs)
+    assert bool(ok) and int(new_state.skipped) == 0
+    new_weights = np.asarray(new_weights)
+    return new_weights, _core_state(new_weights, new_state)
+
+
+def _group(case: testing.UpdateCase) -> str:
+    """Kit cases in groups of similar cost (pytest-xdist runs the groups in parallel)."""
+    if case.name.startswith("delta"):
+        return "delta"
+    if case.shape in {(7,), (13, 7)}:
+        return "default_small"
+    return "default_large" if case.shape in {(5, 4, 3, 2), (1, 1)} else "other"
+
+
+GROUPS = ("default_small", "default_large", "delta", "other")
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_kit_conformance_under_jit(group):
+    cases = [case for case in testing.CASES if _group(case) == group]
+    assert len(cases) >= 16
+    assert testing.check_update(_kit_update, cases) == len(cases)
+
+
+def test_kit_groups_cover_every_case():
+    assert {_group(case) for case in testing.CASES} == set(GROUPS)
+
+
+def test_kit_conformance_with_constant_hyperparameters():
+    """As `rln` compiles it (Theta and nu constants), one case of each kind."""
+    names = {"norm=2_float64_13x7", "delta_float32_float64_norm=1",
+             "state_float32_float32_norm=2", "at_cap_float32_norm=1_first",
+             "extreme_norm=1_theta-3.0_nu1e+07"}
+    cases = [case for case in testing.CASES if case.name in names]
+    assert testing.check_update(functools.partial(_kit_update, how="jit"), cases) == len(names)
+
+
+def test_kit_conformance_eager():
+    """The same body called eagerly (no trace: the checked path) on the delta cases."""
+    cases = [case for case in testing.CASES if case.name.startswith("delta_")
+             and case.shape == (11, 7)]
+    assert len(cases) == 16
+    assert testing.check_update(functools.partial(_kit_update, how="eager"), cases) == len(cases)
+
+
+def test_kit_detects_a_wrong_update():
+    """The conformance check can fail: a slightly wrong learning rate is caught."""
+    def off(weights, state, **kwargs):
+        kwargs["learning_rate"] *= 1.0 + 1e-6
+        return _kit_update(weights, state, **kwargs)
+
+    with pytest.raises(AssertionError, match="lambdas"):
+        testing.check_update(off, [c for c in testing.CASES if c.name == "norm=1_float32_13x7"])
+
+
+def test_state_is_float64_and_float32_on_request():
+    params = {"w": jnp.ones((3, 2), jnp.float32)}
+    assert rln_jax.rln().init(params).lambdas["w"].dtype == jnp.float64
+    state = rln_jax.rln(state_dtype=np.float32).init(params)
+    assert state.lambdas["w"].dtype == state.prev_reg["w"].dtype == jnp.float32
+
+
+def _assert_applied(name, params_before, params_after, expected_weights, expected_state,
+                    lambdas, prev_reg):
+    """One update of the transform against the reference's (`expected_*`).
+
+    lambdas and prev_reg: the kit's tolerances. The weights: optax applies
+    updates by adding them, so they are expected_weights up to the kit's
+    tolerance plus one rounding of the update (expected_weights - params_before),
+    and exactly 0 where the reference lands on 0."""
+    before = np.asarray(params_before)
+    got = np.asarray(params_after)
+    testing.assert_update_matches(
+        name, expected_weights, expected_state, expected_weights,
+        rln_core.RLNState(np.asarray(lambdas), expected_weights.copy(), np.asarray(prev_reg),
+                          expected_state.steps))
+    step = (expected_weights.astype(np.float64) - before).astype(before.dtype)
+    implied = 2 * np.abs(expected_state.prev_reg) * testing.LAMBDA_RTOL * np.maximum(
+        1.0, np.abs(expected_state.lambdas))  # as in the kit
+    tol = (np.spacing(np.abs(expected_weights)).astype(np.float64) + implied
+           + np.spacing(np.abs(step)) / 2 + np.finfo(before.dtype).tiny)
+    diff = np.abs(got.astype(np.float64) - expected_weights)
+    assert (diff <= tol).all(), f"[{name}] weights off by {diff.max():.3g} (> tolerance)"
+    assert not ((expected_weights == 0) & (got != 0)).any(), f"[{name}] a 0 is not exact"
+
+
+def test_first_update_makes_no_lambda_step_and_ignores_prev_reg():
+    rng = np.random.default_rng(3)
+    w0 = rng.normal(0.0, 0.05, (9, 4)).astype(np.float32)
+    w0[0, 0] = 0.0
+    params = {"w": jnp.asarray(w0)}
+    tx = rln_jax.rln(avg_reg=-3.0, learning_rate=1e6)
+    state = tx.init(params)
+    assert int(state.steps) == 0
+    state = state._replace(prev_reg={"w": jnp.full((9, 4), jnp.nan)})  # must not be read
+    u = rng.normal(0.0, 1e-3, (9, 4)).astype(np.float32)
+    updates, new_state = jax.jit(tx.update)({"w": jnp.asarray(u)}, state, params)
+
+    weights = (w0 + u).astype(np.float32)
+    lambdas = np.asarray(new_state.lambdas["w"])
+    with np.errstate(divide="ignore"):
+        cap = np.where(weights != 0, np.log(np.abs(weights.astype(np.float64))), np.inf)
+    np.testing.assert_array_equal(lambdas, np.minimum(-3.0, cap))  # Theta, clipped: no step
+    assert (lambdas < -3.0).any() and (lambdas == -3.0).any()
+    assert int(new_state.steps) == 1 and int(new_state.skipped) == 0
+    expected_w, expected = reference.update(weights, rln_core.init(w0, avg_reg=-3.0),
+                                            avg_reg=-3.0, learning_rate=1e6, norm=1, delta=u)
+    _assert_applied("first", w0, optax.apply_updates(params, updates)["w"], expected_w, expected,
+                    new_state.lambdas["w"], new_state.prev_reg["w"])
+
+
+def test_chain_equals_optimizer_then_reference_update():
+    """optax.chain(rmsprop, rln) == rmsprop, then rln_core.reference.update(delta=updates).
+
+    Eager: under jit XLA may fuse the optimizer's last multiply into W = params + updates
+    (an FMA), so W differs from the reference's input by up to half an ulp of the
+    updates (test_jax_rln.py checks jit against eager). Each update is compared on the same
+    inputs: the reference starts from the transform's params, with its own state."""
+    rng = np.random.default_rng(0)
+    shapes = {"a": ((12, 5), np.float32), "b": ((7,), np.float64)}
+    params = {k: jnp.asarray(rng.normal(0.0, 0.05, s).astype(d)) for k, (s, d) in shapes.items()}
+    hp = dict(avg_reg=-6.0, learning_rate=3e5, norm=1)
+    tx = optax.chain(optax.rmsprop(1e-2), rln_jax.rln(**hp))
+    opt = optax.rmsprop(1e-2)
+    state, opt_state = tx.init(params), opt.init(params)
+    core = {k: rln_core.init(np.asarray(p), avg_reg=hp["avg_reg"]) for k, p in params.items()}
+    zeros = 0
+    for t in range(8):
+        grads = {k: jnp.asarray(rng.normal(0.0, 1.0, s).astype(d)) for k, (s, d) in shapes.items()}
+        updates, state = tx.update(grads, state, params)
+        new_params = optax.apply_updates(params, updates)
+        opt_updates, opt_state = opt.update(grads, opt_state)
+        for k in shapes:
+            before = np.asarray(params[k])
+            delta = np.asarray(opt_updates[k])
+            expected_w, core[k] = reference.update((before + delta).astype(before.dtype), core[k],
+                                                   delta=delta, **hp)
+            _assert_applied(f"step {t} {k}", before, new_params[k], expected_w, core[k],
+                            state[1].lambdas[k], state[1].prev_reg[k])
+            zeros += int((expected_w == 0).sum())
+        params = new_params
+    assert int(rln_jax.rln_state(state).steps) == 8
+    assert zeros > 0  # the clip to exactly 0 was exercised
