@@ -241,10 +241,11 @@ def test_jit_and_eager_agree():
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
     lam_eager, lam_jit = (np.asarray(rln_jax.lambdas(s)["layer0"]["kernel"]) for s in
                           (eager_s, jit_s))
-    np.testing.assert_allclose(lam_jit, lam_eager, rtol=1e-5)
-    kernel = np.asarray(eager_p["layer0"]["kernel"])
-    assert (kernel == 0).any()  # the clip happened
-    np.testing.assert_array_equal(np.asarray(jit_p["layer0"]["kernel"]) == 0, kernel == 0)
+    np.testing.assert_allclose(lam_jit, lam_eager, rtol=0, atol=1e-4)  # natural logs
+    zeros = np.asarray(eager_p["layer0"]["kernel"]) == 0
+    assert zeros.sum() > 10  # the clip happened
+    # a lambda within rounding of its cap may clip on one side only (observed: none)
+    assert ((np.asarray(jit_p["layer0"]["kernel"]) == 0) != zeros).mean() < 0.01
     assert int(rln_jax.rln_state(jit_s).steps) == int(rln_jax.rln_state(eager_s).steps) == 6
 
 
