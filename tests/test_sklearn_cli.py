@@ -1,53 +1,199 @@
-"""`rln demo`, run in-process with tiny settings."""
+"""`rln demo`, run in-process with tiny settings, and its refusals (all before any training)."""
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
 
+import rln_sklearn.cli as cli
 from rln_sklearn.cli import main
 
 TINY = ["--repeats", "1", "--epochs", "2", "--noise-features", "15", "--no-progress"]
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_demo_prints_the_table_and_writes_the_figure(tmp_path, capsys):
-    argv = ["demo", *TINY, "--out", str(tmp_path)]
+@pytest.fixture
+def no_training(monkeypatch):
+    """run_demo replaced by one that records its settings and stops: for argument checks."""
+    calls = []
+
+    def run_demo(X, y, names, settings, progress=True):
+        calls.append(settings)
+        raise SystemExit(99)
+
+    monkeypatch.setattr(cli, "run_demo", run_demo)
+    return calls
+
+
+def test_default_demo_is_boston(tmp_path, capsys):
+    argv = ["demo", *TINY, "--out", str(tmp_path), "--json", str(tmp_path / "r.json")]
     argv.remove("--no-progress")
     assert main(argv) == 0
     captured = capsys.readouterr()
-    for row in ("test MSE", "predict the mean", "plain network", "best L1", "RLN",
-                "importance on the 10 real inputs", "15 noise inputs"):
-        assert row in captured.out
+    for text in ("Boston housing: 506 rows, 12 real inputs + 15 noise inputs", "test MSE",
+                 "predict the mean", "plain network", "best L1", "RLN", "gradient boosting",
+                 "importance on the 12 real inputs", "1/27 per input",
+                 "share of the first layer's sum |w|", "the tutorial: 100 epochs, 10 repeats",
+                 "Results vary with the seed and the machine"):
+        assert text in captured.out
     figure = tmp_path / "rln_demo.png"
     assert f"figure: {figure}" in captured.out
-    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "rln demo" in captured.err and "5/5" in captured.err  # the progress bar
+    assert figure.read_bytes()[:8] == PNG
+    assert "rln demo" in captured.err and "6/6" in captured.err  # the progress bar
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["data"] == "Boston housing"
+    assert results["settings"]["avg_reg"] == -10.0 and results["settings"]["epochs"] == 2
+    assert results["table"]["feature_names"][-1] == "lstat"
+    assert set(results["methods"]) == {"plain", "l1", "rln", "hgb"}
+    for method, entry in results["methods"].items():
+        assert np.isfinite(entry["mse_mean"]) and entry["mse_std"] >= 0
+        assert len(entry["mse"]) == 1 and entry["fit_s"] > 0
+        if method == "hgb":
+            assert entry["sparsity"] is None and entry["importance_on_real_inputs"] is None
+        else:
+            assert 0 <= entry["sparsity"] <= 1 and 0 < entry["importance_on_real_inputs"] <= 1
+    assert results["methods"]["l1"]["l1_chosen"][0] in results["settings"]["l1_grid"]
+
+
+def test_classification_demo(tmp_path, capsys):
+    assert main(["demo", *TINY, "--data", "breast_cancer", "--noise-features", "0",
+                 "--out", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "test log-loss" in out and "accuracy" in out and "class frequencies" in out
+    assert "importance on the" not in out  # no noise inputs: no real-vs-noise column
+    methods = json.loads((tmp_path / "r.json").read_text())["methods"]
+    assert 0 <= methods["rln"]["accuracy_mean"] <= 1 and methods["hgb"]["log_loss_mean"] > 0
+    assert (tmp_path / "rln_demo.png").read_bytes()[:8] == PNG
 
 
 def test_demo_on_a_csv(tmp_path, capsys):
     data = load_diabetes(as_frame=True).frame.iloc[:120, [0, 2, 3, -1]]
+    data["bmi"] *= 1e200  # huge but finite inputs: the estimators scale them
     path = tmp_path / "table.csv"
     data.to_csv(path, index=False)
     assert main(["demo", *TINY, "--csv", str(path), "--target", "target",
                  "--out", str(tmp_path)]) == 0
-    assert "importance on the 3 real inputs" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "importance on the 3 real inputs" in out and "nan" not in out
+
+
+def test_csv_classification_with_text_labels(tmp_path, capsys, no_training):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40),
+                          "kind": ["cat", "dog"] * 20})
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--csv", str(path), "--target", "kind", "--classification",
+              "--out", str(tmp_path)])
+    assert exit_info.value.code == 99
+    assert no_training[0].classification
+
+
+def test_full_and_defaults(tmp_path, no_training):
+    for argv in (["demo"], ["demo", "--full"], ["demo", "--full", "--epochs", "7"]):
+        with pytest.raises(SystemExit):
+            main([*argv, "--out", str(tmp_path)])
+    default, full, mixed = no_training
+    assert (default.epochs, default.repeats, default.data) == (30, 3, "Boston housing")
+    assert (default.avg_reg, default.learning_rate, default.batch_size) == (-10.0, 1e6, 10)
+    assert (full.epochs, full.repeats) == (100, 10)
+    assert (mixed.epochs, mixed.repeats) == (7, 10)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("rln 0.")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--learning-rate", "nan"], "Invalid learning_rate (nu): nan"),
+    (["--learning-rate", "-1"], "Invalid learning_rate (nu): -1.0"),
+    (["--avg-reg", "inf"], "Invalid avg_reg (Theta): inf"),
+    (["--learning-rate", "abc"], "expected a number, got 'abc'"),
+    (["--epochs", "abc"], "argument --epochs: expected an int >= 1, got 'abc'"),
+    (["--epochs", "0"], "expected an int >= 1, got 0"),
+    (["--seed", "-1"], "expected an int >= 0, got -1"),
+    (["--seed", str(2**32 - 2)], "Invalid seed"),
+    (["--noise-features", str(10**9)], "expected an int from 0 to 10000"),
+    (["--data", "iris"], "invalid choice: 'iris'"),
+    (["--classification"], "--classification is for a --csv target"),
+])
+def test_bad_arguments(tmp_path, capsys, no_training, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", *argv, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not no_training
+
+
+def test_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--data", "--csv", "--target", "--classification", "--noise-features",
+                   "--full", "--repeats", "--epochs", "--backend", "--avg-reg",
+                   "--learning-rate", "--seed", "--jobs", "--out", "--json", "--no-progress"):
+        assert option in out
+
+
+ROWS = 30
+
+
+def _frame(**columns):
+    rng = np.random.default_rng(0)
+    base = {"a": rng.normal(size=ROWS), "y": rng.normal(size=ROWS)}
+    return pd.DataFrame({**base, **columns})
 
 
 @pytest.mark.parametrize("frame, argv, message", [
-    (pd.DataFrame({"a": [1.0, 2.0], "y": [1.0, 2.0]}), ["--target", "price"],
-     "--target 'price' is not a column"),
-    (pd.DataFrame({"a": ["x", "y"], "y": [1.0, 2.0]}), ["--target", "y"], "not numeric: ['a']"),
-    (pd.DataFrame({"a": [np.nan, 1.0], "y": [1.0, 2.0]}), ["--target", "y"],
-     "missing values: ['a']"),
-    (pd.DataFrame({"a": [1.0, 2.0], "y": [1.0, 2.0]}), [], "--csv and --target go together"),
+    (_frame(), ["--target", "price"], "--target 'price' is not a column"),
+    (_frame(a=["x", "y"] * 15), ["--target", "y"], "not numeric: ['a']"),
+    (_frame(a=[np.nan] + [1.0] * 29), ["--target", "y"], "missing values: ['a']"),
+    (_frame(), [], "--csv and --target go together"),
+    (_frame(a=[np.inf] + [1.0] * 29), ["--target", "y"], "inf values: ['a']"),
+    (_frame(y=[1e200] * 30), ["--target", "y"], "squared errors would overflow"),
+    (_frame().iloc[:1], ["--target", "y"], "needs at least 10"),
+    (_frame()[["y"]], ["--target", "y"], "no input column besides --target 'y'"),
+    (_frame(k=[0] * 29 + [1]), ["--target", "k", "--classification"],
+     "classes are too small"),
+    (_frame(), ["--target", "y", "--data", "boston"], "--data and --csv are alternatives"),
 ])
-def test_demo_csv_errors(tmp_path, capsys, frame, argv, message):
+def test_csv_errors(tmp_path, capsys, no_training, frame, argv, message):
     path = tmp_path / "table.csv"
     frame.to_csv(path, index=False)
     with pytest.raises(SystemExit) as exit_info:
-        main(["demo", *TINY, "--csv", str(path), *argv])
+        main(["demo", "--csv", str(path), *argv, "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+    assert not no_training
+
+
+def test_out_errors(tmp_path, capsys, no_training):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "rln_demo.png").mkdir()
+    cases = [
+        (["--out", str(a_file)], "exists and is not a folder"),
+        (["--out", str(a_file / "below")], "cannot create the --out folder"),
+        (["--out", "/proc/no/such/folder"], "cannot create the --out folder"),
+        (["--out", "/proc/self"], "cannot write in the --out folder"),
+        (["--out", str(tmp_path / "taken")], "rln_demo.png' exists and is not a file"),
+        (["--out", str(tmp_path), "--json", str(tmp_path)], "--json"),
+        (["--out", str(tmp_path), "--json", str(a_file / "r.json")], "cannot write --json"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["demo", *argv])
+        assert exit_info.value.code == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not no_training
+    assert a_file.read_text() == "x"
 
 
 def test_no_command_prints_help(capsys):
