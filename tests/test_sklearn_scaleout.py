@@ -1,6 +1,8 @@
 """Hyperparameter search over RLN estimators: pipelines, joblib processes, a Dask cluster."""
 
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from rln_sklearn import RLNRegressor
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dask_grid_search.py"
 GRID = {"rlnregressor__avg_reg": [-10.0, -8.0]}
+EXAMPLE_GRID = {"avg_reg": [-10.0, -8.0]}
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +53,18 @@ def test_grid_search_on_a_local_dask_cluster(data):
                                        protocol="tcp", host="127.0.0.1",
                                        dashboard_address=None)
     with cluster, distributed.Client(cluster), distributed.get_task_stream() as tasks:
-        search = example["grid_search_on_dask"](*data, param_grid=GRID, epochs=3, cv=2)
+        search = example["grid_search_on_dask"](*data, param_grid=EXAMPLE_GRID, epochs=3, cv=2)
     assert len(tasks.data) >= 4  # the 2 x 2 fits ran as tasks on the cluster
     # The example's model (default batch size) searched in this process: the same scores.
-    model = make_pipeline(StandardScaler(), RLNRegressor(epochs=3, random_state=0))
-    serial = GridSearchCV(model, GRID, cv=2, scoring="neg_mean_squared_error").fit(*data)
+    model = RLNRegressor(epochs=3, random_state=0)
+    serial = GridSearchCV(model, EXAMPLE_GRID, cv=2, scoring="neg_mean_squared_error").fit(*data)
     np.testing.assert_allclose(search.cv_results_["mean_test_score"],
                                serial.cv_results_["mean_test_score"])
+
+
+def test_example_help():
+    # It took "--help" for a scheduler address (ValueError: missing port number).
+    done = subprocess.run([sys.executable, str(EXAMPLE), "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--scheduler" in done.stdout and "--epochs" in done.stdout
