@@ -48,6 +48,7 @@ BOSTON_L1 = (1e-2, 1e-1, 1.0, 10.0)  # the notebook's search
 DIABETES_L1 = (1e-4, 1e-3, 1e-2, 1e-1)
 Data = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 BuildFn = Callable[[], Tuple[keras.Model, List[keras.callbacks.Callback]]]
+SPREADS: Dict[str, float] = {}  # model name -> std of its test MSE over the repeats
 
 
 def load_data(boston: bool, noise_features: int, seed: int = MJTCP) -> Data:
@@ -115,6 +116,7 @@ def test_model(build_fn: BuildFn, model_name: str, data: Data, epochs: int,
             sparsity[i] = callbacks[0].sparsity()
     note = f", first layer {100 * sparsity.mean():.0f}% zeros" if sparsity.any() else ""
     print(f"{model_name}: {results.mean():.2f} ({results.std():.2f}) MSE{note}", flush=True)
+    SPREADS[model_name] = float(results.std())
     return float(results.mean())
 
 
@@ -161,6 +163,26 @@ def rln_grid(data: Data, layers: int, epochs: int, repeats: int,
             best = (theta, nu, score)
     print(f"The best RLN is achieved with Theta={best[0]:g} and learning_rate={best[1]:.1E}")
     return best
+
+
+def closing_comparison(rln_mse: float, rln_std: float, l1_mse: float, l1_std: float,
+                       repeats: int) -> str:
+    """The notebook's verdict, RLN vs the best L1, with the noise of the two means.
+
+    A difference within two standard errors of the difference of the means
+    (sqrt((std_rln**2 + std_l1**2) / repeats)) is reported as noise, not as a win.
+    """
+    difference = l1_mse - rln_mse
+    noise = 2.0 * np.sqrt((rln_std ** 2 + l1_std ** 2) / repeats)
+    figures = (f"RLN {rln_mse:.4f} (std {rln_std:.4f}) vs L1 {l1_mse:.4f} (std {l1_std:.4f}) "
+               f"over {repeats} repeats")
+    if abs(difference) <= noise:
+        return (f"RLN and L1 regularization on this dataset are within noise: {figures}; "
+                f"the difference, {abs(difference):.4f}, is inside 2 standard errors "
+                f"({noise:.4f})")
+    verdict = "outperforms" if difference > 0 else "is outperformed by"
+    return (f"RLN {verdict} L1 regularization on this dataset: {figures}; the difference, "
+            f"{abs(difference):.4f}, exceeds 2 standard errors ({noise:.4f})")
 
 
 def parse_grid(text: str) -> List[Tuple[float, float]]:
@@ -216,10 +238,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     layers = depth_search(data, args.epochs, args.repeats, args.max_layers)
     l1, l1_score = l1_search(data, layers, args.epochs, args.repeats, args.l1)
     theta, nu, rln_score = rln_grid(data, layers, args.epochs, args.repeats, args.grid)
-    verdict = "outperforms" if rln_score < l1_score else "does not outperform"
-    sign = "<" if rln_score < l1_score else ">="
-    print(f"RLN {verdict} L1 regularization on this dataset, "
-          f"{rln_score:.4f} {sign} {l1_score:.4f}")
+    rln_std = SPREADS.get(f"RLN with Theta={theta:g} and learning_rate={nu:.1E}", 0.0)
+    l1_std = SPREADS.get(f"L1 regularization of {l1:.0E}", 0.0)
+    print(closing_comparison(rln_score, rln_std, l1_score, l1_std, args.repeats))
     print("The average regularization of RLN against the L1 coefficient: "
           f"exp(Theta) = {np.exp(theta):.1E} vs l1 = {l1:.1E}")
     return {"layers": layers, "l1": l1, "l1_mse": l1_score, "theta": theta, "nu": nu,
