@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import textwrap
 import time
 from typing import Any, Optional
 
@@ -37,6 +38,7 @@ FULL_EPOCHS, FULL_REPEATS = 100, 10  # the tutorial's
 MAX_NOISE_FEATURES = 10_000
 MIN_ROWS = 10
 SEED_LIMIT = 2**32  # numpy.random.RandomState and scikit-learn's random_state
+FOOTER_WIDTH = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,6 +309,42 @@ def _record(scores: MethodScores, best: _Fitted, split, is_real: np.ndarray,
         scores.real_share.append(None)
 
 
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """RLN minus another method, repeat by repeat (same noise, split and seed)."""
+
+    other: str
+    mean: float
+    std: float
+    rln_lower: int
+    repeats: int
+
+    @property
+    def within_noise(self) -> bool:
+        """|mean| within 2 standard errors of the paired differences (always, for 1 repeat)."""
+        if self.repeats < 2:
+            return True
+        standard_error = self.std * np.sqrt(self.repeats / (self.repeats - 1)) \
+            / np.sqrt(self.repeats)
+        return abs(self.mean) <= 2 * standard_error
+
+    def sentence(self, metric: str) -> str:
+        verdict = "within noise" if self.within_noise else (
+            "RLN better" if self.mean < 0 else f"{LABELS[self.other]} better")
+        return (f"RLN - {LABELS[self.other]} {metric} {self.mean:+.3g} +- {self.std:.2g}, "
+                f"RLN lower in {self.rln_lower} of {self.repeats}: {verdict}")
+
+
+def paired(result: "DemoResult", other: str, metric: str) -> Paired:
+    """RLN against `other` on `metric`, paired by repeat."""
+    difference = (np.asarray(result.scores[RLN].metrics[metric])
+                  - np.asarray(result.scores[other].metrics[metric]))
+    if metric == "accuracy":
+        difference = -difference  # lower is better everywhere else
+    return Paired(other, float(difference.mean()), float(difference.std()),
+                  int(np.sum(difference < 0)), len(difference))
+
+
 def _mean_or_none(values: list) -> Optional[float]:
     return None if not values or values[0] is None else float(np.mean(values))
 
@@ -406,9 +444,14 @@ def footer(result: DemoResult, settings: DemoSettings) -> list[str]:
             f"importance: an input's share of the first layer's sum |w| (inputs standardized); "
             f"if spread evenly, 1/{n_inputs} per input, {100 * n_real / n_inputs:.1f}% on "
             f"the {n_real} real inputs.")
-    lines.append("Results vary with the seed and the machine; differences inside the "
-                 "+- spreads (std over repeats) are noise.")
-    return lines
+    metric = "log-loss" if settings.classification else "MSE"
+    comparisons = [paired(result, other, settings.metrics[0]) for other in (L1, HGB)]
+    lines.append("paired by repeat (same noise and split; within noise = the mean difference "
+                 "is inside 2 standard errors): "
+                 + "; ".join(c.sentence(metric) for c in comparisons) + ".")
+    lines.append("Results vary with the seed and the machine.")
+    return [wrapped for line in lines
+            for wrapped in textwrap.wrap(line, FOOTER_WIDTH, subsequent_indent="  ")]
 
 
 def _mean_std(values: list[float]) -> str:

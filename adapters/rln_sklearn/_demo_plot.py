@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rln_sklearn._demo import (BASELINE, HGB, L1, LABELS, NETWORKS, PLAIN, RLN, DemoResult,
-                               DemoSettings)
+                               DemoSettings, paired)
 
 COLORS = {PLAIN: "tab:gray", L1: "tab:blue", RLN: "tab:red", HGB: "tab:green"}
 MAX_NAMED_INPUTS = 20
@@ -66,7 +66,14 @@ def _error_panel(axis, result: DemoResult, settings: DemoSettings) -> None:
     axis.set_yticks(rows, [LABELS[m] for m in methods])
     name = "log-loss" if settings.classification else "MSE"
     axis.set_xlabel(f"test {name} (lower is better); dots: repeats, bars: mean +- std")
-    axis.set_title(f"Test {name} per method\n({settings.repeats} repeats)")
+    verdicts = []
+    for other, short in ((L1, "best L1"), (HGB, "boosting")):
+        comparison = paired(result, other, metric)
+        verdict = "within noise" if comparison.within_noise else \
+            ("RLN better" if comparison.mean < 0 else f"{short} better")
+        verdicts.append(f"RLN - {short} {comparison.mean:+.2g} ({verdict})")
+    axis.set_title(f"Test {name} per method ({settings.repeats} repeats)\n"
+                   f"paired by repeat: {'; '.join(verdicts)}", fontsize=11)
     axis.set_xlim(0, max(baseline, axis.get_xlim()[1]) * 1.3)
     axis.legend(loc="lower right", fontsize=9)
 
