@@ -36,7 +36,7 @@ def test_default_demo_is_boston(tmp_path, capsys):
                  "predict the mean", "plain network", "best L1", "RLN", "gradient boosting",
                  "importance on the 12 real inputs", "1/27 per input",
                  "share of the first layer's sum |w|", "the tutorial: 100 epochs, 10 repeats",
-                 "Results vary with the seed and the machine"):
+                 "paired by repeat", "Results vary with the seed and the machine"):
         assert text in captured.out
     figure = tmp_path / "rln_demo.png"
     assert f"figure: {figure}" in captured.out
@@ -199,3 +199,13 @@ def test_out_errors(tmp_path, capsys, no_training):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "demo" in capsys.readouterr().out
+
+
+def test_paired_comparison_says_when_it_is_noise():
+    from rln_sklearn._demo import L1, Paired
+
+    assert Paired(L1, mean=-0.3, std=5.0, rln_lower=5, repeats=10).within_noise
+    clear = Paired(L1, mean=-10.0, std=2.0, rln_lower=10, repeats=10)
+    assert not clear.within_noise and "RLN better" in clear.sentence("MSE")
+    assert "best L1 better" in Paired(L1, 10.0, 2.0, 0, 10).sentence("MSE")
+    assert Paired(L1, -10.0, 0.0, 1, 1).within_noise  # one repeat proves nothing
