@@ -1,19 +1,27 @@
-"""rln_keras.RLNCallback on the TensorFlow backend: semantics, errors, state.
+"""rln_keras on the TensorFlow backend, in this process: RLNCallback's semantics,
+errors and state, and RLNOptimizer's arguments and errors (its runs on every
+backend are in test_keras_backends.py).
 
 Every model here is tiny (a handful of units, tens of rows) so the file runs in
 seconds after TensorFlow's import.
 """
 
+import keras
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+import rln_core
+from rln_core import RLNState
+from rln_core.testing import (CASES, ERROR_CASES, assert_update_matches, check_rejects_bad_input,
+                              check_update)
+from rln_keras import RLNCallback, RLNOptimizer
 
-import rln_core  # noqa: E402
-from rln_core import RLNState  # noqa: E402
-from rln_core.testing import (  # noqa: E402
-    assert_update_matches, check_rejects_bad_input, check_update)
-from rln_keras import RLNCallback  # noqa: E402
+
+@pytest.fixture(autouse=True, scope="module")
+def tensorflow_backend():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip(f"this file reads TF tensors; this process runs {keras.backend.backend()} "
+                    "(test_keras_backends.py covers every backend)")
 
 N_ROWS, N_IN, BATCH = 24, 6, 8  # 3 batches per epoch
 STRONG = {"norm": 1, "avg_reg": -6.0, "learning_rate": 1e5}  # lambdas move visibly in 3 steps
@@ -91,11 +99,15 @@ def update_through_callback(weights, state, *, avg_reg, learning_rate, norm):
 
 
 def test_each_update_matches_the_reference_on_every_conformance_case():
-    assert check_update(update_through_callback) >= 30
+    """Every case but those handing over a weight change: the callback infers it
+    (W - prev_weights), as the spec's step 1 says; RLNOptimizer takes one."""
+    cases = [case for case in CASES if not case.delta]
+    assert check_update(update_through_callback, cases) >= 30
 
 
 def test_bad_inputs_are_refused_before_the_kernel_or_state_change():
-    assert check_rejects_bad_input(update_through_callback) >= 10
+    cases = [case for case in ERROR_CASES if not case.name.startswith("delta_")]
+    assert check_rejects_bad_input(update_through_callback, cases) >= 10
 
 
 class Snapshot(keras.callbacks.Callback):
@@ -245,7 +257,7 @@ def test_set_state_checks_everything_before_replacing_anything():
     for bad, error, match in [(bad_shape, ValueError, "shape"), (bad_dtype, TypeError, "dtype"),
                               ({**good, "layer2/lambdas": good["layer0/lambdas"]}, ValueError,
                                "unexpected keys"),
-                              ({"layer0/lambdas": good["layer0/lambdas"]}, ValueError, "missing")]:
+                              ({"layer0/lambdas": good["layer0/lambdas"]}, ValueError, "has fields")]:
         with pytest.raises(error, match=match):
             callback.set_state(bad)
         after = callback.get_state()
@@ -306,11 +318,104 @@ def test_model_save_and_load_are_unaffected(tmp_path):
 
 def test_get_config_records_the_hyperparameters():
     model = tiny_model()
-    config = RLNCallback(model.layers[0], norm=2, avg_reg=-8, learning_rate=1e5).get_config()
-    assert config == {"layers": [model.layers[0].name], "norm": 2, "avg_reg": -8,
-                      "learning_rate": 1e5, "allow_steps_per_execution": False, "impl": "auto"}
+    callback = RLNCallback(model.layers[0], norm=2, avg_reg=-8, learning_rate=1e5)
+    assert callback.hyperparameters == rln_core.Hyperparameters(-8.0, 1e5, 2)
+    assert callback.get_config() == {
+        "layers": [model.layers[0].name], "avg_reg": -8.0, "learning_rate": 1e5, "norm": 2,
+        "allow_steps_per_execution": False, "impl": "auto", "state_dtype": "float64"}
 
 
 def test_defaults_are_the_authors_callback_defaults():
     callback = RLNCallback(tiny_model().layers[0])
+    assert callback.hyperparameters == rln_core.ORIGINAL_CALLBACK_DEFAULTS
     assert (callback.norm, callback.avg_reg, callback.learning_rate) == (1, -7.5, 6e5)
+
+
+def test_get_state_wraps_the_core_serialized_state():
+    model = tiny_model()
+    callback = RLNCallback(model.layers, **STRONG)
+    callback.set_model(model)
+    callback.on_train_begin()
+    state = callback.get_state()  # before any update: prev_reg allocated, zeros
+    assert sorted(state) == sorted(f"layer{i}/{field}" for i in range(2)
+                                   for field in rln_core.STATE_FIELDS)
+    np.testing.assert_array_equal(state["layer0/prev_reg"], np.zeros((N_IN, 4)))
+    assert state["layer0/steps"] == 0
+    state["layer0/lambdas"][...] = 0.0  # a copy: the callback's state is untouched
+    assert np.all(callback.lambdas() == STRONG["avg_reg"])
+
+
+# --------------------------------------------------------------------------- RLNOptimizer
+
+
+def test_optimizer_defaults_and_config_before_build():
+    model = tiny_model()
+    optimizer = RLNOptimizer(keras.optimizers.SGD(0.1), model.layers[0])
+    assert optimizer.hyperparameters == rln_core.DEFAULTS
+    config = optimizer.get_config()
+    assert config["layers_or_variables"] == [model.layers[0].kernel.path]
+    assert {k: config[k] for k in ("avg_reg", "learning_rate", "norm")} == \
+        rln_core.DEFAULTS.asdict()
+    assert config["inner_optimizer"]["class_name"] == "SGD"
+    assert float(optimizer.learning_rate.numpy()) == pytest.approx(0.1)  # the inner one's
+    optimizer.learning_rate = 0.2
+    assert float(optimizer.inner_optimizer.learning_rate.numpy()) == pytest.approx(0.2)
+    with pytest.raises(RuntimeError, match="before it is built"):
+        optimizer.lambdas()
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"norm": 3}, ValueError, "norm"),
+    ({"avg_reg": float("nan")}, ValueError, "avg_reg"),
+    ({"learning_rate": -1.0}, ValueError, "learning_rate"),
+    ({"state_dtype": "float16"}, TypeError, "state_dtype"),
+])
+def test_optimizer_refuses_bad_hyperparameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        RLNOptimizer(keras.optimizers.SGD(), tiny_model().layers[0], **kwargs)
+
+
+def test_optimizer_refuses_bad_inner_optimizers_and_targets():
+    layer = tiny_model().layers[0]
+    with pytest.raises(TypeError, match="wraps a keras.optimizers.Optimizer"):
+        RLNOptimizer("sgd", layer)
+    with pytest.raises(ValueError, match="accumulates gradients over 2"):
+        RLNOptimizer(keras.optimizers.SGD(gradient_accumulation_steps=2), layer)
+    with pytest.raises(ValueError, match="at least one"):
+        RLNOptimizer(keras.optimizers.SGD(), [])
+    with pytest.raises(TypeError, match="layers, variables or variable paths"):
+        RLNOptimizer(keras.optimizers.SGD(), np.zeros(3))
+    with pytest.raises(ValueError, match="no kernel"):
+        RLNOptimizer(keras.optimizers.SGD(), keras.layers.Dropout(0.5))
+
+
+def test_optimizer_resolves_its_targets_at_build():
+    model = tiny_model()
+    variables = model.trainable_variables
+    by_path = RLNOptimizer(keras.optimizers.SGD(), [model.layers[1].kernel.path,
+                                                     model.layers[0].kernel])
+    by_path.build(variables)
+    assert by_path.regularized_variables == (model.layers[1].kernel, model.layers[0].kernel)
+    assert by_path.lambdas(1).shape == (N_IN, 4) and by_path.state(0).steps == 0
+    with pytest.raises(IndexError, match="out of range"):
+        by_path.lambdas(2)
+    for targets, match in [("no/such/kernel", "no single trained variable"),
+                           (tiny_model(seed=1).layers[0], "not among the variables"),
+                           ([model.layers[0], model.layers[0].kernel], "twice")]:
+        with pytest.raises(ValueError, match=match):
+            RLNOptimizer(keras.optimizers.SGD(), targets).build(variables)
+
+
+def test_optimizer_keeps_the_inner_optimizers_state_and_iterations():
+    model = tiny_model(optimizer=RLNOptimizer(keras.optimizers.Adam(0.01),
+                                              tiny_model().layers[0]))
+    with pytest.raises(ValueError, match="not among the variables"):
+        model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0)
+    model = tiny_model()
+    optimizer = RLNOptimizer(keras.optimizers.Adam(0.01), model.layers[0], **STRONG)
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0)
+    assert int(optimizer.iterations.numpy()) == N_ROWS // BATCH == optimizer.state(0).steps
+    n_own = len(optimizer.variables) - len(optimizer.inner_optimizer.variables)
+    assert n_own == 2 + 4  # its unused iteration and learning rate; lambdas, prev_reg,
+    assert optimizer.skipped(0) == 0  # steps and skipped of the one kernel

@@ -3,18 +3,17 @@
 Tiny float64 network, plain SGD, identical initial weights and batch order. TF
 and torch sum in different orders, so the runs differ by float64 rounding,
 which the weights feed back and the lambda step multiplies by nu; over a few
-tens of mild steps that stays far below the stated tolerances (RLN_SPEC.md,
+tens of mild steps that stays far below the stated tolerances (docs/RLN_SPEC.md,
 "Training runs across frameworks": short and mild runs only).
 """
 
+import keras
 import numpy as np
 import pytest
+import torch
 
-keras = pytest.importorskip("keras")
-torch = pytest.importorskip("torch")
-rln_torch = pytest.importorskip("rln_torch")
-
-from rln_keras import RLNCallback  # noqa: E402
+import rln_torch
+from rln_keras import RLNCallback
 
 N_ROWS, N_IN, N_HIDDEN, BATCH, EPOCHS = 32, 6, 5, 8, 8  # 32 optimizer steps
 LEARNING_RATE = 0.0625  # exact in float32 and float64: Keras may keep it as float32

@@ -8,13 +8,12 @@ import keras
 import numpy as np
 
 import rln_core
-from rln_core._state import check_state_dtype
-from rln_core._update import check_impl
-from rln_core._validation import check_hyperparameters
+from rln_core import ORIGINAL_CALLBACK_DEFAULTS, STATE_FIELDS, Hyperparameters
+from rln_core.implementations import check_impl
+from rln_core.state import check_state_dtype
 from rln_keras._kernel import LayerKernel, check_layer, check_state_fits, kernel_variable
 
 LayerRef = Union[int, keras.layers.Layer]
-STATE_FIELDS = ("lambdas", "prev_weights", "prev_reg", "steps")
 
 
 class RLNCallback(keras.callbacks.Callback):
@@ -22,8 +21,13 @@ class RLNCallback(keras.callbacks.Callback):
 
     A drop-in for the authors' callback: same arguments, same defaults. After
     every optimizer step (`on_train_batch_end`) each layer's kernel gets one RLN
-    update (`rln_core.update`): its per-weight log L1/L2 coefficients (lambdas)
-    move by the counterfactual gradient, then the kernel is regularized.
+    update (`rln_core.update`, in NumPy on the host): its per-weight log L1/L2
+    coefficients (lambdas) move by the counterfactual gradient, then the kernel
+    is regularized and written back, and the next optimizer step starts from it.
+    Works on the TensorFlow, torch and JAX backends (on JAX the trainer's state
+    is synced to the variables before each update: `model.jax_state_sync()`).
+    Where that host round trip per batch is the cost (JAX, accelerators), use
+    `rln_keras.RLNOptimizer`, the same update inside the compiled train step.
 
         cb = RLNCallback(model.layers[0], norm=1, avg_reg=-10, learning_rate=1e6)
         model.fit(x, y, epochs=100, batch_size=10, callbacks=[cb])
@@ -34,8 +38,9 @@ class RLNCallback(keras.callbacks.Callback):
     (in, out) for Dense, (..., in, out) for convolutions, so lambdas have that
     shape too and the input axis is -2.
 
-    The defaults (-7.5, 6e5) are the authors' callback's; their tutorial's best
-    setting was avg_reg=-10, learning_rate=1e6. An optimizer that accumulates
+    The defaults are the authors' callback's (`rln_core.ORIGINAL_CALLBACK_DEFAULTS`:
+    avg_reg -7.5, learning_rate 6e5, L1); their tutorial's best setting was
+    avg_reg=-10, learning_rate=1e6 (`rln_core.DEFAULTS`). An optimizer that accumulates
     gradients over several batches is refused (the weights must move every batch).
 
     Args:
@@ -57,13 +62,16 @@ class RLNCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, layer: Union[keras.layers.Layer, Sequence[keras.layers.Layer]],
-                 norm: int = 1, avg_reg: float = -7.5, learning_rate: float = 6e5, *,
+                 norm: int = ORIGINAL_CALLBACK_DEFAULTS.norm,
+                 avg_reg: float = ORIGINAL_CALLBACK_DEFAULTS.avg_reg,
+                 learning_rate: float = ORIGINAL_CALLBACK_DEFAULTS.learning_rate, *,
                  allow_steps_per_execution: bool = False, impl: str = "auto",
                  state_dtype: "np.typing.DTypeLike" = np.float64):
         super().__init__()
-        check_hyperparameters(avg_reg, learning_rate, norm)
+        hyperparameters = Hyperparameters(avg_reg=avg_reg, learning_rate=learning_rate,
+                                          norm=norm)
         check_impl(impl)
-        check_state_dtype(state_dtype)
+        self.state_dtype = check_state_dtype(state_dtype)
         layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
         if not layers:
             raise ValueError("RLNCallback needs at least one layer, got an empty list")
@@ -71,14 +79,28 @@ class RLNCallback(keras.callbacks.Callback):
             check_layer(each)
         if len({id(each) for each in layers}) != len(layers):
             raise ValueError("RLNCallback got the same layer twice")
-        self.norm = norm
-        self.avg_reg = avg_reg
-        self.learning_rate = learning_rate
+        self.hyperparameters = hyperparameters
         self.allow_steps_per_execution = bool(allow_steps_per_execution)
         self.impl = impl
         self._kernels = [
-            LayerKernel(each, rln_core.RLN(avg_reg, learning_rate, norm, impl, state_dtype))
+            LayerKernel(each, rln_core.RLN(**hyperparameters.asdict(), impl=impl,
+                                           state_dtype=self.state_dtype))
             for each in layers]
+
+    @property
+    def norm(self) -> int:
+        """1 (L1) or 2 (L2): `hyperparameters.norm`."""
+        return self.hyperparameters.norm
+
+    @property
+    def avg_reg(self) -> float:
+        """Theta, the mean of the lambdas: `hyperparameters.avg_reg`."""
+        return self.hyperparameters.avg_reg
+
+    @property
+    def learning_rate(self) -> float:
+        """nu, the step size of the lambdas: `hyperparameters.learning_rate`."""
+        return self.hyperparameters.learning_rate
 
     @property
     def layers(self) -> tuple:
@@ -87,10 +109,10 @@ class RLNCallback(keras.callbacks.Callback):
 
     def get_config(self) -> dict:
         """Hyperparameters and layer names (a record; layers are not serialized)."""
-        return {"layers": [layer.name for layer in self.layers], "norm": self.norm,
-                "avg_reg": self.avg_reg, "learning_rate": self.learning_rate,
+        return {"layers": [layer.name for layer in self.layers],
+                **self.hyperparameters.asdict(),
                 "allow_steps_per_execution": self.allow_steps_per_execution,
-                "impl": self.impl}
+                "impl": self.impl, "state_dtype": self.state_dtype.name}
 
     def on_train_begin(self, logs=None):
         steps = getattr(self.model, "steps_per_execution", 1)
@@ -106,30 +128,48 @@ class RLNCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"RLNCallback: the optimizer accumulates gradients over {accumulation} "
                 "batches; RLN needs the weights to move on every batch")
+        self._sync_jax_state()
         for kernel in self._kernels:
             kernel.begin(self.model)
 
     def on_train_batch_end(self, batch, logs=None):
+        self._sync_jax_state()
         for kernel in self._kernels:
             kernel.step(batch)
+
+    def _sync_jax_state(self) -> None:
+        """On the JAX backend: write the trainer's state back into the variables.
+
+        During `fit` the JAX trainer carries the state outside the variables
+        (it detaches their values). After this sync it sees
+        `_jax_state_synced` and re-reads every variable before the next step,
+        so what the update assigns is what training continues from. A no-op
+        on the other backends, and when the state is already synced.
+        """
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
 
     def get_state(self) -> Dict[str, np.ndarray]:
         """The RLN state of every layer as a flat dict of array copies.
 
-        Keys are "layer{i}/{field}" for i in the order of `layers` and fields
-        lambdas, prev_weights, steps and (after the first update) prev_reg,
-        so `np.savez(path, **cb.get_state())` saves it and
+        Keys are "layer{i}/{field}" for i in the order of `layers` and the
+        fields of the core's serialized state (`rln_core.RLNState.to_dict`):
+        lambdas, prev_weights, prev_reg (zeros before the first update) and
+        steps, so `np.savez(path, **cb.get_state())` saves it and
         `cb.set_state(np.load(path))` restores it.
         """
         out = {}
         for i in range(len(self._kernels)):
-            for field, value in self._rln(i).state.copy().to_dict().items():
+            for field, value in self._rln(i).state.to_dict().items():
                 out[f"layer{i}/{field}"] = value
         return out
 
     def set_state(self, state: Dict[str, np.ndarray]) -> None:
         """Restore `get_state()` output; the next fit continues that run.
 
+        Each layer's fields are read by `rln_core.RLNState.from_dict`, so older
+        checkpoints load too (one saved before any update has no prev_reg).
         Every layer's state is checked (fields, shapes and dtypes against built
         kernels) before any is replaced.
         """

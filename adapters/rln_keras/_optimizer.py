@@ -1,0 +1,403 @@
+"""`RLNOptimizer`: the RLN update inside the compiled train step, around the user's optimizer."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, List, NamedTuple, Optional, Sequence, Union
+
+import keras
+import numpy as np
+from keras import ops
+
+import rln_core
+from rln_core import DEFAULTS, Hyperparameters, array_api
+from rln_core.checks import FLOAT_DTYPES
+from rln_keras._kernel import check_layer, kernel_variable
+from rln_keras._ops import KERAS_OPS, float64_available
+
+Target = Union[keras.layers.Layer, keras.Variable, str]
+
+
+class GraphStep(NamedTuple):
+    """One in-graph RLN update of one variable (backend tensors).
+
+    Attributes:
+        weights: what the variable becomes: regularized, or the optimizer's
+            result unchanged where the update was skipped.
+        lambdas, prev_reg, steps: the new state (unchanged where skipped).
+        skipped: 0-d int, 1 when the update was skipped (non-finite weights or
+            lambdas), else 0.
+    """
+
+    weights: Any
+    lambdas: Any
+    prev_reg: Any
+    steps: Any
+    skipped: Any
+
+
+def graph_step(weights: Any, delta: Any, lambdas: Any, prev_reg: Any, steps: Any,
+               hyperparameters: Hyperparameters, compute_dtype: str = "float64") -> GraphStep:
+    """One RLN update of one tensor in `keras.ops`: traceable, never raises.
+
+    The math is `rln_core.array_api.step` on the `keras.ops` namespace, with
+    the weight change `delta` given (docs/RLN_SPEC.md, "The weight change,
+    given or inferred"). Where the result is not finite the update is skipped:
+    the weights stay as given and the state does not move (`steps` included),
+    and `skipped` is 1.
+
+    Args:
+        weights: W after the optimizer step (float32/float64 tensor).
+        delta: the optimizer's change of W on this step (W's shape).
+        lambdas, prev_reg: the state (W's shape, the state dtype).
+        steps: 0-d integer tensor: updates applied so far (0: no lambda step).
+        hyperparameters: Theta, nu and the norm.
+        compute_dtype: "float64", or "float32" where the backend has no float64.
+    """
+    result = array_api.step(weights, lambdas, None, prev_reg, steps, hyperparameters,
+                            delta=delta, xp=KERAS_OPS, compute_dtype=compute_dtype)
+    ok = result.ok
+    steps_dtype = keras.backend.standardize_dtype(steps.dtype)
+    return GraphStep(weights=ops.where(ok, result.weights, weights),
+                     lambdas=ops.where(ok, result.lambdas, lambdas),
+                     prev_reg=ops.where(ok, result.reg, prev_reg),
+                     steps=ops.add(steps, ops.cast(ok, steps_dtype)),
+                     skipped=ops.cast(ops.logical_not(ok), steps_dtype))
+
+
+class _Slot(NamedTuple):
+    """One regularized variable and the RLNOptimizer variables holding its state."""
+
+    variable: keras.Variable
+    lambdas: keras.Variable
+    prev_reg: keras.Variable
+    steps: keras.Variable
+    skipped: keras.Variable
+
+
+def _read(variable: keras.Variable) -> Any:
+    """The variable's current value as a tensor (inside JAX's stateless scope: the traced one)."""
+    return ops.convert_to_tensor(variable.value)
+
+
+def _no_grad():
+    """torch.no_grad() on the torch backend (the RLN arithmetic is not part of any graph)."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+@keras.saving.register_keras_serializable(package="rln_keras")
+class RLNOptimizer(keras.optimizers.Optimizer):
+    """Regularization Learning Networks inside the compiled train step: a wrapping optimizer.
+
+        optimizer = RLNOptimizer(keras.optimizers.Adam(1e-3), model.layers[0],
+                                 avg_reg=-10, learning_rate=1e6, norm=1)
+        model.compile(optimizer=optimizer, loss="mse")
+        model.fit(x, y, batch_size=10, epochs=100)
+
+    Like `keras.optimizers.LossScaleOptimizer`, it wraps the user's optimizer:
+    each step applies the inner optimizer, then one RLN update of every
+    regularized variable, all in the backend's train step (a `tf.function`,
+    `jax.jit`, or torch ops on the device): no host round trip per batch. The
+    update is `rln_core.array_api.step` over `keras.ops`, handed the inner
+    optimizer's weight change as `delta`. It works with `steps_per_execution > 1`
+    (RLN still updates after every optimizer step).
+
+    State (optimizer variables, saved with the model): per regularized
+    variable its lambdas and prev_reg (the state dtype), its update count
+    `steps` and its count of skipped updates: a step whose weights or lambdas
+    are not finite is skipped for that variable (the inner optimizer's result
+    is kept, the state does not move) instead of raising, as nothing can
+    raise inside a compiled step.
+
+    Arithmetic: float64 where the backend has it (TensorFlow, torch except on
+    MPS, JAX with `jax_enable_x64`), meeting the spec's per-update tolerances.
+    On JAX without x64 the math and the state are float32: per update, from
+    the same inputs, lambdas within 1e-5 * (1 + |lambda|) and weights within
+    1e-5 * |W| + 1 ulp of the float64 spec (tests/test_keras_backends.py;
+    measured about 5e-7 and 2e-6), and over a run the float32 rounding is
+    multiplied by nu like any other difference (docs/RLN_SPEC.md).
+
+    `learning_rate` and `iterations` are the inner optimizer's (so learning
+    rate schedules and callbacks work unchanged); RLN's own nu is
+    `hyperparameters.learning_rate`. The defaults are the project's
+    (`rln_core.DEFAULTS`: the tutorial's best, Theta -10, nu 1e6, L1), not the
+    original callback's, which `RLNCallback` keeps.
+
+    Args:
+        inner_optimizer: the `keras.optimizers.Optimizer` doing the gradient step
+            (not accumulating gradients: RLN needs the weights to move every batch).
+        layers_or_variables: what to regularize: a layer (its `kernel`), a
+            variable, a variable path ("dense/kernel"), or a list of them.
+            Layers may be unbuilt; everything is resolved when the optimizer
+            is built, and must be among the variables it is built for.
+        avg_reg: Theta, the mean of the lambdas (natural log).
+        learning_rate: nu, the step size of the lambdas (>= 0).
+        norm: 1 (L1) or 2 (L2).
+        state_dtype: "float64", "float32", or None: float64 where the backend
+            computes in float64, else float32.
+        name: the optimizer's name.
+
+    Raises:
+        ValueError, TypeError: a bad hyperparameter, inner optimizer or target;
+            at build, a target that is not among the trained variables.
+    """
+
+    def __init__(self, inner_optimizer: keras.optimizers.Optimizer,
+                 layers_or_variables: Union[Target, Sequence[Target]],
+                 avg_reg: float = DEFAULTS.avg_reg,
+                 learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm, *,
+                 state_dtype: Optional[str] = None, name: Optional[str] = None):
+        hyperparameters = Hyperparameters(avg_reg=avg_reg, learning_rate=learning_rate,
+                                          norm=norm)
+        if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(f"RLNOptimizer wraps a keras.optimizers.Optimizer, got "
+                            f"{type(inner_optimizer).__name__}")
+        accumulation = getattr(inner_optimizer, "gradient_accumulation_steps", None)
+        if accumulation not in (None, 1):
+            raise ValueError(
+                f"RLNOptimizer: the inner optimizer accumulates gradients over {accumulation} "
+                "batches; RLN needs the weights to move on every batch")
+        if state_dtype is not None and state_dtype not in FLOAT_DTYPES:
+            raise TypeError(f"Invalid state_dtype: {state_dtype!r}; expected 'float64', "
+                            "'float32' or None")
+        targets = list(layers_or_variables) if isinstance(layers_or_variables, (list, tuple)) \
+            else [layers_or_variables]
+        if not targets:
+            raise ValueError("RLNOptimizer needs at least one layer or variable, got an empty "
+                             "list")
+        for target in targets:
+            if isinstance(target, keras.layers.Layer):
+                check_layer(target)
+            elif not isinstance(target, (keras.Variable, str)):
+                raise TypeError(f"RLNOptimizer regularizes layers, variables or variable "
+                                f"paths, got {type(target).__name__}")
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner_optimizer = inner_optimizer
+        self.hyperparameters = hyperparameters
+        self.state_dtype = state_dtype
+        # Not tracked by Keras or TensorFlow: the variables in the slots are
+        # tracked once, by `add_variable`.
+        object.__setattr__(self, "_targets", tuple(targets))
+        object.__setattr__(self, "_slots", ())
+        object.__setattr__(self, "_compute_dtype", None)
+
+    # -- building ----------------------------------------------------------------
+
+    def build(self, var_list: List[keras.Variable]) -> None:
+        """Resolve the regularized variables and create their RLN state, then build the
+        inner optimizer on `var_list`."""
+        var_list = list(var_list)
+        regularized = self._resolve(var_list)
+        compute = "float64" if all(float64_available(v.value) for v in regularized) \
+            else "float32"
+        state_dtype = self.state_dtype or compute
+        if state_dtype == "float64" and compute != "float64":
+            raise ValueError(
+                "RLNOptimizer: state_dtype='float64' was asked for but this backend computes "
+                "in float32 here (JAX without jax_enable_x64, or torch on MPS); pass "
+                "state_dtype=None or 'float32', or enable float64 (JAX_ENABLE_X64=1)")
+        slots = []
+        for variable in regularized:
+            tag = variable.path.replace("/", "_").replace(":", "_")
+            lambdas = self.add_variable(
+                shape=variable.shape, dtype=state_dtype, name=f"rln_lambdas_{tag}",
+                initializer=keras.initializers.Constant(self.hyperparameters.avg_reg))
+            prev_reg = self.add_variable(shape=variable.shape, dtype=state_dtype,
+                                         initializer="zeros", name=f"rln_prev_reg_{tag}")
+            steps = self.add_variable(shape=(), dtype="int", initializer="zeros",
+                                      name=f"rln_steps_{tag}")
+            skipped = self.add_variable(shape=(), dtype="int", initializer="zeros",
+                                        name=f"rln_skipped_{tag}")
+            slots.append(_Slot(variable, lambdas, prev_reg, steps, skipped))
+        object.__setattr__(self, "_slots", tuple(slots))
+        object.__setattr__(self, "_compute_dtype", compute)
+        self.inner_optimizer.build(var_list)
+        super().build(var_list)
+
+    def _resolve(self, var_list: List[keras.Variable]) -> List[keras.Variable]:
+        """The variables to regularize, each one of `var_list`; raise otherwise."""
+        out = []
+        for target in self._targets:
+            if isinstance(target, keras.layers.Layer):
+                variable, what = kernel_variable(target), f"the kernel of layer {target.name!r}"
+            elif isinstance(target, str):
+                variable, what = _by_path(target, var_list), f"variable {target!r}"
+            else:
+                variable, what = target, f"variable {target.path!r}"
+            if not any(variable is v for v in var_list):
+                raise ValueError(f"RLNOptimizer: {what} is not among the variables the "
+                                 "optimizer is built for (not part of the trained model?)")
+            if variable.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"RLNOptimizer: {what} has dtype {variable.dtype}; RLN "
+                                "supports float32 and float64 variables")
+            if any(variable is v for v in out):
+                raise ValueError(f"RLNOptimizer got {what} twice")
+            out.append(variable)
+        return out
+
+    @property
+    def variables(self) -> list:
+        return self._variables[:] + self.inner_optimizer.variables
+
+    # -- the step ----------------------------------------------------------------
+
+    def apply(self, grads, trainable_variables=None):
+        """The inner optimizer's step, then one RLN update of each regularized variable."""
+        if len(grads) == 0:
+            return
+        if not self.built:
+            if trainable_variables is None:
+                raise ValueError("RLNOptimizer: call build(trainable_variables) first, or pass "
+                                 "the variables to apply()")
+            with keras.name_scope(self.name, caller=self):
+                self.build(list(trainable_variables))
+            self.built = True
+        with _no_grad():
+            before = [ops.copy(_read(slot.variable)) for slot in self._slots]
+        self.inner_optimizer.apply(grads, trainable_variables)
+        with _no_grad():
+            for slot, old in zip(self._slots, before):
+                self._update(slot, old)
+
+    def _update(self, slot: _Slot, old: Any) -> None:
+        weights = _read(slot.variable)
+        compute = self._compute_dtype
+        delta = ops.subtract(ops.cast(weights, compute), ops.cast(old, compute))
+        new = graph_step(weights, delta, _read(slot.lambdas), _read(slot.prev_reg),
+                         _read(slot.steps), self.hyperparameters, compute)
+        slot.variable.assign(new.weights)
+        slot.lambdas.assign(new.lambdas)
+        slot.prev_reg.assign(new.prev_reg)
+        slot.steps.assign(new.steps)
+        slot.skipped.assign(ops.add(_read(slot.skipped), new.skipped))
+
+    # -- the inner optimizer's surface -------------------------------------------
+
+    @property
+    def learning_rate(self):
+        """The inner optimizer's learning rate (RLN's nu is `hyperparameters.learning_rate`)."""
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    def scale_loss(self, loss):
+        return self.inner_optimizer.scale_loss(loss)
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    # -- inspection --------------------------------------------------------------
+
+    @property
+    def regularized_variables(self) -> tuple:
+        """The regularized variables, in the order given (after build)."""
+        return tuple(slot.variable for slot in self._built_slots())
+
+    def state(self, which: int = 0) -> rln_core.RLNState:
+        """The RLN state of a regularized variable as a NumPy `rln_core.RLNState`.
+
+        Its `prev_weights` is the variable's current value. On JAX, read it
+        outside `fit` or after `model.jax_state_sync()`.
+        """
+        slot = self._slot(which)
+        return rln_core.RLNState.from_dict({
+            "lambdas": _to_numpy(slot.lambdas), "prev_weights": _to_numpy(slot.variable),
+            "prev_reg": _to_numpy(slot.prev_reg), "steps": int(_to_numpy(slot.steps))})
+
+    def lambdas(self, which: int = 0) -> np.ndarray:
+        """A copy of a regularized variable's lambdas (its shape; the state dtype)."""
+        return _to_numpy(self._slot(which).lambdas)
+
+    def skipped(self, which: int = 0) -> int:
+        """How many updates of a regularized variable were skipped (non-finite)."""
+        return int(_to_numpy(self._slot(which).skipped))
+
+    def _built_slots(self) -> tuple:
+        if not self.built:
+            raise RuntimeError("RLNOptimizer has no state before it is built (by compile and "
+                               "the first fit, or build(model.trainable_variables))")
+        return self._slots
+
+    def _slot(self, which: int) -> _Slot:
+        slots = self._built_slots()
+        if isinstance(which, bool) or not isinstance(which, (int, np.integer)) \
+                or not -len(slots) <= which < len(slots):
+            raise IndexError(f"variable index {which!r} out of range for {len(slots)} "
+                             "regularized variable(s)")
+        return slots[which]
+
+    # -- serialization -----------------------------------------------------------
+
+    def variable_paths(self) -> List[str]:
+        """The paths of the regularized variables (what `get_config` records)."""
+        if self.built:
+            return [slot.variable.path for slot in self._slots]
+        paths = []
+        for target in self._targets:
+            if isinstance(target, str):
+                paths.append(target)
+            elif isinstance(target, keras.Variable):
+                paths.append(target.path)
+            elif target.built:
+                paths.append(kernel_variable(target).path)
+            else:
+                raise ValueError(f"RLNOptimizer: layer {target.name!r} is not built, so its "
+                                 "kernel has no path to record yet")
+        return paths
+
+    def get_config(self) -> dict:
+        """The inner optimizer (serialized as by LossScaleOptimizer), the regularized
+        variables' paths and the hyperparameters."""
+        return {"name": self.name,
+                "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+                "layers_or_variables": self.variable_paths(),
+                **self.hyperparameters.asdict(),
+                "state_dtype": self.state_dtype}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner = keras.saving.deserialize_keras_object(config.pop("inner_optimizer"),
+                                                      custom_objects=custom_objects)
+        return cls(inner, **config)
+
+
+def _by_path(path: str, var_list: List[keras.Variable]) -> keras.Variable:
+    """The one variable of `var_list` at `path`, or else the one whose path ends with
+    the most trailing components of `path` (at least "layer/variable").
+
+    A variable's path depends on the name scope it was built in: "sequential/
+    dense/kernel" in a model built from an `Input`, "dense/kernel" once
+    `load_model` rebuilt it; the layer's name and the variable's stay.
+    """
+    exact = [v for v in var_list if v.path == path]
+    if len(exact) == 1:
+        return exact[0]
+    parts = path.split("/")
+    for n in range(len(parts) - 1, 1, -1):
+        tail = parts[-n:]
+        matches = [v for v in var_list if v.path.split("/")[-n:] == tail]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            break
+    raise ValueError(
+        f"RLNOptimizer: no single trained variable has the path {path!r} or ends with "
+        f"its last components (paths: {[v.path for v in var_list]})")
+
+
+def _to_numpy(variable: keras.Variable) -> np.ndarray:
+    value = variable.value
+    if keras.backend.backend() == "tensorflow":
+        return np.array(value.numpy(), copy=True)
+    return np.array(keras.ops.convert_to_numpy(value), copy=True)
