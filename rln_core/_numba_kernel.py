@@ -17,8 +17,15 @@ vectorize (SIMD): `_stats` by letting LLVM reassociate its sums, `write` by
 using `_numba_math`'s exp and log. `_update` runs them on one thread, or on
 chunks in a thread pool (the kernels release the GIL; large tensors only).
 
-The clip is decided with `_clip.CLIP_MARGIN` (see there): a weight the
-reference sets to exactly 0 is exactly 0 here too.
+The clip is decided with `rln_core.checks.CLIP_MARGIN` (see there): a weight
+the reference sets to exactly 0 is exactly 0 here too.
+
+Float32 compute (`compute32`, float32 weights and state only): the same two
+passes with float32 arithmetic in `write` (`_numba_math.exp32` / `log32`, 8
+lanes on AVX2) and the mean accumulated in float64 from float64 terms (as in
+the float64 kernel, so the translation is the reference's up to the order of
+the sum). Its clip margin is `CLIP_MARGIN_F32` (see there); the tolerance it
+meets is `F32_LAMBDA_RTOL`.
 """
 
 from __future__ import annotations
@@ -114,6 +121,178 @@ def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, delta_row, given, stepp
         prev_reg_row[j] = reg
 
 
+CLIP_MARGIN_F32 = 1e-6
+"""The clip margin of the float32 compute mode, relative to the element's scale
+max(1, |cap|, |lambda in|, |lambda step|) (the lambda step: nu * delta * prev_reg).
+
+In float32 arithmetic a lambda ends within 11 units of float32 roundoff
+(u = 2**-24 = 6e-8) of the reference's float64 value, relative to that scale: the
+lambda step (4 u of it; 5 with a float64 delta), its subtraction, the float32
+shift, the final add (the mean itself is summed in float64). `log32_normal` puts
+the cap within 1 ulp (2 u). 1e-6 is about 17 u, more than those 13 u: every lambda
+the reference clips is clipped here, so every weight the reference sets to exactly
+0 is exactly 0 here. (`rln_core.checks.CLIP_MARGIN`, 1e-11, is below float32's
+resolution.)
+"""
+
+F32_LAMBDA_RTOL = 3e-6
+"""The per-update tolerance of the float32 compute mode against the reference.
+
+Lambdas within F32_LAMBDA_RTOL * max(1, |lambda ref|, |lambda in|, |lambda step|)
+plus one float32 ulp of the reference's lambda; weights and prev_reg within one
+ulp plus what that lambda tolerance implies (2 * |reg| * tolerance), plus the
+smallest normal float32, as in `rln_core.testing`; a weight the reference sets to
+exactly 0 is exactly 0, prev_weights is the weights as written. By the bounds
+above an element only this mode clips is off by at most the margin plus 14 u,
+1.9e-6 of its scale, and any other by 14 u; measured on the cases of
+tests/test_core_float32_compute.py: within 1e-6.
+"""
+
+_F32 = np.float32
+_MARGIN_F32 = _F32(CLIP_MARGIN_F32)
+_LOG_HALF_F32 = _F32(LOG_HALF)
+_ZERO_F32 = _math.ZERO_F32
+_ONE_F32 = _math.ONE_F32
+_TWO_F32 = _math.TWO_F32
+_HALF_F32 = _math.HALF_F32
+_SIGN_BIT_F32 = np.int32(-2 ** 31)
+_INF_F32 = _F32(np.inf)
+_I32_ZERO = np.int32(0)
+_I32_ONE = np.int32(1)
+_ABS_BITS_F32 = np.int32(0x7FFFFFFF)
+_LARGEST_FINITE_BITS_F32 = np.int32(0x7F7FFFFF)
+_LARGEST_SUBNORMAL_BITS_F32 = np.int32(0x007FFFFF)
+_F32_MAX = float(np.finfo(np.float32).max)
+# The float32 lambda step cannot overflow while learning_rate * sum|change| and
+# sum|change| stay below this (each |change| and |learning_rate * change| then does).
+_F32_STEP_SAFE = _F32_MAX / 4
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _lambda_step32(w, prev_w, delta, given, prev_reg, stepped,
+                   learning_rate):  # pragma: no cover - compiled
+    """`_lambda_step` in float32 arithmetic (learning_rate a float32)."""
+    change = np.float32(delta) if given else w - prev_w
+    step = learning_rate * change * prev_reg
+    return step if stepped else _ZERO_F32
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+def _stats32(weights, lambdas, prev_weights, prev_reg, delta, given, d_scale, stepped,
+             learning_rate):  # pragma: no cover - compiled
+    """`_stats` of the float32 compute mode: (sum, sum of |.|, count of non-finite
+    weights, sum of |weight change|, count of subnormal weights).
+
+    The sums are the float64 kernel's (float64 terms and accumulators), so the
+    translation is the reference's up to the order of the sum. The sum of
+    |weight change| and the subnormal count tell `_update` whether the float32
+    write may run (the float32 lambda step cannot overflow where the float64
+    one does not; `log32_normal` takes normal weights only). Weights need only
+    be finite (`_write_row32` never forms D = 2W); `d_scale` is unused.
+    """
+    total = 0.0
+    total_abs = 0.0
+    change_abs = 0.0
+    # sign bits, or-ed over the float32 weights' |bits|: non-finite, subnormal (bit
+    # operations on 8 lanes; counting compares measured 50% slower)
+    bad_bits = _I32_ZERO
+    subnormal_bits = _I32_ZERO
+    for i in range(weights.shape[0]):
+        w_row, lam_row, prev_w_row, prev_reg_row, delta_row = (
+            weights[i], lambdas[i], prev_weights[i], prev_reg[i], delta[i])
+        for j in range(w_row.size):
+            magnitude = np.int32(np.float32(w_row[j]).view(np.int32) & _ABS_BITS_F32)
+            bad_bits = np.int32(bad_bits | np.int32(_LARGEST_FINITE_BITS_F32 - magnitude))
+            subnormal_bits = np.int32(subnormal_bits | ~np.int32(
+                np.int32(magnitude - _I32_ONE) | np.int32(_LARGEST_SUBNORMAL_BITS_F32 - magnitude)))
+            w = np.float64(w_row[j])
+            change = np.float64(delta_row[j]) if given else w - np.float64(prev_w_row[j])
+            step = learning_rate * change * np.float64(prev_reg_row[j])
+            lam = np.float64(lam_row[j]) - (step if stepped else 0.0)
+            total += lam
+            total_abs += abs(lam)
+            change_abs += abs(change)
+    return total, total_abs, int(bad_bits < 0), change_abs, int(subnormal_bits < 0)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy",
+            inline="always")
+def _write_row32(w_row, lam_row, prev_w_row, prev_reg_row, delta_row, given, stepped,
+                 learning_rate, shift, norm):  # pragma: no cover - compiled
+    """`_write_row` in float32 arithmetic (learning_rate and shift float32).
+
+    The clip is decided with CLIP_MARGIN_F32. L1 runs two loops (they measure
+    faster than one: a loop with both log and exp is short of registers): the
+    first writes the lambdas and, in prev_reg, the argument of the exp (+inf
+    where clipped, so the step is |W|); the second the step, with W's sign by
+    a bit operation. The L2 step is W * (2 * step), equal to (2 W) * step and
+    finite for every finite W. Both are 0 where W == 0 (the step limit is 0,
+    or W is), so no select is needed there. The weights must be normal or 0
+    (`log32_normal`; `_update` checks).
+    """
+    if norm == 1:
+        for j in range(w_row.size):
+            w = w_row[j]
+            lam_in = lam_row[j]
+            step_lam = _lambda_step32(w, prev_w_row[j], delta_row[j], given, prev_reg_row[j],
+                                      stepped, learning_rate)
+            lam = (lam_in - step_lam) + shift
+            cap = _math.log32_normal(abs(w))
+            scale = max(max(_ONE_F32, abs(cap)), max(abs(lam_in), abs(step_lam)))
+            clipped = (w != _ZERO_F32) & (lam >= cap - _MARGIN_F32 * scale)
+            lam_row[j] = cap if clipped else lam
+            prev_reg_row[j] = _INF_F32 if clipped else lam
+        for j in range(w_row.size):
+            w = w_row[j]
+            step = min(_math.exp32(prev_reg_row[j]), abs(w))
+            reg = np.int32(np.float32(step).view(np.int32)
+                           | (np.float32(w).view(np.int32) & _SIGN_BIT_F32)).view(np.float32)
+            new_w = w - reg
+            w_row[j] = new_w
+            prev_w_row[j] = new_w
+            prev_reg_row[j] = reg
+    else:
+        for j in range(w_row.size):
+            w = w_row[j]
+            lam_in = lam_row[j]
+            step_lam = _lambda_step32(w, prev_w_row[j], delta_row[j], given, prev_reg_row[j],
+                                      stepped, learning_rate)
+            lam = (lam_in - step_lam) + shift
+            scale = max(max(_ONE_F32, -_LOG_HALF_F32), max(abs(lam_in), abs(step_lam)))
+            clipped = (w != _ZERO_F32) & (lam >= _LOG_HALF_F32 - _MARGIN_F32 * scale)
+            step = _HALF_F32 if clipped else min(_math.exp32(lam), _HALF_F32)
+            reg = w * (_TWO_F32 * step)
+            new_w = w - reg
+            w_row[j] = new_w
+            prev_w_row[j] = new_w
+            lam_row[j] = _LOG_HALF_F32 if clipped else lam
+            prev_reg_row[j] = reg
+
+
+def _make_write32(norm: int, given: bool):
+    """`_make_write` of the float32 compute mode.
+
+    The rows go through a function of their own (`_write_row32` inlined there, with
+    the constants), called per row: inlined into the loop over rows, the same
+    loops measured 25% slower (318 vs 244 us on the tutorial layer).
+    """
+    @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+    def write_row32(w_row, lam_row, prev_w_row, prev_reg_row, delta_row, stepped,
+                    learning_rate, shift):  # pragma: no cover - compiled
+        _write_row32(w_row, lam_row, prev_w_row, prev_reg_row, delta_row, given, stepped,
+                     learning_rate, shift, norm)
+
+    @numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+    def write32(weights, lambdas, prev_weights, prev_reg, delta, stepped, learning_rate,
+                shift):  # pragma: no cover - compiled
+        learning_rate32 = np.float32(learning_rate)
+        shift32 = np.float32(shift)
+        for i in range(weights.shape[0]):
+            write_row32(weights[i], lambdas[i], prev_weights[i], prev_reg[i], delta[i],
+                        stepped, learning_rate32, shift32)
+    return write32
+
+
 def _make_write(norm: int, given: bool):
     """The jitted driver of `_write_row` for one norm and one source of the weight
     change (constants, so one loop each).
@@ -132,7 +311,10 @@ def _make_write(norm: int, given: bool):
     return write
 
 
-_WRITE = {(norm, given): _make_write(norm, given) for norm in (1, 2) for given in (False, True)}
+_WRITE = {(False, norm, given): _make_write(norm, given)
+          for norm in (1, 2) for given in (False, True)}
+_WRITE.update({(True, norm, given): _make_write32(norm, given)
+               for norm in (1, 2) for given in (False, True)})
 
 
 def _shift(total: float, total_abs: float, n_bad: int, n: int, first: bool,
@@ -149,6 +331,30 @@ def _shift(total: float, total_abs: float, n_bad: int, n: int, first: bool,
     if not total_abs + abs(shift) <= lambda_max:
         return BAD_LAMBDAS, 0.0
     return OK, shift
+
+
+def _shift32(total: float, total_abs: float, n_bad: int, change_abs: float, n_subnormal: int,
+             n: int, first: bool, avg_reg: float, learning_rate: float,
+             norm: int) -> Tuple[int, float, bool]:
+    """`_shift` of the float32 compute mode: (status, shift, whether the float32 write may run).
+
+    The float32 write adds the shift as a float32 to lambdas stepped in float32
+    (each within 6 units of roundoff, plus 4 of float32's largest value, of the
+    float64 ones): the bound gets a 1e-6 allowance on both sides. The float64
+    write runs instead (slower, within the float32 mode's tolerance) where the
+    float32 lambda step could overflow (learning_rate * sum|change| or
+    sum|change| beyond float32's largest / 4) and, for L1, where a weight is
+    subnormal (`log32_normal`).
+    """
+    if n_bad:
+        return BAD_WEIGHTS, 0.0, True
+    shift = 0.0 if first else avg_reg - total / n
+    with np.errstate(over="ignore"):
+        shift32 = abs(float(np.float32(shift)))
+    if not (total_abs + shift32) * (1.0 + 1e-6) <= _F32_MAX * (1.0 - 1e-6):
+        return BAD_LAMBDAS, 0.0, True
+    safe = first or (change_abs <= _F32_STEP_SAFE and learning_rate * change_abs <= _F32_STEP_SAFE)
+    return OK, shift, safe and not (norm == 1 and n_subnormal)
 
 
 _POOL: Optional[ThreadPoolExecutor] = None
@@ -175,24 +381,34 @@ def _chunks(views: Sequence[np.ndarray], n_chunks: int) -> List[List[np.ndarray]
 
 
 def _update(views: Sequence[np.ndarray], given: bool, first: bool, avg_reg: float,
-            learning_rate: float, norm: int, n_chunks: int) -> int:
+            learning_rate: float, norm: int, n_chunks: int, compute32: bool = False) -> int:
     """Both passes over `n_chunks` chunks of the views, on this thread (1 chunk) or on
     Python threads (the kernels drop the GIL); returns OK or an error code."""
     flags = (not first, learning_rate)
-    write = _WRITE[norm, given]
     checks = (given, D_SCALE[norm])
-    lambda_max = float(np.finfo(views[1].dtype).max)
+    n = views[0].size
     if n_chunks == 1:
-        status, shift = _shift(*_stats(*views, *checks, *flags), views[0].size, first, avg_reg,
-                               lambda_max)
+        if compute32:
+            status, shift, safe = _shift32(*_stats32(*views, *checks, *flags), n, first,
+                                           avg_reg, learning_rate, norm)
+        else:
+            status, shift = _shift(*_stats(*views, *checks, *flags), n, first, avg_reg,
+                                   float(np.finfo(views[1].dtype).max))
+            safe = False
         if status == OK:
-            write(*views, *flags, shift)
+            _WRITE[safe, norm, given](*views, *flags, shift)
         return status
     parts = _chunks(views, n_chunks)
-    sums = list(_pool().map(lambda part: _stats(*part, *checks, *flags), parts))
-    status, shift = _shift(*(sum(s[k] for s in sums) for k in range(3)), views[0].size, first,
-                           avg_reg, lambda_max)
+    stats = _stats32 if compute32 else _stats
+    sums = list(_pool().map(lambda part: stats(*part, *checks, *flags), parts))
+    totals = [sum(s[k] for s in sums) for k in range(len(sums[0]))]
+    if compute32:
+        status, shift, safe = _shift32(*totals, n, first, avg_reg, learning_rate, norm)
+    else:
+        status, shift = _shift(*totals, n, first, avg_reg, float(np.finfo(views[1].dtype).max))
+        safe = False
     if status == OK:
+        write = _WRITE[safe, norm, given]
         list(_pool().map(lambda part: write(*part, *flags, shift), parts))
     return status
 
@@ -207,13 +423,14 @@ def _pool() -> ThreadPoolExecutor:
 
 def update_in_place(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.ndarray,
                     prev_reg: np.ndarray, delta: Optional[np.ndarray], first: bool,
-                    hyperparameters: Hyperparameters) -> Optional[int]:
+                    hyperparameters: Hyperparameters, compute32: bool = False) -> Optional[int]:
     """Run the kernel on validated arrays of one shape; return OK or an error code.
 
     On the first update (`first`: no lambda step, no translation) `prev_reg`,
     `prev_weights` and `delta` are not used (prev_reg and prev_weights are
-    overwritten). Returns None (nothing done) when the arrays cannot be walked
-    in place without a copy.
+    overwritten). `compute32`: float32 arithmetic (float32 weights and state,
+    checked by the caller). Returns None (nothing done) when the arrays cannot
+    be walked in place without a copy.
     """
     given = delta is not None
     views = as_2d_views([weights, lambdas, prev_weights, prev_reg,
@@ -225,4 +442,5 @@ def update_in_place(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.n
     if size >= PARALLEL_MIN_ELEMENTS:
         n_chunks = max(1, min(numba.get_num_threads(), size // ELEMENTS_PER_CHUNK_MIN))
     return _update(views, given, bool(first), hyperparameters.avg_reg,
-                   hyperparameters.learning_rate, hyperparameters.norm, n_chunks)
+                   hyperparameters.learning_rate, hyperparameters.norm, n_chunks,
+                   bool(compute32))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -16,7 +16,8 @@ from rln_core.state import RLNState
 
 def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
            learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm,
-           impl: str = "auto", delta: Optional[np.ndarray] = None) -> RLNState:
+           impl: str = "auto", delta: Optional[np.ndarray] = None,
+           compute_dtype: Optional[Any] = None) -> RLNState:
     """One RLN update, in place on `weights` and `state`.
 
     Same semantics and arguments as `rln_core.reference.update`; the weights
@@ -31,26 +32,49 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
         impl: "auto", "numba", "numpy" or "array_api" (`rln_core.implementations`).
         delta: the weight change the lambda step learns from (W's shape), or
             None for W - state.prev_weights. Read only.
+        compute_dtype: the dtype of the arithmetic. None (or float64): float64,
+            as the spec says, within the kit's tolerances. np.float32 (float32
+            weights and a float32 state only): float32 arithmetic, faster, within
+            a looser per-update tolerance (lambdas 3e-6 of max(1, |lambda|,
+            |lambda in|, |lambda step|), `rln_core._numba_kernel.F32_LAMBDA_RTOL`);
+            every weight the reference sets to exactly 0 is exactly 0. "numpy"
+            and "array_api" then run `rln_core.array_api.update(...,
+            compute_dtype=np.float32)`.
 
     Returns:
         `state` itself, for chaining.
+
+    Raises:
+        ValueError, TypeError: as `rln_core.reference.update`; also a
+            compute_dtype other than None/float64/float32, or float32 with
+            float64 weights or state (before anything is written).
     """
     hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
     if not isinstance(weights, np.ndarray):
         raise TypeError(f"rln_core.update updates NumPy arrays in place, got "
                         f"{type(weights).__name__}; use an adapter (rln_torch, rln_jax, "
                         "rln_keras) or the pure rln_core.array_api.update")
+    compute32 = _is_float32_compute(compute_dtype)
     chosen = implementations.resolve(impl, weights)
     check_update_inputs(weights, state, delta, in_place=True)
+    if compute32:
+        _check_float32_compute(weights, state)
     with one_update_at_a_time(state):
-        if chosen == "numba" and _update_with_numba(weights, state, hyperparameters, delta):
+        if chosen == "numba" and _update_with_numba(weights, state, hyperparameters, delta,
+                                                    compute32):
             return state
         if impl == "numba":
             raise ValueError(
                 f"impl='numba' cannot update weights of shape {weights.shape} and strides "
                 f"{weights.strides} in place; pass a contiguous array or use impl='auto'")
-        pure = array_api.update if chosen == "array_api" else reference.update
-        new_weights, new_state = pure(weights, state, delta=delta, **hyperparameters.asdict())
+        if compute32:
+            new_weights, new_state = array_api.update(
+                weights, state, delta=delta, compute_dtype=np.float32,
+                **hyperparameters.asdict())
+        else:
+            pure = array_api.update if chosen == "array_api" else reference.update
+            new_weights, new_state = pure(weights, state, delta=delta,
+                                          **hyperparameters.asdict())
         weights[...] = new_weights
         for name in ("lambdas", "prev_weights", "prev_reg"):
             getattr(state, name)[...] = getattr(new_state, name)
@@ -58,12 +82,45 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
     return state
 
 
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+
+def _is_float32_compute(compute_dtype: Optional[Any]) -> bool:
+    """Whether `compute_dtype` asks for float32 arithmetic (None/float64: no); raise if invalid."""
+    if compute_dtype is None:
+        return False
+    if compute_dtype is np.float32:
+        return True
+    try:
+        dtype = np.dtype(compute_dtype)
+    except TypeError:
+        dtype = None  # (compared as is, None would equal float64: np.dtype(None))
+    if dtype is not None and dtype == _FLOAT64:
+        return False
+    if dtype is not None and dtype == _FLOAT32:
+        return True
+    raise ValueError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64) or "
+                     "np.float32")
+
+
+def _check_float32_compute(weights: np.ndarray, state: RLNState) -> None:
+    """compute_dtype=float32 takes float32 weights and a float32 state only."""
+    dtypes = {"weights": weights.dtype, "state.lambdas": state.lambdas.dtype,
+              "state.prev_reg": state.prev_reg.dtype}
+    wrong = {name: dtype for name, dtype in dtypes.items() if dtype != _FLOAT32}
+    if wrong:
+        found = ", ".join(f"{name} {dtype}" for name, dtype in wrong.items())
+        raise TypeError(f"compute_dtype=float32 needs float32 weights and a float32 state "
+                        f"(rln_core.init(..., state_dtype='float32')); got {found}")
+
+
 def _update_with_numba(weights: np.ndarray, state: RLNState, hyperparameters: Hyperparameters,
-                       delta: Optional[np.ndarray]) -> bool:
+                       delta: Optional[np.ndarray], compute32: bool = False) -> bool:
     """Run the numba kernel; False if the layout needs the NumPy path."""
     code = implementations.numba_kernel().update_in_place(
         weights, state.lambdas, state.prev_weights, state.prev_reg, delta,
-        int(state.steps) == 0, hyperparameters)
+        int(state.steps) == 0, hyperparameters, compute32)
     if code is None:
         return False
     if code == BAD_WEIGHTS:
