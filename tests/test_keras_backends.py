@@ -151,7 +151,8 @@ def assert_float32_update_matches(name, weights_in, expected_w, expected, got_w,
     reg_tol = FLOAT32_WEIGHT_RTOL * np.abs(weights_in) + np.spacing(
         np.abs(weights_in).astype(np.float32)) + np.finfo(np.float32).tiny
     bad = np.abs(got.prev_reg - expected.prev_reg) > reg_tol
-    assert not bad.any(), f"{name}: prev_reg off by {np.abs(got.prev_reg - expected.prev_reg).max():.3g}"
+    off = np.abs(got.prev_reg - expected.prev_reg).max()
+    assert not bad.any(), f"{name}: prev_reg off by {off:.3g}"
     np.testing.assert_array_equal(got.prev_weights, got_w, err_msg=name)
 
 

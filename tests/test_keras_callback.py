@@ -257,7 +257,8 @@ def test_set_state_checks_everything_before_replacing_anything():
     for bad, error, match in [(bad_shape, ValueError, "shape"), (bad_dtype, TypeError, "dtype"),
                               ({**good, "layer2/lambdas": good["layer0/lambdas"]}, ValueError,
                                "unexpected keys"),
-                              ({"layer0/lambdas": good["layer0/lambdas"]}, ValueError, "has fields")]:
+                              ({"layer0/lambdas": good["layer0/lambdas"]}, ValueError,
+                               "has fields")]:
         with pytest.raises(error, match=match):
             callback.set_state(bad)
         after = callback.get_state()
