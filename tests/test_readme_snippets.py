@@ -87,11 +87,13 @@ def test_python_block_runs(code, tmp_path):
 def test_the_readme_names_only_real_demo_options(capsys):
     from rln_sklearn.cli import main
 
-    with pytest.raises(SystemExit):
-        main(["demo", "--help"])
-    help_text = capsys.readouterr().out
+    help_text = ""
+    for argv in (["--help"], ["demo", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        help_text += capsys.readouterr().out
     text = README.read_text()
-    section = text[text.index("## scikit-learn (`rln_sklearn`)"):text.index("## Benchmarks")]
+    section = text[text.index("### `rln demo`"):text.index("## Benchmarks")]
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", section))
     assert named, "the demo section names no option"
     missing = sorted(option for option in named if option not in help_text)
