@@ -4,8 +4,10 @@ Prints, per weight tensor (float32, a mid-training state from `rln_core.testing`
 the median time of one update of: the NumPy reference, the numba kernel on one
 thread and on all threads, the in-place NumPy path, the authors' pandas
 formulation (`bench/pandas_rln.py`), one copy of the state's bytes (the memory
-floor), the numba kernel with a float32 state (and the copy of that state), and
-a torch RMSprop step on a tensor of the same size (each the best of 3 rounds
+floor), the numba kernel with a float32 state (and the copy of that state), the
+numba kernel's float32 compute mode (float32 state, compute_dtype=np.float32), and
+a torch RMSprop step on a tensor of the same size (on as many threads as numba
+has: NUMBA_NUM_THREADS=1 compares one thread with one; each the best of 3 rounds
 over all columns, so a slow spell of a shared machine hits every column
 alike); then the ratios, with the
 issue's targets next to them for the tutorial's first layer (179 x 1013, kernel
@@ -51,12 +53,14 @@ HYPERPARAMETERS = {"avg_reg": -10.0, "learning_rate": 1e6, "norm": 1}
 TARGET_NUMBA_OVER_COPY = 1.0
 TARGET_PANDAS_OVER_NUMBA = 10.0
 TARGET_F32_OVER_F64_COPY = 0.6
+TARGET_F32_COMPUTE_OVER_TORCH = 1.0  # the speed issue's float32 mode
 TARGET_COLD_S = 3.0
 TARGET_CACHED_S = 0.5
 TARGET_IMPORT_S = 0.3
 
 COLUMNS = ("reference", "numba 1 thread", "numba all threads", "numpy in place", "pandas",
-           "state copy", "numba f32 state", "f32 state copy", "torch RMSprop")
+           "state copy", "numba f32 state", "numba f32 compute", "f32 state copy",
+           "torch RMSprop")
 
 
 # --- timing ---------------------------------------------------------------------------------
@@ -115,19 +119,22 @@ class CoreInputs:
         return [self.state.lambdas, self.state.prev_weights, self.state.prev_reg]
 
 
-def time_core(inputs: CoreInputs, impl: str, repeats: int, budget_s: float) -> float:
+def time_core(inputs: CoreInputs, impl: str, repeats: int, budget_s: float,
+              compute_dtype: Optional[type] = None) -> float:
     """One in-place `rln_core.update`, from the same inputs every time."""
     return median_seconds(
-        lambda: rln_core.update(inputs.weights, inputs.state, impl=impl, **HYPERPARAMETERS),
+        lambda: rln_core.update(inputs.weights, inputs.state, impl=impl,
+                                compute_dtype=compute_dtype, **HYPERPARAMETERS),
         prepare=inputs.restore, repeats=repeats, budget_s=budget_s)
 
 
-def time_numba(inputs: CoreInputs, threads: int, repeats: int, budget_s: float) -> float:
+def time_numba(inputs: CoreInputs, threads: int, repeats: int, budget_s: float,
+               compute_dtype: Optional[type] = None) -> float:
     """The numba kernel with `threads` threads (restores the default afterwards)."""
     default = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        return time_core(inputs, "numba", repeats, budget_s)
+        return time_core(inputs, "numba", repeats, budget_s, compute_dtype)
     finally:
         numba.set_num_threads(default)
 
@@ -167,7 +174,8 @@ def time_pandas(inputs: CoreInputs, repeats: int, budget_s: float) -> Optional[f
 
 
 def time_torch_rmsprop(inputs: CoreInputs, repeats: int, budget_s: float) -> Optional[float]:
-    """One `torch.optim.RMSprop.step()` on a tensor of the same shape (None without torch)."""
+    """One `torch.optim.RMSprop.step()` on a tensor of the same shape (None without torch),
+    on numba's number of threads (torch's own setting restored afterwards)."""
     try:
         import torch
     except ImportError:
@@ -177,8 +185,13 @@ def time_torch_rmsprop(inputs: CoreInputs, repeats: int, budget_s: float) -> Opt
     parameter.grad = torch.from_numpy(
         rng.normal(0.0, 1e-3, size=inputs.weights.shape).astype(np.float32))
     optimizer = torch.optim.RMSprop([parameter], lr=1e-3)
-    with torch.no_grad():
-        return median_seconds(optimizer.step, repeats=repeats, budget_s=budget_s)
+    default = torch.get_num_threads()
+    torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        with torch.no_grad():
+            return median_seconds(optimizer.step, repeats=repeats, budget_s=budget_s)
+    finally:
+        torch.set_num_threads(default)
 
 
 def measure_size(shape: Tuple[int, ...], repeats: int, budget_s: float, pandas_max: int,
@@ -212,6 +225,7 @@ def measure_size_once(shape: Tuple[int, ...], repeats: int, budget_s: float,
     }
     f32 = CoreInputs(shape, state_dtype="float32")
     times["numba f32 state"] = time_numba(f32, all_threads, repeats, budget_s)
+    times["numba f32 compute"] = time_numba(f32, all_threads, repeats, budget_s, np.float32)
     times["f32 state copy"] = time_state_copy(f32, repeats, budget_s)
     return times
 
@@ -233,8 +247,11 @@ rln_core.update(w, state, impl="numba")
 first = time.perf_counter()
 rln_core.update(w, state, impl="numba")
 second = time.perf_counter()
+state32 = rln_core.init(w, state_dtype="float32")
+rln_core.update(w, state32, impl="numba", compute_dtype=np.float32)
+first32 = time.perf_counter()
 print(json.dumps({"import_numba": numba_imported - imported, "first_update": first - before,
-                  "second_update": second - first}))
+                  "second_update": second - first, "first_update_f32": first32 - second}))
 """
 
 CACHED_BREAKDOWN_CHILD = """
@@ -351,6 +368,8 @@ RATIOS = (  # (label, numerator column, denominator column, target, at_most)
     ("numba f32 state / state copy", "numba f32 state", "state copy",
      TARGET_F32_OVER_F64_COPY, True),
     ("torch RMSprop / numba", "torch RMSprop", "numba all threads", None, False),
+    ("numba f32 compute / torch RMSprop", "numba f32 compute", "torch RMSprop",
+     TARGET_F32_COMPUTE_OVER_TORCH, True),
     ("numba 1 thread / all threads", "numba 1 thread", "numba all threads", None, False),
 )
 
@@ -395,6 +414,10 @@ def report_startup(startup: dict) -> str:
          format_seconds(cached_first), f"<= {TARGET_CACHED_S:g} s",
          verdict(cached_first, TARGET_CACHED_S, True)],
         ["second update (1013x179, for scale)", format_seconds(cached["second_update"]), "", ""],
+        ["then a first float32-compute update, empty cache (JIT of its variant)",
+         format_seconds(cold["first_update_f32"]), "", ""],
+        ["then a first float32-compute update from the cache",
+         format_seconds(cached["first_update_f32"]), "", ""],
     ]
     lines = [table(["start-up", "measured", "target", ""], rows), "",
              f"`import rln_core` imports numba: {startup['import_pulls_numba']}", "",
