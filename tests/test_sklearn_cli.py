@@ -209,3 +209,15 @@ def test_paired_comparison_says_when_it_is_noise():
     assert not clear.within_noise and "RLN better" in clear.sentence("MSE")
     assert "best L1 better" in Paired(L1, 10.0, 2.0, 0, 10).sentence("MSE")
     assert Paired(L1, -10.0, 0.0, 1, 1).within_noise  # one repeat proves nothing
+
+
+def test_jobs_give_the_same_results(tmp_path, capsys):
+    results = []
+    for jobs in ("1", "2"):
+        path = tmp_path / f"r{jobs}.json"
+        assert main(["demo", *TINY, "--data", "diabetes", "--jobs", jobs,
+                     "--out", str(tmp_path), "--json", str(path)]) == 0
+        results.append(json.loads(path.read_text())["methods"])
+    capsys.readouterr()
+    for method in ("plain", "l1", "rln", "hgb"):
+        assert results[0][method]["mse"] == results[1][method]["mse"], method

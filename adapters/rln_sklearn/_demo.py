@@ -398,7 +398,7 @@ def format_table(result: DemoResult, settings: DemoSettings) -> str:
     header = (f"{'method':<19}" + "".join(f"{names[m]:>19}" for m in metrics)
               + f"{'fit s':>8}{'sparsity':>10}" + (f"  {share_title}" if width else ""))
     lines = [f"{settings.data}: {result.n_rows} rows, {n_real} real inputs + "
-             f"{n_inputs - n_real} noise inputs; {settings.repeats} repeats",
+             f"{n_inputs - n_real} noise inputs; {_count(settings.repeats, 'repeat')}",
              header, "-" * len(header)]
     for method in (BASELINE, *METHODS):
         scores = result.scores[method]
@@ -425,7 +425,7 @@ def footer(result: DemoResult, settings: DemoSettings) -> list[str]:
     n_real, n_inputs = result.n_real, result.n_inputs
     chosen = ", ".join(f"{c:g}" for c in result.scores[L1].chosen)
     selection = "validation log-loss" if settings.classification else "validation MSE"
-    length = (f"{settings.epochs} epochs, {settings.repeats} repeats"
+    length = (f"{_count(settings.epochs, 'epoch')}, {_count(settings.repeats, 'repeat')}"
               + ("" if settings.is_full else
                  f" (the tutorial: {FULL_EPOCHS} epochs, {FULL_REPEATS} repeats; "
                  "`rln demo --full`)"))
@@ -452,6 +452,10 @@ def footer(result: DemoResult, settings: DemoSettings) -> list[str]:
     lines.append("Results vary with the seed and the machine.")
     return [wrapped for line in lines
             for wrapped in textwrap.wrap(line, FOOTER_WIDTH, subsequent_indent="  ")]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _mean_std(values: list[float]) -> str:
