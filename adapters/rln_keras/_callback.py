@@ -9,6 +9,7 @@ import numpy as np
 
 import rln_core
 from rln_core import ORIGINAL_CALLBACK_DEFAULTS, STATE_FIELDS, Hyperparameters
+from rln_core.hyperparameters import WithHyperparameters
 from rln_core.implementations import check_impl
 from rln_core.state import check_state_dtype
 from rln_keras._kernel import LayerKernel, check_layer, check_state_fits, kernel_variable
@@ -16,7 +17,7 @@ from rln_keras._kernel import LayerKernel, check_layer, check_state_fits, kernel
 LayerRef = Union[int, keras.layers.Layer]
 
 
-class RLNCallback(keras.callbacks.Callback):
+class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
     """Regularization Learning Networks (Shavitt & Segal, 2018) as a Keras callback.
 
     A drop-in for the authors' callback: same arguments, same defaults. After
@@ -86,21 +87,6 @@ class RLNCallback(keras.callbacks.Callback):
             LayerKernel(each, rln_core.RLN(**hyperparameters.asdict(), impl=impl,
                                            state_dtype=self.state_dtype))
             for each in layers]
-
-    @property
-    def norm(self) -> int:
-        """1 (L1) or 2 (L2): `hyperparameters.norm`."""
-        return self.hyperparameters.norm
-
-    @property
-    def avg_reg(self) -> float:
-        """Theta, the mean of the lambdas: `hyperparameters.avg_reg`."""
-        return self.hyperparameters.avg_reg
-
-    @property
-    def learning_rate(self) -> float:
-        """nu, the step size of the lambdas: `hyperparameters.learning_rate`."""
-        return self.hyperparameters.learning_rate
 
     @property
     def layers(self) -> tuple:
