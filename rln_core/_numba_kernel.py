@@ -24,8 +24,8 @@ Float32 compute (`compute32`, float32 weights and state only): the same two
 passes with float32 arithmetic in `write` (`_numba_math.exp32` / `log32`, 8
 lanes on AVX2) and the mean accumulated in float64 from float64 terms (as in
 the float64 kernel, so the translation is the reference's up to the order of
-the sum). Its clip margin is `CLIP_MARGIN_F32` (see there); the tolerance it
-meets is `F32_LAMBDA_RTOL`.
+the sum). Its clip margin is `rln_core.checks.CLIP_MARGIN_F32` (see there); the
+tolerance it meets is `rln_core.checks.F32_LAMBDA_RTOL`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import numpy as np
 from rln_core import _numba_math as _math
 from rln_core._layout import as_2d_views
 from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS, OK
-from rln_core.checks import CLIP_MARGIN, D_SCALE, LOG_HALF
+from rln_core.checks import CLIP_MARGIN, CLIP_MARGIN_F32, D_SCALE, LOG_HALF
 from rln_core.hyperparameters import Hyperparameters
 
 # Smaller tensors run on one thread: on 2 shared cores, threads did not speed up
@@ -149,33 +149,6 @@ def _write_row_l1_split(w_row, lam_row, prev_w_row, prev_reg_row, delta_row, giv
         prev_w_row[j] = new_w
         prev_reg_row[j] = reg
 
-
-CLIP_MARGIN_F32 = 1e-6
-"""The clip margin of the float32 compute mode, relative to the element's scale
-max(1, |cap|, |lambda in|, |lambda step|) (the lambda step: nu * delta * prev_reg).
-
-In float32 arithmetic a lambda ends within 11 units of float32 roundoff
-(u = 2**-24 = 6e-8) of the reference's float64 value, relative to that scale: the
-lambda step (4 u of it; 5 with a float64 delta), its subtraction, the float32
-shift, the final add (the mean itself is summed in float64). `log32_normal` puts
-the cap within 1 ulp (2 u). 1e-6 is about 17 u, more than those 13 u: every lambda
-the reference clips is clipped here, so every weight the reference sets to exactly
-0 is exactly 0 here. (`rln_core.checks.CLIP_MARGIN`, 1e-11, is below float32's
-resolution.)
-"""
-
-F32_LAMBDA_RTOL = 3e-6
-"""The per-update tolerance of the float32 compute mode against the reference.
-
-Lambdas within F32_LAMBDA_RTOL * max(1, |lambda ref|, |lambda in|, |lambda step|)
-plus one float32 ulp of the reference's lambda; weights and prev_reg within one
-ulp plus what that lambda tolerance implies (2 * |reg| * tolerance), plus the
-smallest normal float32, as in `rln_core.testing`; a weight the reference sets to
-exactly 0 is exactly 0, prev_weights is the weights as written. By the bounds
-above an element only this mode clips is off by at most the margin plus 14 u,
-1.9e-6 of its scale, and any other by 14 u; measured on the cases of
-tests/test_core_float32_compute.py: within 1e-6.
-"""
 
 _F32 = np.float32
 _MARGIN_F32 = _F32(CLIP_MARGIN_F32)

@@ -36,7 +36,7 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
             as the spec says, within the kit's tolerances. np.float32 (float32
             weights and a float32 state only): float32 arithmetic, faster, within
             a looser per-update tolerance (lambdas 3e-6 of max(1, |lambda|,
-            |lambda in|, |lambda step|), `rln_core._numba_kernel.F32_LAMBDA_RTOL`);
+            |lambda in|, |lambda step|), `rln_core.checks.F32_LAMBDA_RTOL`);
             every weight the reference sets to exactly 0 is exactly 0. "numpy"
             and "array_api" then run `rln_core.array_api.update(...,
             compute_dtype=np.float32)`.

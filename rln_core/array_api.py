@@ -12,7 +12,8 @@ The namespace is detected (`array_api_compat.array_namespace`) or passed as
 `xp`: anything with the few functions used here, e.g. `keras.ops` through
 `rln_keras`'s shim. The math runs in `compute_dtype` (float64 by default,
 as the spec says; float32 where a device or a configuration has no float64:
-MPS, JAX without `jax_enable_x64`). The clip is decided with `CLIP_MARGIN`.
+MPS, JAX without `jax_enable_x64`). The clip is decided with `CLIP_MARGIN`
+(`CLIP_MARGIN_F32` in float32 arithmetic, as the numba kernel's float32 mode).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from rln_core.checks import (CLIP_MARGIN, D_SCALE, LOG_HALF, NON_FINITE_WEIGHTS_MESSAGE,
-                             check_update_inputs, namespace, non_finite_lambdas_message)
+from rln_core.checks import (CLIP_MARGIN, CLIP_MARGIN_F32, D_SCALE, LOG_HALF,
+                             NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, namespace,
+                             non_finite_lambdas_message)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
 
@@ -76,10 +78,12 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
     # Steps 1-3: the lambda step and the translation back to mean Theta; on the
     # first update (steps == 0) a select keeps the lambdas as they are.
     change = w - xp.astype(prev_weights, dtype) if delta is None else xp.astype(delta, dtype)
-    stepped = lam - learning_rate * change * xp.astype(prev_reg, dtype)
+    lambda_step = learning_rate * change * xp.astype(prev_reg, dtype)
+    stepped = lam - lambda_step
     stepped = stepped + (avg_reg - xp.mean(stepped))
     first = steps == 0
-    lam = (lam if first else stepped) if isinstance(first, bool) else xp.where(first, lam, stepped)
+    lam_in = lam
+    lam = _select(xp, first, lam, stepped)
     weights_finite = xp.all(xp.isfinite(D_SCALE[hyperparameters.norm] * w))
     lambdas_finite = xp.all(xp.isfinite(xp.astype(lam, lambdas.dtype)))  # in the state's dtype
 
@@ -98,7 +102,15 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
         direction = 2.0 * w
         limit = zeros + 0.5
         cap = xp.where(nonzero, zeros + LOG_HALF, zeros)
-    clipped = xp.logical_and(nonzero, lam >= cap - CLIP_MARGIN * (1.0 + xp.abs(cap)))
+    if dtype == xp.float32:
+        # the float32 margin, relative to max(1, |cap|, |lambda in|, |lambda step|)
+        step_size = _select(xp, first, zeros, xp.abs(lambda_step))
+        scale = _maximum(xp, _maximum(xp, xp.abs(cap), xp.abs(lam_in)),
+                         _maximum(xp, step_size, zeros + 1.0))
+        margin = CLIP_MARGIN_F32 * scale
+    else:
+        margin = CLIP_MARGIN * (1.0 + xp.abs(cap))
+    clipped = xp.logical_and(nonzero, lam >= cap - margin)
     lam = xp.where(clipped, cap, lam)
     exp_lam = xp.exp(xp.where(nonzero, lam, xp.minimum(lam, zeros)))
     reg = direction * xp.where(clipped, limit, xp.minimum(exp_lam, limit))
@@ -106,6 +118,18 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
                 reg=xp.astype(reg, lambdas.dtype), weights_finite=weights_finite,
                 lambdas_finite=lambdas_finite,
                 ok=xp.logical_and(weights_finite, lambdas_finite))
+
+
+def _select(xp: Any, condition: Any, if_true: Any, if_false: Any) -> Any:
+    """`if_true` where `condition` (a Python bool or a 0-d bool array), else `if_false`."""
+    if isinstance(condition, bool):
+        return if_true if condition else if_false
+    return xp.where(condition, if_true, if_false)
+
+
+def _maximum(xp: Any, x1: Any, x2: Any) -> Any:
+    """Elementwise maximum by `where` (the few functions `step` asks of a namespace)."""
+    return xp.where(x2 > x1, x2, x1)
 
 
 def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,

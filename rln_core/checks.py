@@ -44,6 +44,33 @@ times |W|, also within tolerance. The reference itself decides exactly. In
 float32 arithmetic the margin is below one ulp, so it changes nothing there.
 """
 
+CLIP_MARGIN_F32 = 1e-6
+"""The clip margin of the float32 compute mode, relative to the element's scale
+max(1, |cap|, |lambda in|, |lambda step|) (the lambda step: nu * delta * prev_reg).
+
+In float32 arithmetic a lambda ends within 11 units of float32 roundoff
+(u = 2**-24 = 6e-8) of the reference's float64 value, relative to that scale: the
+lambda step (4 u of it; 5 with a float64 delta), its subtraction, the float32
+shift, the final add (the mean itself is summed in float64). `log32_normal` puts
+the cap within 1 ulp (2 u). 1e-6 is about 17 u, more than those 13 u: every lambda
+the reference clips is clipped here, so every weight the reference sets to exactly
+0 is exactly 0 here. (`CLIP_MARGIN`, 1e-11, is below float32's resolution.) The numba kernel and
+`rln_core.array_api` (with a float32 `compute_dtype`) both use it.
+"""
+
+F32_LAMBDA_RTOL = 3e-6
+"""The per-update tolerance of the float32 compute mode against the reference.
+
+Lambdas within F32_LAMBDA_RTOL * max(1, |lambda ref|, |lambda in|, |lambda step|)
+plus one float32 ulp of the reference's lambda; weights and prev_reg within one
+ulp plus what that lambda tolerance implies (2 * |reg| * tolerance), plus the
+smallest normal float32, as in `rln_core.testing`; a weight the reference sets to
+exactly 0 is exactly 0, prev_weights is the weights as written. By the bounds
+above an element only this mode clips is off by at most the margin plus 14 u,
+1.9e-6 of its scale, and any other by 14 u; measured on the cases of
+tests/test_core_float32_compute.py: within 1e-6.
+"""
+
 LOG_HALF = math.log(0.5)
 """The L2 cap of every lambda (spec step 4: log|W / D| with D = 2W)."""
 
