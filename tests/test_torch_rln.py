@@ -185,10 +185,64 @@ def test_refuses_bad_targets(target, error, match):
     ({"impl": "cuda"}, ValueError, "Invalid impl: 'cuda'"),
     ({"state_dtype": torch.float16}, TypeError, "Invalid state_dtype: torch.float16"),
     ({"state_dtype": np.float64}, TypeError, "Invalid state_dtype"),
+    ({"compute_dtype": torch.float16, "state_dtype": torch.float32}, TypeError,
+     "Invalid compute_dtype: torch.float16"),
+    ({"compute_dtype": np.float32, "state_dtype": torch.float32}, TypeError,
+     "Invalid compute_dtype"),
+    ({"compute_dtype": torch.float32}, TypeError, "needs state_dtype=torch.float32"),
 ])
 def test_refuses_bad_hyperparameters(kwargs, error, match):
     with pytest.raises(error, match=match):
         RLN(network()[0], **kwargs)
+
+
+def test_float32_compute_refuses_float64_parameters():
+    with pytest.raises(TypeError, match="needs float32 parameters; parameter 0 is torch.float64"):
+        RLN(network(torch.float64)[0], state_dtype=torch.float32, compute_dtype=torch.float32)
+
+
+@pytest.mark.parametrize("mode", ["delta", "gradient"])
+@pytest.mark.parametrize("impl", ["auto", "numpy", "torch"])
+def test_float32_compute_runs_the_cores_float32_mode(impl, mode):
+    """Each update equals the core's float32 mode on the same inputs (bit for bit on
+    NumPy views; within float32 rounding on torch ops, against NumPy's), and differs
+    from float64 arithmetic on the same float32 state (the option does something)."""
+    model = network()
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-2)
+    rln = RLN(model[0], impl=impl, mode=mode, state_dtype=torch.float32,
+              compute_dtype=torch.float32, **HYPER)
+    assert rln.compute_dtype == torch.float32 and "compute_dtype=torch.float32" in repr(rln)
+    generator = torch.Generator().manual_seed(1)
+    differs = False
+    for _ in range(8):
+        x = torch.randn(32, 12, generator=generator)
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), x[:, :2].sum(1, keepdim=True)).backward()
+        optimizer.step()
+        weights = model[0].weight.detach().numpy().copy()
+        entry = rln.state_dict()["states"][0]
+        state = rln_core.RLNState.from_dict({k: v.numpy() if torch.is_tensor(v) else v
+                                             for k, v in entry.items()})
+        delta = -model[0].weight.grad.numpy() if mode == "gradient" else None
+        expected_w, expected = weights.copy(), state.copy()
+        rln_core.update(expected_w, expected, delta=delta, compute_dtype=np.float32,
+                        impl="numba" if impl == "auto" else "array_api", **HYPER)
+        float64_w, float64 = weights.copy(), state.copy()
+        rln_core.update(float64_w, float64, delta=delta, impl="numpy", **HYPER)
+        rln.step()
+        got = rln.lambdas.numpy()
+        if impl == "torch":
+            # two float32 computations: within twice the mode's tolerance of each other
+            scale = max(1.0, np.abs(state.lambdas).max(), np.abs(expected.lambdas).max())
+            tolerance = 2 * rln_core.checks.F32_LAMBDA_RTOL * scale
+            np.testing.assert_allclose(got, expected.lambdas, rtol=0, atol=tolerance)
+            np.testing.assert_allclose(model[0].weight.detach().numpy(), expected_w,
+                                       rtol=2 * tolerance, atol=1e-9)
+        else:
+            np.testing.assert_array_equal(got, expected.lambdas)
+            np.testing.assert_array_equal(model[0].weight.detach().numpy(), expected_w)
+        differs |= not np.array_equal(got, float64.lambdas)
+    assert differs
 
 
 def test_resolver_precedence():

@@ -9,8 +9,9 @@
 - impl="auto" on any other device: "torch".
 
 Every implementation has the signature of `rln_core.update`:
-`update(weights, state, *, avg_reg, learning_rate, norm, delta=None)`, in
-place; on NumPy views it takes NumPy arrays, the torch one takes tensors.
+`update(weights, state, *, avg_reg, learning_rate, norm, delta=None,
+compute_dtype=None)`, in place; on NumPy views it takes NumPy arrays (and
+np.float32 as compute_dtype), the torch one takes tensors (and torch.float32).
 """
 
 from __future__ import annotations
@@ -41,15 +42,11 @@ class Implementation:
     update: Callable[..., object]
 
 
-def compute_dtype(device: torch.device) -> Optional[torch.dtype]:
-    """The arithmetic's dtype on `device`: float32 on MPS (which has no float64), else
-    None (the core's float64)."""
-    return torch.float32 if device.type == "mps" else None
-
-
 @torch.no_grad()
 def torch_update(weights: torch.Tensor, state: rln_core.RLNState, *,
-                 delta: Optional[torch.Tensor] = None, **hyperparameters) -> rln_core.RLNState:
+                 delta: Optional[torch.Tensor] = None,
+                 compute_dtype: Optional[torch.dtype] = None,
+                 **hyperparameters) -> rln_core.RLNState:
     """One RLN update in torch ops, in place on `weights` and `state` (any device).
 
     The core's array-API function (`rln_core.array_api.update`, checked, pure)
@@ -60,6 +57,8 @@ def torch_update(weights: torch.Tensor, state: rln_core.RLNState, *,
         weights: W after the optimizer step, float32/float64 tensor, any shape.
         state: an `rln_core.RLNState` of tensors on W's device.
         delta: the weight change to learn from (W's shape and device), or None.
+        compute_dtype: None (float64 arithmetic) or torch.float32; always float32
+            on MPS, which has no float64.
         **hyperparameters: avg_reg, learning_rate, norm (`rln_core.Hyperparameters`).
 
     Returns:
@@ -67,7 +66,8 @@ def torch_update(weights: torch.Tensor, state: rln_core.RLNState, *,
     """
     with one_update_at_a_time(state):
         new_weights, new_state = rln_core.array_api.update(
-            weights, state, delta=delta, compute_dtype=compute_dtype(weights.device),
+            weights, state, delta=delta,
+            compute_dtype=torch.float32 if weights.device.type == "mps" else compute_dtype,
             **hyperparameters)
         weights.copy_(new_weights)
         state.prev_weights.copy_(new_weights)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 
 from rln_torch._impls import Implementation
@@ -25,13 +26,17 @@ class ParamSlot:
         avg_reg: Theta, the initial lambdas.
         state_dtype: torch.float64 or torch.float32.
         name: how errors name this parameter (e.g. "parameter 0").
+        compute32: float32 arithmetic (float32 parameter and state, checked by `RLN`).
     """
 
     def __init__(self, param: torch.Tensor, implementation: Implementation, avg_reg: float,
-                 state_dtype: torch.dtype, name: str):
+                 state_dtype: torch.dtype, name: str, compute32: bool = False):
         self.param = param
         self.implementation = implementation
         self.name = name
+        # in the array library the implementation runs on
+        single = np.float32 if implementation.on_numpy else torch.float32
+        self.compute_dtype = single if compute32 else None
         self.state = init_state(param, avg_reg, state_dtype, implementation.on_numpy)
         self._delta: Optional[torch.Tensor] = None  # gradient mode's -grad, reused
         self._bind()
@@ -72,7 +77,8 @@ class ParamSlot:
 
     def update(self, hyperparameters: dict) -> None:
         """One update that learns from the weight change (mode="delta")."""
-        self.implementation.update(self.weights, self.state, **hyperparameters)
+        self.implementation.update(self.weights, self.state, compute_dtype=self.compute_dtype,
+                                   **hyperparameters)
 
     def update_from_gradient(self, hyperparameters: dict) -> None:
         """One update whose lambda step learns from delta = -grad (mode="gradient").
@@ -86,4 +92,5 @@ class ParamSlot:
             self._delta = torch.empty_like(self.tensor)
         torch.neg(grad, out=self._delta)
         delta = self._delta.numpy() if self.implementation.on_numpy else self._delta
-        self.implementation.update(self.weights, self.state, delta=delta, **hyperparameters)
+        self.implementation.update(self.weights, self.state, delta=delta,
+                                   compute_dtype=self.compute_dtype, **hyperparameters)
