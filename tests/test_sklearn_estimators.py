@@ -194,10 +194,17 @@ def test_verbose_shows_progress_with_loss(regression, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_divergence_is_a_clear_error(regression):
+@pytest.mark.parametrize("rln, backend", [(False, "torch"), (True, "torch"), (True, "keras")])
+def test_divergence_is_a_clear_error(regression, rln, backend):
+    # With rln=True the step's NaN weights used to surface as RLN's own refusal from
+    # the optimizer hook ("RLN update of parameter 0 (6, 12): weights contain NaN").
+    if backend == "keras":
+        pytest.importorskip("keras")
     X, y = regression
-    with pytest.raises(ValueError, match="diverged|non-finite"):
-        RLNRegressor(rln=False, lr=1e30, **FAST).fit(X * 1e20, y)
+    nu = " or RLN's learning_rate" if rln else ""
+    with pytest.raises(ValueError, match=f"^training diverged in epoch 1: .*; lower lr \\(now "
+                                         f"1e\\+30\\){nu}"):
+        RLNRegressor(rln=rln, lr=1e30, **dict(FAST, backend=backend)).fit(X, y)
 
 
 @pytest.mark.parametrize("params, match", [

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from rln_sklearn._network import NetworkWeights
-from rln_sklearn._training import NetworkConfig
+from rln_sklearn._training import NetworkConfig, StepDiverged
 
 
 def _import_keras():
@@ -59,7 +59,10 @@ class KerasTrainer:
 
     def train_batch(self, rows: np.ndarray) -> float:
         objective = self._model.train_on_batch(self._X[rows], self._y[rows])
-        self._callbacks.on_train_batch_end(self._steps)
+        try:
+            self._callbacks.on_train_batch_end(self._steps)  # RLN's update
+        except ValueError as error:  # RLN refused: the step left non-finite weights
+            raise StepDiverged() from error
         self._steps += 1
         return float(objective)
 

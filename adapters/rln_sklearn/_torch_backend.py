@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional
 
 from rln_sklearn._network import NetworkWeights
-from rln_sklearn._training import NetworkConfig
+from rln_sklearn._training import NetworkConfig, StepDiverged
 from rln_torch import RLN
 
 # Keras's RMSprop defaults (rho=0.9, epsilon=1e-7), so both backends run the tutorial's optimizer.
@@ -55,7 +55,10 @@ class TorchTrainer:
         if self._config.l1 > 0:
             objective = objective + self._config.l1 * self._first_layer.weight.abs().sum()
         objective.backward()
-        self._optimizer.step()  # RLN updates the first layer in the step's post-hook
+        try:
+            self._optimizer.step()  # RLN updates the first layer in the step's post-hook
+        except ValueError as error:  # RLN refused: the step left non-finite weights
+            raise StepDiverged() from error
         return objective.item()
 
     @torch.no_grad()

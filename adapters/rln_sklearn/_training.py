@@ -66,6 +66,19 @@ class Trainer(Protocol):
 TrainerFactory = Callable[[NetworkConfig, np.ndarray, np.ndarray], Trainer]
 
 
+class StepDiverged(Exception):
+    """Raised by `Trainer.train_batch` when RLN refused the weights an optimizer step left
+    (non-finite weights or lambdas; RLN refuses before writing), so that `train` reports
+    the divergence it is rather than RLN's message about one parameter.
+
+    Raise it `from` RLN's ValueError, which stays in the traceback as the cause.
+    """
+
+    def __init__(self):
+        super().__init__("after an optimizer step the first layer's weights or RLN's "
+                         "lambdas were not finite (RLN refused to update them)")
+
+
 @dataclasses.dataclass
 class TrainingResult:
     """What `train` returns.
@@ -103,7 +116,9 @@ def train(make_trainer: TrainerFactory, config: NetworkConfig, X: np.ndarray,
         verbose: show a tqdm progress bar over epochs with the running loss.
 
     Raises:
-        ValueError: the training loss became NaN or infinite.
+        ValueError: the training diverged: its loss became NaN or infinite, or an
+            optimizer step left the first layer's weights (or RLN's lambdas)
+            non-finite.
     """
     trainer = make_trainer(config, X, y)
     loss_curve: list[float] = []
@@ -112,11 +127,16 @@ def train(make_trainer: TrainerFactory, config: NetworkConfig, X: np.ndarray,
     epochs_without_improvement = 0
     with tqdm(range(epochs), disable=not verbose, desc="epochs", unit="epoch") as bar:
         for epoch in bar:
-            loss = _train_epoch(trainer, rng.permutation(len(X)), config.batch_size)
+            try:
+                loss = _train_epoch(trainer, rng.permutation(len(X)), config.batch_size)
+                reason = f"loss is {loss}"
+            except StepDiverged as error:
+                loss, reason = math.nan, str(error)
             if not math.isfinite(loss):
-                raise ValueError(
-                    f"training diverged in epoch {epoch + 1}: loss is {loss}; lower lr "
-                    f"(now {config.lr!r}) or RLN's learning_rate (now {config.learning_rate!r})")
+                advice = f"lower lr (now {config.lr!r})"
+                if config.rln:
+                    advice += f" or RLN's learning_rate (now {config.learning_rate!r})"
+                raise ValueError(f"training diverged in epoch {epoch + 1}: {reason}; {advice}")
             loss_curve.append(loss)
             postfix = {"loss": f"{loss:.4g}"}
             if validation is not None:
@@ -140,5 +160,8 @@ def _train_epoch(trainer: Trainer, order: np.ndarray, batch_size: int) -> float:
     total = 0.0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
-        total += trainer.train_batch(rows) * len(rows)
+        objective = trainer.train_batch(rows)
+        if not math.isfinite(objective):
+            return objective  # diverged: further steps would only fail in RLN's update
+        total += objective * len(rows)
     return total / len(order)
