@@ -120,6 +120,8 @@ def test_version(capsys):
     (["--seed", "-1"], "expected an int >= 0, got -1"),
     (["--seed", str(2**32 - 2)], "Invalid seed"),
     (["--noise-features", str(10**9)], "expected an int from 0 to 10000"),
+    # Every repeat's table and networks stay in memory: 1000 repeats are about 12 GiB.
+    (["--repeats", "1000"], "would hold about 12.4 GiB"),
     (["--data", "iris"], "invalid choice: 'iris'"),
     (["--classification"], "--classification is for a --csv target"),
 ])

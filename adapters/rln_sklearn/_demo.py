@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from rln_core import DEFAULTS, Hyperparameters
 from rln_sklearn._estimators import RLNClassifier, RLNRegressor
+from rln_sklearn._network import hidden_widths
 from rln_sklearn.datasets import add_noise_features, split_for_selection
 
 BASELINE, PLAIN, L1, RLN, HGB = "baseline", "plain", "l1", "rln", "hgb"
@@ -39,6 +40,9 @@ MAX_NOISE_FEATURES = 10_000
 MIN_ROWS = 10
 SEED_LIMIT = 2**32  # numpy.random.RandomState and scikit-learn's random_state
 FOOTER_WIDTH = 100
+MEMORY_LIMIT_GIB = 4
+"""What a run may hold: every repeat's table and fitted networks stay in memory until the
+table is printed (`--repeats 1000` or a 100,000-row CSV would otherwise run out of it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +158,12 @@ def check_table(X: np.ndarray, y: np.ndarray, settings: DemoSettings) -> None:
                          f"(fit/validation/test) and needs at least {MIN_ROWS}")
     if not np.isfinite(X).all():
         raise ValueError("the inputs contain inf or NaN values (fill or drop them first)")
+    needed = memory_needed(len(X), X.shape[1], settings) / 2**30
+    if needed > MEMORY_LIMIT_GIB:
+        raise ValueError(
+            f"this run would hold about {needed:.1f} GiB (every repeat's table with its noise "
+            f"inputs, and its fitted networks), more than {MEMORY_LIMIT_GIB} GiB: lower "
+            "--repeats or --noise-features, or use fewer rows")
     if settings.classification:
         _, counts = np.unique(y, return_counts=True)
         if len(counts) < 2:
@@ -170,6 +180,15 @@ def check_table(X: np.ndarray, y: np.ndarray, settings: DemoSettings) -> None:
     if np.max(np.abs(y)) > 1e150:
         raise ValueError(f"the target reaches {np.max(np.abs(y)):.3g}: its squared errors "
                          "would overflow; rescale it (e.g. to thousands or millions)")
+
+
+def memory_needed(n_rows: int, n_real: int, settings: DemoSettings) -> int:
+    """Bytes a run holds: per repeat the table with its noise (float64, and once more split
+    60/20/20) and the first layers of its networks (float32; RLN's lambdas float64)."""
+    n_inputs = n_real + settings.noise_features
+    first_layer = n_inputs * hidden_widths(n_inputs, 4)[0]
+    networks = (2 + len(settings.l1_grid)) * first_layer * 4 + first_layer * 8
+    return settings.repeats * (2 * n_rows * n_inputs * 8 + networks)
 
 
 def run_demo(X: np.ndarray, y: np.ndarray, feature_names: list[str], settings: DemoSettings,
