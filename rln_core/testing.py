@@ -14,11 +14,14 @@ ignored). An adapter for another framework wraps the arrays (e.g.
 On a first update (steps == 0) the cases fill prev_reg with NaN: the spec says
 it is not read then, and an implementation that reads it fails.
 
-Tolerances (docs/RLN_SPEC.md, "per update"): lambdas within 1e-9 relative
-(plus one ulp of the state dtype); weights and prev_reg within one ulp of their
-dtype plus what that lambda tolerance implies (|reg| * tol), plus the smallest
-normal number (XLA flushes subnormals to zero); a weight the reference sets to
-exactly 0 must be exactly 0; `prev_weights` must equal the written weights.
+Tolerances (docs/RLN_SPEC.md, "per update", `SPEC_TOLERANCE`): lambdas within
+1e-9 relative (plus one ulp of the state dtype); weights and prev_reg within one
+ulp of their dtype plus what that lambda tolerance implies (|reg| * tol), plus
+the smallest normal number (XLA flushes subnormals to zero); a weight the
+reference sets to exactly 0 must be exactly 0; `prev_weights` must equal the
+written weights. An implementation that computes in float32 on purpose (the
+core's `compute_dtype=np.float32`) is held to `FLOAT32_COMPUTE_TOLERANCE`:
+`check_update(fn, cases, tolerance=FLOAT32_COMPUTE_TOLERANCE)`.
 """
 
 from __future__ import annotations
@@ -30,11 +33,33 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple
 import numpy as np
 
 from rln_core import reference
+from rln_core.checks import F32_LAMBDA_RTOL
 from rln_core.hyperparameters import DEFAULTS
 from rln_core.state import RLNState, init
 
 UpdateFn = Callable[..., Optional[Tuple[np.ndarray, RLNState]]]
 LAMBDA_RTOL = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """How far a lambda may be from the reference's, per element, in one update.
+
+    Within `lambda_rtol * scale` plus one ulp of the state dtype, where scale is
+    max(1, |lambda ref|), and with `relative_to_inputs` also |lambda in| and
+    |nu * delta * prev_reg| (the magnitudes float32 arithmetic adds and
+    subtracts). The weight and prev_reg tolerances follow from it.
+    """
+
+    lambda_rtol: float = LAMBDA_RTOL
+    relative_to_inputs: bool = False
+
+
+SPEC_TOLERANCE = Tolerance()
+"""The spec's per-update tolerance: every float64 implementation meets it."""
+
+FLOAT32_COMPUTE_TOLERANCE = Tolerance(F32_LAMBDA_RTOL, relative_to_inputs=True)
+"""The tolerance of float32 arithmetic (`rln_core.checks.F32_LAMBDA_RTOL`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,12 +209,14 @@ def _default_cases() -> Tuple[UpdateCase, ...]:
 CASES: Tuple[UpdateCase, ...] = _default_cases()
 
 
-def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None) -> int:
+def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None,
+                 tolerance: Tolerance = SPEC_TOLERANCE) -> int:
     """Check `fn` against `rln_core.reference.update` on every case.
 
     Args:
         fn: the implementation under test (see the module docstring).
         cases: the cases to run; `CASES` by default.
+        tolerance: `SPEC_TOLERANCE` (default) or e.g. `FLOAT32_COMPUTE_TOLERANCE`.
 
     Returns:
         The number of cases checked.
@@ -200,17 +227,39 @@ def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None) -> 
     n = 0
     for case in CASES if cases is None else cases:
         weights, state, kwargs = case.inputs()
+        scale = input_scale(weights, state, kwargs) if tolerance.relative_to_inputs else None
         expected_w, expected = reference.update(weights.copy(), state.copy(), **kwargs)
         result = fn(weights, state, **kwargs)
         got_w, got = result if isinstance(result, tuple) else (weights, state)
-        assert_update_matches(case.name, expected_w, expected, np.asarray(got_w), got)
+        assert_update_matches(case.name, expected_w, expected, np.asarray(got_w), got,
+                              lambda_rtol=tolerance.lambda_rtol, scale=scale)
         n += 1
     return n
 
 
+def input_scale(weights: np.ndarray, state: RLNState, kwargs: dict) -> np.ndarray:
+    """max(1, |lambda in|, |nu * delta * prev_reg|) per element, float64, from an update's
+    inputs (read before the update; delta is W - prev_weights unless given)."""
+    lam_in = np.abs(state.lambdas.astype(np.float64))
+    if int(state.steps) == 0:
+        return np.maximum(1.0, lam_in)
+    delta = kwargs.get("delta")
+    change = (weights.astype(np.float64) - state.prev_weights.astype(np.float64)
+              if delta is None else np.asarray(delta).astype(np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        step = np.abs(kwargs["learning_rate"] * change * state.prev_reg.astype(np.float64))
+    return np.maximum(1.0, np.maximum(lam_in, step))
+
+
 def assert_update_matches(name: str, expected_weights: np.ndarray, expected: RLNState,
-                          weights: np.ndarray, state: RLNState) -> None:
-    """Assert one update's output matches the reference's within the spec's tolerances."""
+                          weights: np.ndarray, state: RLNState, *,
+                          lambda_rtol: float = LAMBDA_RTOL,
+                          scale: Optional[np.ndarray] = None) -> None:
+    """Assert one update's output matches the reference's within a tolerance.
+
+    Lambdas within `lambda_rtol * max(scale, |lambda ref|)` plus one ulp (scale
+    1 when None: the spec's tolerance; `input_scale` for float32 arithmetic).
+    """
     _check(name, "weights.shape/dtype", weights.shape == expected_weights.shape
            and weights.dtype == expected_weights.dtype,
            f"got {weights.shape} {weights.dtype}, expected "
@@ -223,8 +272,8 @@ def assert_update_matches(name: str, expected_weights: np.ndarray, expected: RLN
                f"got {got.dtype}, expected {getattr(expected, field).dtype}")
 
     ref_lam = expected.lambdas.astype(np.float64)
-    lam_tol = LAMBDA_RTOL * np.maximum(1.0, np.abs(ref_lam)) + np.spacing(
-        np.abs(expected.lambdas)).astype(np.float64)
+    lam_tol = lambda_rtol * np.maximum(1.0 if scale is None else scale, np.abs(ref_lam)) + \
+        np.spacing(np.abs(expected.lambdas)).astype(np.float64)
     _assert_close(name, "state.lambdas", state.lambdas, ref_lam, lam_tol)
 
     ref_reg = expected.prev_reg.astype(np.float64)

@@ -25,68 +25,13 @@ F32 = np.float32
 IMPLS = ["numba", "numpy", "array_api"]
 
 
-def _scale(weights, state, kwargs):
-    """max(1, |lambda_in|, |lambda step|) per element, in float64 (the update's inputs)."""
-    lam_in = np.abs(state.lambdas.astype(np.float64))
-    if int(state.steps) == 0:
-        return np.maximum(1.0, lam_in)
-    delta = kwargs.get("delta")
-    change = (weights.astype(np.float64) - state.prev_weights.astype(np.float64)
-              if delta is None else delta.astype(np.float64))
-    with np.errstate(over="ignore", invalid="ignore"):
-        step = np.abs(kwargs["learning_rate"] * change * state.prev_reg.astype(np.float64))
-    return np.maximum(1.0, np.maximum(lam_in, step))
-
-
-def assert_f32_update_matches(name, scale, expected_weights, expected, weights, state,
-                              lambda_rtol=F32_LAMBDA_RTOL):
-    """`testing.assert_update_matches` with the float32 mode's lambda tolerance
-    (`lambda_rtol` relative to `scale`, see the module docstring)."""
-    check = testing._check
-    check(name, "weights.shape/dtype", weights.shape == expected_weights.shape
-          and weights.dtype == expected_weights.dtype,
-          f"got {weights.shape} {weights.dtype}, expected {expected_weights.shape} "
-          f"{expected_weights.dtype}")
-    check(name, "state.steps", int(state.steps) == int(expected.steps),
-          f"got {state.steps}, expected {expected.steps}")
-    for field in ("lambdas", "prev_reg"):
-        got = getattr(state, field)
-        check(name, f"state.{field}.dtype", got.dtype == getattr(expected, field).dtype,
-              f"got {got.dtype}, expected {getattr(expected, field).dtype}")
-
-    ref_lam = expected.lambdas.astype(np.float64)
-    lam_tol = lambda_rtol * np.maximum(scale, np.abs(ref_lam)) + np.spacing(
-        np.abs(expected.lambdas)).astype(np.float64)
-    testing._assert_close(name, "state.lambdas", state.lambdas, ref_lam, lam_tol)
-
-    ref_reg = expected.prev_reg.astype(np.float64)
-    implied = np.abs(ref_reg) * lam_tol * 2.0
-    reg_tol = implied + np.spacing(np.abs(expected.prev_reg)).astype(np.float64) + np.finfo(
-        expected.prev_reg.dtype).tiny
-    testing._assert_close(name, "state.prev_reg", state.prev_reg, ref_reg, reg_tol)
-
-    w_tol = np.spacing(np.abs(expected_weights)).astype(np.float64) + implied + np.finfo(
-        expected_weights.dtype).tiny
-    testing._assert_close(name, "weights", weights, expected_weights, w_tol)
-    zeros = (expected_weights == 0) & (weights != 0)
-    check(name, "weights", not zeros.any(),
-          testing._where(zeros, "reference lands on exactly 0.0 but got {got!r}", weights))
-    differs = state.prev_weights != weights
-    check(name, "state.prev_weights", not differs.any(),
-          testing._where(differs, "is {got!r}, not the weights as written", state.prev_weights))
+TOLERANCE = testing.FLOAT32_COMPUTE_TOLERANCE
 
 
 def check_f32_update(fn, cases, lambda_rtol=F32_LAMBDA_RTOL):
-    """`testing.check_update` with `assert_f32_update_matches`; returns the number of cases."""
-    for case in cases:
-        weights, state, kwargs = case.inputs()
-        scale = _scale(weights, state, kwargs)
-        expected_w, expected = rln_core.reference.update(weights.copy(), state.copy(), **kwargs)
-        result = fn(weights, state, **kwargs)
-        got_w, got = result if isinstance(result, tuple) else (weights, state)
-        assert_f32_update_matches(case.name, scale, expected_w, expected, np.asarray(got_w), got,
-                                  lambda_rtol)
-    return len(cases)
+    """The kit's `check_update` with the float32 mode's tolerance (or a stricter rtol)."""
+    return testing.check_update(fn, cases, tolerance=dataclasses.replace(
+        TOLERANCE, lambda_rtol=lambda_rtol))
 
 
 def _f32(case):
@@ -143,7 +88,7 @@ def f32_update(impl):
 
 
 def test_the_stated_tolerance_is_the_cores():
-    assert rln_core.checks.F32_LAMBDA_RTOL == F32_LAMBDA_RTOL
+    assert rln_core.checks.F32_LAMBDA_RTOL == F32_LAMBDA_RTOL == TOLERANCE.lambda_rtol
     assert rln_core.checks.CLIP_MARGIN_F32 < F32_LAMBDA_RTOL / 2
 
 
@@ -191,10 +136,11 @@ def _case_inputs(shape, seed, norm=1, change=None, **kwargs_changes):
 
 
 def _check_one(name, weights, state, kwargs, impl="numba"):
-    scale = _scale(weights, state, kwargs)
+    scale = testing.input_scale(weights, state, kwargs)
     expected_w, expected = rln_core.reference.update(weights.copy(), state.copy(), **kwargs)
     f32_update(impl)(weights, state, **kwargs)
-    assert_f32_update_matches(name, scale, expected_w, expected, weights, state)
+    testing.assert_update_matches(name, expected_w, expected, weights, state,
+                                  lambda_rtol=TOLERANCE.lambda_rtol, scale=scale)
 
 
 @pytest.mark.parametrize("norm", [1, 2])
