@@ -413,38 +413,41 @@ def _update(views: Sequence[np.ndarray], given: bool, first: bool, avg_reg: floa
     Python threads (the kernels drop the GIL); returns OK or an error code."""
     flags = (not first, learning_rate)
     checks = (given, D_SCALE[norm])
-    n = views[0].size
-    if n_chunks == 1:
-        if compute32:
-            status, shift, safe = _shift32(*_stats32(*views, *checks, *flags), n, first,
-                                           avg_reg, learning_rate, norm)
-        else:
-            status, shift = _shift(*_stats(*views, *checks, *flags), n, first, avg_reg,
-                                   float(np.finfo(views[1].dtype).max))
-            safe = False
-        if status == OK:
-            _WRITE[_writer(safe, views), norm, given](*views, *flags, shift)
-        return status
-    parts = _chunks(views, n_chunks)
     stats = _stats32 if compute32 else _stats
-    sums = list(_pool().map(lambda part: stats(*part, *checks, *flags), parts))
-    totals = [sum(s[k] for s in sums) for k in range(len(sums[0]))]
-    if compute32:
-        status, shift, safe = _shift32(*totals, n, first, avg_reg, learning_rate, norm)
+    if n_chunks == 1:
+        sums = stats(*views, *checks, *flags)
     else:
-        status, shift = _shift(*totals, n, first, avg_reg, float(np.finfo(views[1].dtype).max))
-        safe = False
+        parts = _chunks(views, n_chunks)
+        per_chunk = list(_pool().map(lambda part: stats(*part, *checks, *flags), parts))
+        sums = tuple(sum(s[k] for s in per_chunk) for k in range(len(per_chunk[0])))
+    status, shift, writer = decide(sums, views[0].size, first, avg_reg, learning_rate, norm,
+                                   compute32, views[1].dtype)
     if status == OK:
-        write = _WRITE[_writer(safe, views), norm, given]
-        list(_pool().map(lambda part: write(*part, *flags, shift), parts))
+        write = _WRITE[writer, norm, given]
+        if n_chunks == 1:
+            write(*views, *flags, shift)
+        else:
+            list(_pool().map(lambda part: write(*part, *flags, shift), parts))
     return status
 
 
-def _writer(compute32: bool, views: Sequence[np.ndarray]) -> str:
+def decide(sums: Sequence[float], n: int, first: bool, avg_reg: float, learning_rate: float,
+           norm: int, compute32: bool, state_dtype: np.dtype) -> Tuple[int, float, str]:
+    """(status, shift, writer) from the sums of `_stats` (or `_stats32` when `compute32`)
+    over all n elements: OK or an error code, the translation, the `_WRITE` variant."""
+    if compute32:
+        status, shift, safe = _shift32(*sums, n, first, avg_reg, learning_rate, norm)
+    else:
+        status, shift = _shift(*sums, n, first, avg_reg, float(np.finfo(state_dtype).max))
+        safe = False
+    return status, shift, _writer(safe, state_dtype)
+
+
+def _writer(compute32: bool, state_dtype: np.dtype) -> str:
     """The `_WRITE` variant for float32 math or else the state's dtype."""
     if compute32:
         return "float32"
-    return "float64 rows" if views[1].dtype == np.float64 else "float64"
+    return "float64 rows" if state_dtype == np.float64 else "float64"
 
 
 def _pool() -> ThreadPoolExecutor:

@@ -1,0 +1,325 @@
+"""A fused optimizer + RLN step in numba: the optimizer's own math, then the RLN update.
+
+Importing this module imports numba (`rln_core.fused` imports it lazily). The
+RLN math is the kernel's (`rln_core._numba_kernel`: `_stats`, `_stats32`, the
+`_WRITE` drivers, `_shift`, `_shift32`), handed the weight change this module
+computes (their `delta` input); only the optimizer's element math lives here.
+
+Two passes over memory, like the kernel, so a refused RLN update leaves the RLN
+state untouched:
+1. read only: block by block (`BLOCK` elements, which stay in cache), the
+   optimizer's step recomputed into scratch (the new W and delta = W_new - W in
+   float64), then the kernel's `_stats` on that block;
+2. block by block: the optimizer's step written (its state and W, in place;
+   delta into scratch), then the kernel's write driver on that block (given
+   delta, so prev_weights is written, never read).
+`optimizer_pass` is the optimizer's step alone (a refused RLN update).
+
+The optimizer math follows torch's single-tensor CPU implementations op by op,
+in the weights' dtype: each torch op rounds once, and where torch's compiled
+CPU loops contract a multiply-add into one FMA (measured on torch 2.13, AVX512:
+`addcmul`, `add(alpha=)`, `lerp`) the element functions call `_fma`. They are
+compiled without fastmath, so LLVM contracts nothing else. One op is not
+matched: torch's CPU sqrt is not correctly rounded (1 in 6 float32 results is
+1 ulp off, measured), this module's is, so RMSprop and Adam agree with torch
+within an ulp or so of the optimizer's step, not bit for bit.
+
+The drivers take 1-D contiguous arrays (`as_2d_views` of a dense layout, row 0)
+and hand the kernel each block as a (1, m) C array: the specialization the
+kernel runs for contiguous arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, Optional, Sequence, Tuple
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import literal_unroll, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from rln_core import _numba_kernel as _kernel
+from rln_core._layout import as_2d_views
+from rln_core._numba_kernel_codes import OK
+from rln_core.checks import D_SCALE
+from rln_core.hyperparameters import Hyperparameters
+
+BLOCK = 2048  # elements per block: its scratch (24 KB) stays in cache between the loops
+
+RMSPROP, ADAM, SGD = "rmsprop", "adam", "sgd"
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma, which vectorizes); three floats of one type."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value_type = context.get_value_type(signature.return_type)
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(value_type, [value_type] * 3),
+            f"llvm.fma.f{a.bitwidth}")
+        return builder.call(fma, args)
+
+    return a(a, b, c), codegen
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _lerp(start, end, weight, one_minus_weight, small):  # pragma: no cover - compiled
+    """torch's lerp: start + weight * (end - start), as its CPU loop rounds it (`small`:
+    |weight| < 0.5, decided by the caller; one_minus_weight = 1 - weight in start's type)."""
+    diff = end - start
+    return _fma(weight, diff, start) if small else _fma(-diff, one_minus_weight, end)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _decayed(grad, w, weight_decay, sign):  # pragma: no cover - compiled
+    """grad (negated by sign -1 for maximize) plus weight_decay * w, as torch's
+    `grad.add(param, alpha=weight_decay)` (skipped where weight_decay is 0)."""
+    grad = grad * sign
+    return _fma(w, weight_decay, grad) if weight_decay != 0 else grad
+
+
+def _make_rmsprop(centered: bool, with_momentum: bool) -> Callable:
+    """torch.optim.RMSprop's element step; slots (square_avg, momentum_buffer, grad_avg).
+
+    h = (-lr, alpha, 1 - alpha, alpha (as 1 - (1 - alpha), for lerp), |1 - alpha| < 0.5,
+    eps, weight_decay, momentum, sign), the numbers in W's dtype, sign -1 to maximize.
+    """
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def element(w, g, square_avg, buf, grad_avg, h):  # pragma: no cover - compiled
+        neg_lr, alpha, one_minus_alpha, lerp_rest, lerp_small, eps, weight_decay, momentum, \
+            sign = h
+        g = _decayed(g, w, weight_decay, sign)
+        square_avg = _fma(one_minus_alpha * g, g, square_avg * alpha)
+        if centered:
+            grad_avg = _lerp(grad_avg, g, one_minus_alpha, lerp_rest, lerp_small)
+            avg = np.sqrt(_fma(-grad_avg, grad_avg, square_avg)) + eps
+        else:
+            avg = np.sqrt(square_avg) + eps
+        if with_momentum:
+            buf = buf * momentum + g / avg
+            w = _fma(buf, neg_lr, w)
+        else:
+            w = (neg_lr * g) / avg + w
+        return w, square_avg, buf, grad_avg
+    return element
+
+
+def _make_adam(amsgrad: bool) -> Callable:
+    """torch.optim.Adam's (and AdamW's) element step; slots (exp_avg, exp_avg_sq,
+    max_exp_avg_sq).
+
+    h = (-lr / bias_correction1, 1 - beta1, beta1 (as 1 - (1 - beta1)), |1 - beta1| < 0.5,
+    beta2, 1 - beta2, sqrt(bias_correction2), eps, weight_decay (0 when decoupled),
+    1 - lr * weight_decay (decoupled, else 1), sign), in W's dtype.
+    """
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def element(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq, h):  # pragma: no cover - compiled
+        neg_step_size, one_minus_beta1, lerp_rest, lerp_small, beta2, one_minus_beta2, \
+            bias_correction2_sqrt, eps, weight_decay, decay, sign = h
+        w = w * decay
+        g = _decayed(g, w, weight_decay, sign)
+        exp_avg = _lerp(exp_avg, g, one_minus_beta1, lerp_rest, lerp_small)
+        exp_avg_sq = _fma(one_minus_beta2 * g, g, exp_avg_sq * beta2)
+        if amsgrad:
+            # torch.maximum, where NaN wins
+            larger = max_exp_avg_sq if max_exp_avg_sq >= exp_avg_sq else exp_avg_sq
+            max_exp_avg_sq = max_exp_avg_sq if max_exp_avg_sq != max_exp_avg_sq else larger
+            second = max_exp_avg_sq
+        else:
+            second = exp_avg_sq
+        denom = np.sqrt(second) / bias_correction2_sqrt + eps
+        w = (neg_step_size * exp_avg) / denom + w
+        return w, exp_avg, exp_avg_sq, max_exp_avg_sq
+    return element
+
+
+def _make_sgd(with_momentum: bool, nesterov: bool) -> Callable:
+    """torch.optim.SGD's element step; slots (momentum_buffer, -, -).
+
+    h = (-lr, weight_decay, momentum, 1 - dampening, sign, first): first (a bool) when
+    the momentum buffer does not exist yet (torch then takes the gradient as it).
+    """
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def element(w, g, buf, unused_1, unused_2, h):  # pragma: no cover - compiled
+        neg_lr, weight_decay, momentum, one_minus_dampening, sign, first = h
+        g = _decayed(g, w, weight_decay, sign)
+        if with_momentum:
+            buf = g if first else _fma(g, one_minus_dampening, buf * momentum)
+            g = _fma(buf, momentum, g) if nesterov else buf
+        return _fma(g, neg_lr, w), buf, unused_1, unused_2
+    return element
+
+
+# Per optimizer: the element factory and, per structural variant, the slots it uses.
+_ELEMENTS = {RMSPROP: _make_rmsprop, ADAM: _make_adam, SGD: _make_sgd}
+
+
+def slots_used(optimizer: str, variant: Tuple[bool, ...]) -> Tuple[bool, bool, bool]:
+    """Which of the three state slots the optimizer's variant reads and writes."""
+    if optimizer == RMSPROP:
+        centered, with_momentum = variant
+        return True, with_momentum, centered
+    if optimizer == ADAM:
+        (amsgrad,) = variant
+        return True, True, amsgrad
+    with_momentum, _ = variant
+    return with_momentum, False, False
+
+
+def _make_blocks(element: Callable, used: Tuple[bool, bool, bool]):
+    """(preview, apply): the optimizer's step over one block of 1-D arrays.
+
+    preview (read only) writes the new weights and delta (float64) into scratch;
+    apply writes the new weights and the used slots in place and delta into scratch.
+    Unused slots get any array of the block's length (never read nor written).
+    """
+    has_0, has_1, has_2 = used
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def preview(w, g, s0, s1, s2, h, new_w, delta):  # pragma: no cover - compiled
+        for j in range(w.size):
+            stepped, _, _, _ = element(w[j], g[j], s0[j], s1[j], s2[j], h)
+            new_w[j] = stepped
+            delta[j] = np.float64(stepped) - np.float64(w[j])
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def apply(w, g, s0, s1, s2, h, delta):  # pragma: no cover - compiled
+        for j in range(w.size):
+            old = w[j]
+            stepped, n0, n1, n2 = element(old, g[j], s0[j], s1[j], s2[j], h)
+            if has_0:
+                s0[j] = n0
+            if has_1:
+                s1[j] = n1
+            if has_2:
+                s2[j] = n2
+            w[j] = stepped
+            delta[j] = np.float64(stepped) - np.float64(old)
+
+    return preview, apply
+
+
+@functools.lru_cache(maxsize=None)
+def _blocks(optimizer: str, variant: Tuple[bool, ...]):
+    """`_make_blocks` of one optimizer variant, made (and compiled) once."""
+    return _make_blocks(_ELEMENTS[optimizer](*variant), slots_used(optimizer, variant))
+
+
+@functools.lru_cache(maxsize=None)
+def _stats_driver(optimizer: str, variant: Tuple[bool, ...], compute32: bool):
+    """stats_pass(w, g, s0, s1, s2, h, lambdas, prev_reg, d_scale, stepped, learning_rate):
+    the kernel's stats (`_stats`, or `_stats32` for float32 compute) of the weights after
+    the optimizer's step, summed over the blocks (a float64 array); writes nothing."""
+    preview, _ = _blocks(optimizer, variant)
+    stats = _kernel._stats32 if compute32 else _kernel._stats
+    n_stats = 5 if compute32 else 3
+
+    @numba.njit(cache=True, nogil=True)
+    def stats_pass(w, g, s0, s1, s2, h, lambdas, prev_reg, d_scale, stepped,
+                   learning_rate):  # pragma: no cover - compiled
+        sums = np.zeros(n_stats)
+        new_w = np.empty(BLOCK, w.dtype)
+        delta = np.empty(BLOCK)
+        for start in range(0, w.size, BLOCK):
+            stop = min(start + BLOCK, w.size)
+            m = stop - start
+            preview(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
+                    s2[start:stop], h, new_w[:m], delta[:m])
+            block_w = new_w[:m].reshape(1, m)
+            part = stats(block_w, lambdas[start:stop].reshape(1, m), block_w,
+                         prev_reg[start:stop].reshape(1, m), delta[:m].reshape(1, m), True,
+                         d_scale, stepped, learning_rate)
+            k = 0
+            for value in literal_unroll(part):
+                sums[k] += value
+                k += 1
+        return sums
+
+    return stats_pass
+
+
+@functools.lru_cache(maxsize=None)
+def _write_driver(optimizer: str, variant: Tuple[bool, ...], norm: int, writer: str):
+    """write_pass(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, stepped,
+    learning_rate, shift): the optimizer's step, then the kernel's `writer` on each block."""
+    _, apply = _blocks(optimizer, variant)
+    write = _kernel._WRITE[writer, norm, True]
+
+    @numba.njit(cache=True, nogil=True)
+    def write_pass(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, stepped,
+                   learning_rate, shift):  # pragma: no cover - compiled
+        delta = np.empty(BLOCK)
+        for start in range(0, w.size, BLOCK):
+            stop = min(start + BLOCK, w.size)
+            m = stop - start
+            apply(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
+                  s2[start:stop], h, delta[:m])
+            write(w[start:stop].reshape(1, m), lambdas[start:stop].reshape(1, m),
+                  prev_weights[start:stop].reshape(1, m), prev_reg[start:stop].reshape(1, m),
+                  delta[:m].reshape(1, m), stepped, learning_rate, shift)
+
+    return write_pass
+
+
+@functools.lru_cache(maxsize=None)
+def _optimizer_driver(optimizer: str, variant: Tuple[bool, ...]):
+    """optimizer_pass(w, g, s0, s1, s2, h): the optimizer's step alone, in place."""
+    _, apply = _blocks(optimizer, variant)
+
+    @numba.njit(cache=True, nogil=True)
+    def optimizer_pass(w, g, s0, s1, s2, h):  # pragma: no cover - compiled
+        delta = np.empty(BLOCK)
+        for start in range(0, w.size, BLOCK):
+            stop = min(start + BLOCK, w.size)
+            apply(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
+                  s2[start:stop], h, delta[:stop - start])
+
+    return optimizer_pass
+
+
+def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
+                  arrays: Sequence[np.ndarray], first: bool,
+                  hyperparameters: Optional[Hyperparameters],
+                  compute32: bool = False) -> Optional[int]:
+    """The optimizer's step and the RLN update on validated arrays; OK or an error code.
+
+    Args:
+        optimizer, variant: `RMSPROP`/`ADAM`/`SGD` and its structural flags (`_make_*`).
+        h: the optimizer's numbers for its element function, in W's dtype.
+        arrays: weights, grad, slot 0, slot 1, slot 2 (unused slots: the grad),
+            lambdas, prev_weights, prev_reg; one shape, one dense layout.
+        first: the RLN state's first update (no lambda step, no translation).
+        hyperparameters: RLN's, or None for the optimizer's step alone.
+        compute32: the kernel's float32 compute mode.
+
+    Returns:
+        OK (both applied), BAD_WEIGHTS or BAD_LAMBDAS (the optimizer's step applied,
+        the RLN state untouched), or None (a layout these drivers cannot walk; nothing
+        done).
+    """
+    views = as_2d_views(arrays)
+    if views is None or views[0].shape[0] != 1:
+        return None
+    weights, grad, s0, s1, s2, lambdas, prev_weights, prev_reg = (view[0] for view in views)
+    optimizer_arrays = (weights, grad, s0, s1, s2, h)
+    if hyperparameters is None:
+        _optimizer_driver(optimizer, variant)(*optimizer_arrays)
+        return OK
+    learning_rate, norm = hyperparameters.learning_rate, hyperparameters.norm
+    sums = _stats_driver(optimizer, variant, compute32)(
+        *optimizer_arrays, lambdas, prev_reg, D_SCALE[norm], not first, learning_rate)
+    status, shift, writer = _kernel.decide(
+        tuple(sums), weights.size, first, hyperparameters.avg_reg, learning_rate, norm,
+        compute32, lambdas.dtype)
+    if status != OK:
+        _optimizer_driver(optimizer, variant)(*optimizer_arrays)
+        return status
+    _write_driver(optimizer, variant, norm, writer)(
+        *optimizer_arrays, lambdas, prev_weights, prev_reg, not first, learning_rate, shift)
+    return OK
