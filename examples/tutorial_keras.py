@@ -21,7 +21,7 @@ with `keras.datasets.boston_housing` (downloads it; the notebook's data, MSE in
 ($1000)^2 as there).
 
     pip install -e ".[keras]"   # or PYTHONPATH=.:adapters in the repository root
-    python examples/tutorial_keras.py --quick   # about a minute
+    python examples/tutorial_keras.py --quick   # 1 to 2 minutes on 2 cores (24 fits)
     python examples/tutorial_keras.py           # the notebook: 100 epochs, 10 repeats
 """
 
@@ -201,7 +201,8 @@ def parse_grid(text: str) -> List[Tuple[float, float]]:
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="5 epochs, 2 repeats, depth <= 4 (about a minute)")
+                        help="5 epochs, 2 repeats, depth <= 4: up to 24 fits, 1 to 2 "
+                             "minutes on 2 cores")
     parser.add_argument("--epochs", type=int, help="epochs per fit (default 100; quick: 5)")
     parser.add_argument("--repeats", type=int, help="fits per setting (default 10; quick: 2)")
     parser.add_argument("--max-layers", type=int,
