@@ -39,6 +39,21 @@ def grid_search_on_dask(X, y, param_grid: dict = PARAM_GRID, epochs: int = 20,
     return search
 
 
+def _int_at_least(low: int):
+    """An argparse type: an int >= low, refused before any cluster starts."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an int >= {low}, got {text!r}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Grid search over RLNRegressor's Theta and nu on scikit-learn's diabetes "
@@ -46,11 +61,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="a running scheduler, e.g. tcp://host:8786 (default: start a "
                              "local cluster on 127.0.0.1)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=_int_at_least(1), default=2,
                         help="workers of the local cluster (default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=20,
+    parser.add_argument("--epochs", type=_int_at_least(1), default=20,
                         help="epochs per fit (default %(default)s)")
-    parser.add_argument("--cv", type=int, default=3, help="folds (default %(default)s)")
+    parser.add_argument("--cv", type=_int_at_least(2), default=3,
+                        help="folds (default %(default)s)")
     return parser.parse_args(argv)
 
 

@@ -68,3 +68,21 @@ def test_example_help():
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "--scheduler" in done.stdout and "--epochs" in done.stdout
+
+
+def test_example_refuses_bad_numbers_before_starting_a_cluster(capsys):
+    parse_args = runpy.run_path(str(EXAMPLE))["parse_args"]
+    for argv, message in ((["--cv", "1"], "--cv: expected an int >= 2"),
+                          (["--epochs", "x"], "--epochs: expected an int >= 1"),
+                          (["--workers", "0"], "--workers: expected an int >= 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_extra_the_example_names_exists():
+    tomllib = pytest.importorskip("tomllib")
+    extras = tomllib.loads((EXAMPLE.parents[1] / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]
+    assert 'pip install -e ".[sklearn,dask]"' in EXAMPLE.read_text()
+    assert any(requirement.startswith("dask[distributed]") for requirement in extras["dask"])
