@@ -9,15 +9,20 @@ numba kernel's float32 compute mode (float32 state, compute_dtype=np.float32), a
 a torch RMSprop step on a tensor of the same size (on as many threads as numba
 has: NUMBA_NUM_THREADS=1 compares one thread with one; each the best of 3 rounds
 over all columns, so a slow spell of a shared machine hits every column
-alike); then the ratios, with the
-issue's targets next to them for the tutorial's first layer (179 x 1013, kernel
-(1013, 179)). Then start-up costs, each in fresh interpreters: `import rln_core`,
+alike); then the ratios, with the speed issue's targets next to them: against
+torch RMSprop and pandas on the tutorial's first layer (179 x 1013, kernel
+(1013, 179)), against the state copy and one thread on tensors of 1e6 elements
+and more. Then start-up costs, each in fresh interpreters: `import rln_core`,
 the first update with an empty numba cache (JIT compile) and from the cache.
 The tables are Markdown, ready for the README.
 
     python bench/bench_core.py                      # about 3 minutes on 2 cores
     python bench/bench_core.py --quick              # under a minute
     python bench/bench_core.py --sizes 1013x179 1000000 --repeats 31
+    NUMBA_NUM_THREADS=1 python bench/bench_core.py --quick   # the one-thread targets
+
+(The "1 thread / all threads" target needs numba's default thread count and
+free cores; the RMSprop targets are one thread against one.)
 """
 
 from __future__ import annotations
@@ -49,11 +54,15 @@ DEFAULT_SIZES = ("1000", "10000", "100000", "1013x179", "1000000", "10000000")
 QUICK_SIZES = ("1000", "1013x179", "1000000")
 HYPERPARAMETERS = {"avg_reg": -10.0, "learning_rate": 1e6, "norm": 1}
 
-# Targets of issue 2, for the tutorial layer and for start-up.
-TARGET_NUMBA_OVER_COPY = 1.0
-TARGET_PANDAS_OVER_NUMBA = 10.0
-TARGET_F32_OVER_F64_COPY = 0.6
-TARGET_F32_COMPUTE_OVER_TORCH = 1.0  # the speed issue's float32 mode
+# Targets of the speed issue: on the tutorial layer, one thread (run with
+# NUMBA_NUM_THREADS=1 so that torch runs on one thread too), and on large tensors;
+# and of an earlier issue for start-up.
+TARGET_NUMBA_OVER_TORCH = 2.0  # the default (float64) state
+TARGET_F32_COMPUTE_OVER_TORCH = 1.0  # the float32 state, computed in float32
+TARGET_PANDAS_OVER_NUMBA = 20.0
+TARGET_LARGE_NUMBA_OVER_COPY = 2.0  # 1e6 elements and more
+TARGET_LARGE_ONE_OVER_ALL_THREADS = 1.0  # more than: threads pay off when cores are free
+LARGE_ELEMENTS = 1_000_000
 TARGET_COLD_S = 3.0
 TARGET_CACHED_S = 0.5
 TARGET_IMPORT_S = 0.3
@@ -361,16 +370,28 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-RATIOS = (  # (label, numerator column, denominator column, target, at_most)
-    ("numba / state copy", "numba all threads", "state copy", TARGET_NUMBA_OVER_COPY, True),
-    ("pandas / numba", "pandas", "numba all threads", TARGET_PANDAS_OVER_NUMBA, False),
-    ("reference / numba", "reference", "numba all threads", None, False),
-    ("numba f32 state / state copy", "numba f32 state", "state copy",
-     TARGET_F32_OVER_F64_COPY, True),
-    ("torch RMSprop / numba", "torch RMSprop", "numba all threads", None, False),
+def on_tutorial_layer(shape: Tuple[int, ...]) -> bool:
+    return shape == TUTORIAL_SHAPE
+
+
+def large(shape: Tuple[int, ...]) -> bool:
+    return int(np.prod(shape)) >= LARGE_ELEMENTS
+
+
+# (label, numerator column, denominator column, target, at_most, the shapes it applies to)
+RATIOS = (
+    ("numba / torch RMSprop", "numba 1 thread", "torch RMSprop", TARGET_NUMBA_OVER_TORCH, True,
+     on_tutorial_layer),
     ("numba f32 compute / torch RMSprop", "numba f32 compute", "torch RMSprop",
-     TARGET_F32_COMPUTE_OVER_TORCH, True),
-    ("numba 1 thread / all threads", "numba 1 thread", "numba all threads", None, False),
+     TARGET_F32_COMPUTE_OVER_TORCH, True, on_tutorial_layer),
+    ("pandas / numba", "pandas", "numba 1 thread", TARGET_PANDAS_OVER_NUMBA, False,
+     on_tutorial_layer),
+    ("numba / state copy", "numba all threads", "state copy", TARGET_LARGE_NUMBA_OVER_COPY, True,
+     large),
+    ("numba 1 thread / all threads", "numba 1 thread", "numba all threads",
+     TARGET_LARGE_ONE_OVER_ALL_THREADS, False, large),
+    ("numba f32 state / state copy", "numba f32 state", "state copy", None, True, None),
+    ("reference / numba", "reference", "numba 1 thread", None, False, None),
 )
 
 
@@ -380,17 +401,17 @@ def shape_label(shape: Tuple[int, ...]) -> str:
 
 
 def report_sizes(results: Dict[Tuple[int, ...], Dict[str, Optional[float]]]) -> str:
-    """The time table and the ratio table, targets checked on the tutorial layer."""
+    """The time table and the ratio table, each target checked on the shapes it is for."""
     times = table(["weights (elements)"] + list(COLUMNS),
                   [[shape_label(shape)] + [format_seconds(row[c]) for c in COLUMNS]
                    for shape, row in results.items()])
     ratio_rows = []
     for shape, row in results.items():
         cells = [shape_label(shape)]
-        for _, numerator, denominator, target, at_most in RATIOS:
+        for _, numerator, denominator, target, at_most, applies in RATIOS:
             value = ratio(row[numerator], row[denominator])
             cell = "-" if value is None else f"{value:.2f}x"
-            if target is not None and shape == TUTORIAL_SHAPE and value is not None:
+            if target is not None and applies(shape) and value is not None:
                 cell += f" ({'<=' if at_most else '>='} {target:g}x: "
                 cell += f"{verdict(value, target, at_most)})"
             cells.append(cell)
