@@ -143,7 +143,8 @@ def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
     read the finiteness flags, one host sync). `compute_dtype` as in `step`.
 
     Returns:
-        (new_weights, new_state): new arrays of W's library.
+        (new_weights, new_state): new arrays of W's library, none sharing memory
+        (new_state.prev_weights is equal to new_weights, not the same array).
     """
     hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
     check_update_inputs(weights, state, delta, in_place=False)
@@ -155,5 +156,8 @@ def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
         raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
     if not bool(result.lambdas_finite):
         raise ValueError(non_finite_lambdas_message(learning_rate))
-    return result.weights, RLNState(lambdas=result.lambdas, prev_weights=result.weights,
+    # prev_weights its own copy: a caller that then steps the weights in place (NumPy,
+    # torch) must not move prev_weights with them (the next weight change would read 0)
+    prev_weights = namespace(weights).asarray(result.weights, copy=True)
+    return result.weights, RLNState(lambdas=result.lambdas, prev_weights=prev_weights,
                                     prev_reg=result.reg, steps=int(state.steps) + 1)

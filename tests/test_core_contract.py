@@ -124,6 +124,26 @@ def test_the_array_api_state_must_be_of_one_library():
         rln_core.array_api.update(w, state)
 
 
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_the_pure_updates_return_arrays_that_share_no_memory(library):
+    """A caller that steps the returned weights in place must not move prev_weights."""
+    weights, state, kwargs = testing.UpdateCase("own", (5, 4), seed=7).inputs()
+    if library == "torch":
+        weights = torch.from_numpy(weights)
+        state = rln_core.RLNState(**{k: torch.from_numpy(v) for k, v in
+                                     state.to_dict().items() if k != "steps"}, steps=state.steps)
+        pures = [rln_core.array_api.update]
+    else:
+        pures = [rln_core.array_api.update, rln_core.reference.update]
+    for pure in pures:
+        new_w, new_state = pure(weights, state, **kwargs)
+        arrays = [np.asarray(a) for a in (new_w, new_state.lambdas, new_state.prev_weights,
+                                          new_state.prev_reg)]
+        for i, first in enumerate(arrays):
+            for second in arrays[i + 1:]:
+                assert not np.may_share_memory(first, second), pure.__module__
+
+
 def test_no_adapter_imports_a_private_core_module():
     private = re.compile(r"\brln_core\._(?!_)\w+|from rln_core import _(?!_)\w+")
     offenders = [f"{path.relative_to(ROOT)}: {line.strip()}"
