@@ -11,6 +11,7 @@ from rln_core import DEFAULTS, Hyperparameters, inspection
 from rln_core.hyperparameters import WithHyperparameters
 from torch.utils.hooks import RemovableHandle
 
+from rln_torch._fused import FusedHooks
 from rln_torch._impls import check_impl, resolve
 from rln_torch._params import Target, collect_params, overlap
 from rln_torch._slot import ParamSlot
@@ -163,13 +164,20 @@ class RLN(WithHyperparameters):
                 raise type(error)(f"RLN update of {slot.name} "
                                   f"{tuple(slot.param.shape)}: {error}") from error
 
-    def attach(self, optimizer: torch.optim.Optimizer) -> "Attachment":
+    def attach(self, optimizer: torch.optim.Optimizer, fuse: bool = False) -> "Attachment":
         """Run `step()` after every `optimizer.step()`; `handle.remove()` detaches.
+
+        Args:
+            optimizer: the optimizer training the regularized tensors.
+            fuse: run the regularized tensors' optimizer step and RLN update as one
+                kernel (`rln_torch._fused`: RMSprop, Adam, AdamW, SGD on CPU), the
+                same result as unfused within rounding, faster.
 
         Raises:
             ValueError: a regularized tensor is not in the optimizer's param_groups,
                 or this RLN (or another one over the same memory) is attached to
-                this optimizer already: the weights would be updated twice per step.
+                this optimizer already: the weights would be updated twice per step;
+                with fuse, an optimizer or setting it does not support.
         """
         trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
         for slot in self._slots:
@@ -187,7 +195,10 @@ class RLN(WithHyperparameters):
                         f"{slot.name} {tuple(slot.param.shape)} is regularized by another RLN "
                         f"attached to this {type(optimizer).__name__}; it would be updated "
                         "twice per step")
-        hook = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
+        if fuse:
+            hook = FusedHooks(self, optimizer)  # checks, then registers its hooks
+        else:
+            hook = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
         attached.append(self)
         return Attachment(hook, attached, self)
 
@@ -273,8 +284,7 @@ class Attachment:
     def remove(self) -> None:
         """Stop stepping RLN after the optimizer's steps (idempotent)."""
         self._hook.remove()
-        if any(other is self._rln for other in self._attached):
-            self._attached[:] = [other for other in self._attached if other is not self._rln]
+        self._attached[:] = [other for other in self._attached if other is not self._rln]
 
     def __enter__(self) -> "Attachment":
         return self
