@@ -37,6 +37,9 @@ LAMBDA_RUNAWAY = 1e6
 # the target's spread (regression) or by less than this in logits (classification)
 # is a constant predictor (nu 1e9 on a 12-input regression: 2.5e-5, R^2 0.00).
 COLLAPSED_OUTPUT_STD = 1e-3
+# Warnings raised in _warn_if_degenerate point at the caller of fit: past _fit, fit and
+# scikit-learn's _fit_context wrapper.
+_USER_FRAME = 5
 
 
 class BaseRLN(BaseEstimator):
@@ -157,10 +160,14 @@ class BaseRLN(BaseEstimator):
 
     def _warn_if_degenerate(self, X: np.ndarray, targets: Targets) -> None:
         """ConvergenceWarning when RLN's lambdas ran away or the fit is a constant predictor."""
-        advice = "lower lr (now {lr!r})".format(lr=self.lr)
+        remedies = [f"lower lr (now {self.lr!r})"]
         if self.rln:
-            advice = (f"lower RLN's learning_rate, nu (now {self.learning_rate:g}; the "
-                      f"tutorial's grid is 1e5..1e7), or {advice}")
+            remedies.insert(0, f"lower RLN's learning_rate, nu (now {self.learning_rate:g}; "
+                               "the tutorial's grid is 1e5..1e7)")
+        if not self.standardize:
+            remedies.append("standardize the inputs (standardize=True)")
+        advice = ", or ".join(remedies)
+        if self.rln:
             lambdas = self.lambdas_
             finite = np.isfinite(lambdas).all()
             reach = float(np.max(np.abs(lambdas - self.avg_reg))) if finite else np.inf
@@ -168,7 +175,7 @@ class BaseRLN(BaseEstimator):
                 warnings.warn(
                     f"RLN's lambdas ran away: they reach {reach:.3g} from Theta "
                     f"(avg_reg={self.avg_reg:g}), where exp(lambda) is 0 or infinite; {advice}",
-                    ConvergenceWarning, stacklevel=3)
+                    ConvergenceWarning, stacklevel=_USER_FRAME)
         if len(X) < 2 or not (np.ptp(X, axis=0) > 0).any():
             return  # identical rows: a constant prediction is all there is
         outputs = forward(NetworkWeights(self.coefs_, self.intercepts_), X).astype(np.float64)
@@ -186,7 +193,7 @@ class BaseRLN(BaseEstimator):
             warnings.warn(
                 f"the fitted network is a constant predictor: the standard deviation of its "
                 f"outputs on the training rows is {what}; {advice}",
-                ConvergenceWarning, stacklevel=3)
+                ConvergenceWarning, stacklevel=_USER_FRAME)
 
     def _encode_targets(self, y: np.ndarray) -> Targets:
         raise NotImplementedError
