@@ -98,3 +98,7 @@ def test_the_readme_names_only_real_demo_options(capsys):
     assert named, "the demo section names no option"
     missing = sorted(option for option in named if option not in help_text)
     assert not missing, f"README names rln demo options that do not exist: {missing}"
+    # And the other way: every option of `rln demo --help` is in the README's list.
+    offered = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", help_text)) - {"--help"}
+    unlisted = sorted(offered - named)
+    assert not unlisted, f"rln demo options the README does not list: {unlisted}"
