@@ -303,20 +303,22 @@ def format_markdown(result: dict, settings: str) -> str:
     return "\n".join(lines)
 
 
+PAIRS = (("RLN", "L1"), ("RLN", "HGB"), ("HGB", "L1"))
+
+
 def paired(methods: dict, digits: int) -> str:
-    """RLN against L1 and against HGB seed by seed (same split, same noise): the spread
-    of a paired difference leaves out how hard each seed's split is."""
+    """RLN against L1 and HGB, and HGB against L1, seed by seed (same split, same noise):
+    the spread of a paired difference leaves out how hard each seed's split is."""
     parts = []
-    rln = np.asarray(methods["RLN"]["test"])
-    for other in ("L1", "HGB"):
-        difference = rln - np.asarray(methods[other]["test"])
+    for first, other in PAIRS:
+        difference = np.asarray(methods[first]["test"]) - np.asarray(methods[other]["test"])
         wins = int(np.sum(difference < 0))
         standard_error = difference.std(ddof=1) / np.sqrt(len(difference)) \
             if len(difference) > 1 else np.inf
         noise = abs(difference.mean()) <= 2 * standard_error
-        parts.append(f"RLN - {other} per seed {difference.mean():+.{digits}f} +- "
-                     f"{difference.std():.{digits}f}, RLN lower in {wins} of {len(difference)}"
-                     + (" (within noise: 2 standard errors)" if noise else ""))
+        parts.append(f"{first} - {other} per seed {difference.mean():+.{digits}f} +- "
+                     f"{difference.std():.{digits}f}, {first} lower in {wins} of "
+                     f"{len(difference)}" + (" (within noise: 2 standard errors)" if noise else ""))
     return "Paired by seed: " + "; ".join(parts) + "."
 
 
