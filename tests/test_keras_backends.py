@@ -499,6 +499,38 @@ def check_no_float64_state() -> None:
         raise AssertionError("state_dtype='float64' was accepted without float64")
 
 
+def check_registering_twice_is_refused() -> None:
+    """The same RLNCallback twice, two over one layer, and one over the RLNOptimizer's
+    variable are refused before any weight changes; a second fit continues the run."""
+    import keras
+
+    from rln_keras import RLNCallback
+
+    def refused(model, callbacks, match):
+        before = [to_numpy(v) for v in model.weights]
+        try:
+            fit(model, epochs=1, callbacks=callbacks)
+        except ValueError as error:
+            assert match in str(error), error
+        else:
+            raise AssertionError(f"not refused: {match}")
+        sync(model)
+        for variable, value in zip(model.weights, before):
+            np.testing.assert_array_equal(to_numpy(variable), value)
+
+    model = tiny_model(keras.optimizers.SGD(0.05))
+    callback = RLNCallback(model.layers[0], **HYPERPARAMETERS)
+    refused(model, [callback, callback], "in this fit's callbacks twice")
+    refused(model, [callback, RLNCallback(model.layers[0], **HYPERPARAMETERS)],
+            "regularized by another RLNCallback")
+    fit(model, epochs=1, callbacks=[callback])
+    fit(model, epochs=2, initial_epoch=1, callbacks=[callback])
+    assert int(callback.get_state()["layer0/steps"]) == N_UPDATES
+    in_graph = tiny_model(rln_optimizer(keras.optimizers.SGD(0.05), **HYPERPARAMETERS))
+    refused(in_graph, [RLNCallback(in_graph.layers[0], **HYPERPARAMETERS)],
+            "regularized by the RLNOptimizer")
+
+
 # --------------------------------------------------------------------------- the runner
 
 
@@ -516,6 +548,7 @@ def run_checks(mode: str) -> None:
         ("optimizer steps_per_execution", check_optimizer_steps_per_execution),
         ("optimizer skips non-finite", check_optimizer_skips_non_finite),
         ("optimizer serialization", check_optimizer_serialization),
+        ("registering twice refused", check_registering_twice_is_refused),
     ]
     if expected == "tensorflow":  # Keras compiles with XLA only off CPU by default
         checks.append(("optimizer fit, XLA",

@@ -33,11 +33,17 @@ def data():
 
 @pytest.fixture
 def float64_keras():
-    """Keras casts float arrays fed to fit to floatx: make it float64 for this test."""
-    floatx = keras.config.floatx()
+    """Keras casts float arrays fed to fit to floatx: make it float64 for this test.
+
+    The global dtype policy is restored too: Keras makes it from floatx on first
+    use and keeps it, so a first layer built here would leave every later layer
+    of the process float64.
+    """
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
     yield
     keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(policy)
 
 
 def keras_run(x, y):

@@ -1,5 +1,5 @@
 """RLNCallback state saved by the previous code (before the fixed-structure state) loads
-and continues the same run.
+and continues the same run (to rounding).
 
 The fixtures in tests/data/legacy/ were written by tests/data/legacy/make_keras.py
 on main at e06f0d7 (TensorFlow backend): the `get_state()` of a callback after
@@ -54,7 +54,7 @@ def legacy_state(name):
         return {key: saved[key] for key in saved.files}
 
 
-def test_a_state_saved_after_five_updates_continues_the_same_run_bit_for_bit():
+def test_a_state_saved_after_five_updates_continues_the_same_run():
     saved = legacy_state("keras_steps5.npz")
     with np.load(LEGACY / "keras_expected10.npz") as expected:
         expected_kernel, expected_lambdas = expected["kernel"], expected["lambdas"]
@@ -71,8 +71,14 @@ def test_a_state_saved_after_five_updates_continues_the_same_run_bit_for_bit():
 
     fit_one_epoch(model, callback)
     assert callback.get_state()["layer0/steps"] == 10
-    np.testing.assert_array_equal(model.layers[0].kernel.numpy(), expected_kernel)
-    np.testing.assert_array_equal(callback.lambdas(), expected_lambdas)
+    # The numba kernel that wrote the fixtures has since changed its loops: the same
+    # math, rounding-level differences only (as in tests/test_legacy_checkpoints.py),
+    # which five SGD steps and nu = 1e5 carry to a few float32 ulps of the kernel
+    # (measured 4e-7 relative) and, through the lambda step, to 5e-5 absolute or 1e-6
+    # relative of lambdas that span -1058..47 (measured).
+    np.testing.assert_allclose(model.layers[0].kernel.numpy(), expected_kernel, rtol=2e-6,
+                               atol=0)
+    np.testing.assert_allclose(callback.lambdas(), expected_lambdas, rtol=2e-6, atol=1e-4)
     assert np.ptp(expected_lambdas) > 1e-3  # the lambdas moved: a fresh state would not match
 
 

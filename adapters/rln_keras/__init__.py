@@ -33,6 +33,12 @@ variables, saved by `model.save` and restored by `keras.models.load_model`.
 A non-finite step is skipped for RLN and counted (`skipped()`), not raised.
 float64 where the backend has it; float32 on JAX without `jax_enable_x64`.
 
+Each kernel gets one RLN per fit: the same callback twice in `callbacks`, two
+callbacks over one layer or tied kernels, a callback over a variable the
+model's RLNOptimizer regularizes, or an RLNOptimizer wrapping another over the
+same variable raise `ValueError` before anything changes (each would update
+the kernel twice per step). A callback reused in the next fit continues.
+
 Both are checked against `rln_core.reference.update` in real `model.fit` runs
 on every backend (tests/test_keras_backends.py).
 """

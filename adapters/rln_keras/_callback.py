@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, Sequence, Union
 
 import keras
@@ -12,6 +13,7 @@ from rln_core import ORIGINAL_CALLBACK_DEFAULTS, STATE_FIELDS, Hyperparameters
 from rln_core.hyperparameters import WithHyperparameters
 from rln_core.implementations import check_impl
 from rln_core.state import check_state_dtype
+from rln_keras import _claims
 from rln_keras._kernel import LayerKernel, check_layer, check_state_fits, kernel_variable
 
 LayerRef = Union[int, keras.layers.Layer]
@@ -87,6 +89,7 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
             LayerKernel(each, rln_core.RLN(**hyperparameters.asdict(), impl=impl,
                                            state_dtype=self.state_dtype))
             for each in layers]
+        self._fit = None  # the `params` of the fit this callback is in, between its begin and end
 
     @property
     def layers(self) -> tuple:
@@ -101,6 +104,21 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
                 "impl": self.impl, "state_dtype": self.state_dtype.name}
 
     def on_train_begin(self, logs=None):
+        """Check the fit and claim every built kernel, then start or continue the states.
+
+        Raises:
+            ValueError: before any state is started or changed, when RLN would
+                update some kernel other than once per optimizer step: this
+                callback is in the fit's callbacks twice, a kernel is regularized
+                by another RLNCallback or by the model's RLNOptimizer, the model
+                runs several steps per batch hook (steps_per_execution), or the
+                optimizer accumulates gradients.
+        """
+        fit = self.params if self.params else object()  # no params: not run by Keras' fit
+        if self._fit is fit:
+            raise ValueError(
+                "RLNCallback: this callback is in this fit's callbacks twice, so every "
+                "batch would update its kernels twice; pass it once")
         steps = getattr(self.model, "steps_per_execution", 1)
         if steps != 1 and not self.allow_steps_per_execution:
             raise ValueError(
@@ -114,9 +132,19 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
             raise ValueError(
                 f"RLNCallback: the optimizer accumulates gradients over {accumulation} "
                 "batches; RLN needs the weights to move on every batch")
+        model = self.model
+        claim = functools.partial(_claims.claim, model, fit, self)
+        for kernel in self._kernels:
+            kernel.prepare(model, claim)
+        self._fit = fit
         self._sync_jax_state()
         for kernel in self._kernels:
-            kernel.begin(self.model)
+            kernel.begin()
+
+    def on_train_end(self, logs=None):
+        """Release this fit's claims on the kernels (the next fit may claim them again)."""
+        _claims.release(self.model, self)
+        self._fit = None
 
     def on_train_batch_end(self, batch, logs=None):
         self._sync_jax_state()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import keras
 import numpy as np
@@ -150,11 +150,22 @@ class LayerKernel:
         self.layer = layer
         self.rln = rln
         self._model: Optional[keras.Model] = None
+        self._claim: Optional[Callable[[keras.Variable, str], None]] = None
         self._kernel: Optional[keras.Variable] = None
         self.access: Optional[KernelAccess] = None
 
-    def begin(self, model: keras.Model) -> None:
-        """At train begin: find the kernel, start the state or continue it.
+    def prepare(self, model: keras.Model,
+                claim: Callable[[keras.Variable, str], None]) -> None:
+        """At train begin, before any state is started or changed: resolve, check and
+        claim the kernel of a built layer (`claim(kernel, layer name)` raises if the
+        kernel is regularized already). An unbuilt layer is resolved at its first step.
+        """
+        self._model, self._claim, self._kernel, self.access = model, claim, None, None
+        if self.layer.built:
+            self._kernel = self._resolve()
+
+    def begin(self) -> None:
+        """After `prepare`: start the state or continue it.
 
         A fresh state starts at lambdas = Theta. An existing one (an earlier
         fit, or `set_state`) continues; its `prev_weights` is set to the kernel
@@ -163,12 +174,10 @@ class LayerKernel:
         attached at the end of that step: the first update makes no lambda step,
         so it does not need the kernel as it was before.
         """
-        self._model = model
-        self._kernel = None
-        if not self.layer.built:
+        if self._kernel is None:
             return
         fresh = self.rln.state is None
-        self._attach()
+        self._start()
         if not fresh:
             np.copyto(self.rln.state.prev_weights, read_kernel(self._kernel))
 
@@ -179,8 +188,9 @@ class LayerKernel:
             ValueError: the core refused the update (non-finite weights or
                 lambdas), naming the layer and the batch; nothing was written.
         """
-        if self._kernel is None:
-            self._attach()
+        if self.access is None:
+            self._kernel = self._resolve()
+            self._start()
         weights = self.access.read()
         try:
             self.rln.update(weights)
@@ -189,11 +199,8 @@ class LayerKernel:
                              f"refused: {error}") from error
         self.access.write(weights)
 
-    def _attach(self) -> None:
-        """Resolve and check the kernel; start the state if there is none.
-
-        Also picks how each update reads and writes the kernel (`kernel_access`).
-        """
+    def _resolve(self) -> keras.Variable:
+        """The checked and claimed kernel variable; nothing is started or changed."""
         if self._model is None:
             raise RuntimeError(
                 f"RLN of layer {self.layer.name!r} stepped before on_train_begin")
@@ -204,10 +211,15 @@ class LayerKernel:
         if self.rln.state is not None:
             check_state_fits(self.rln.state, tuple(kernel.shape), np.dtype(kernel.dtype),
                              self.layer.name)
-        self.access = kernel_access(kernel)
-        self._kernel = kernel
+        self._claim(kernel, self.layer.name)
+        return kernel
+
+    def _start(self) -> None:
+        """Pick how each update reads and writes the kernel (`kernel_access`); start
+        the state if there is none."""
+        self.access = kernel_access(self._kernel)
         if self.rln.state is None:
-            self.rln.begin(read_kernel(kernel))
+            self.rln.begin(read_kernel(self._kernel))
 
 
 def check_state_fits(state: rln_core.RLNState, shape: tuple, dtype: np.dtype,

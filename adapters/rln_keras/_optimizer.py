@@ -200,6 +200,8 @@ class RLNOptimizer(keras.optimizers.Optimizer):
                 "RLNOptimizer: state_dtype='float64' was asked for but this backend computes "
                 "in float32 here (JAX without jax_enable_x64, or torch on MPS); pass "
                 "state_dtype=None or 'float32', or enable float64 (JAX_ENABLE_X64=1)")
+        for variable in regularized:
+            refuse_if_regularized(self.inner_optimizer, variable, f"RLNOptimizer {self.name!r}")
         slots = []
         for variable in regularized:
             tag = variable.path.replace("/", "_").replace(":", "_")
@@ -238,6 +240,25 @@ class RLNOptimizer(keras.optimizers.Optimizer):
                 raise ValueError(f"RLNOptimizer got {what} twice")
             out.append(variable)
         return out
+
+    def regularizes(self, variable: keras.Variable) -> bool:
+        """Whether this optimizer regularizes `variable` (before build: as its targets
+        name it, a layer's kernel, the variable itself or its path)."""
+        if self.built:
+            return any(slot.variable is variable for slot in self._slots)
+        for target in self._targets:
+            if isinstance(target, keras.layers.Layer):
+                if target.built and kernel_variable(target) is variable:
+                    return True
+            elif isinstance(target, str):
+                try:
+                    if _by_path(target, [variable]) is variable:
+                        return True
+                except ValueError:
+                    continue
+            elif target is variable:
+                return True
+        return False
 
     @property
     def variables(self) -> list:
@@ -370,6 +391,25 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         inner = keras.saving.deserialize_keras_object(config.pop("inner_optimizer"),
                                                       custom_objects=custom_objects)
         return cls(inner, **config)
+
+
+def refuse_if_regularized(optimizer: Optional[keras.optimizers.Optimizer],
+                          variable: keras.Variable, what: str) -> None:
+    """Raise if an RLNOptimizer, `optimizer` or one it wraps (followed through
+    `inner_optimizer`), regularizes `variable`: each step would update it twice.
+
+    Args:
+        optimizer: the optimizer to search (None: nothing to search).
+        variable: the variable `what` is about to regularize.
+        what: who asks, for the message (e.g. "RLNCallback on layer 'dense'").
+    """
+    while optimizer is not None:
+        if isinstance(optimizer, RLNOptimizer) and optimizer.regularizes(variable):
+            raise ValueError(
+                f"{what}: {variable.path!r} is regularized by the RLNOptimizer "
+                f"{optimizer.name!r} already; each step would update it twice. Regularize "
+                "each variable once (one RLNOptimizer, or an RLNCallback, not both)")
+        optimizer = getattr(optimizer, "inner_optimizer", None)
 
 
 def _by_path(path: str, var_list: List[keras.Variable]) -> keras.Variable:
