@@ -7,8 +7,8 @@ process) with:
 - plain: no callback;
 - hook only: a callback with an empty `on_train_batch_end` (what any batch
   callback costs in Keras: it turns off async dispatch and syncs every step);
-- callback: `rln_keras.RLNCallback` on the first layer (the numba kernel; the
-  NumPy implementation too with --numpy);
+- callback: `rln_keras.RLNCallback` on the first layer (the numba kernel, float64
+  state; with a float32 state; the NumPy implementation too with --numpy);
 - in-graph: `rln_keras.RLNOptimizer(RMSprop, first layer)`, the update inside
   the compiled train step;
 - pandas (TensorFlow only): the authors' callback steps in pandas
@@ -48,8 +48,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 N_ROWS, N_INPUTS, WIDTHS = 404, 1013, (179, 32, 6)
 THETA, NU = -10.0, 1e6
 SEED = 0
-VARIANTS = ("plain", "hook only", "callback", "callback (numpy)", "in-graph",
-            "pandas (authors')")
+VARIANTS = ("plain", "hook only", "callback", "callback (f32 state)", "callback (numpy)",
+            "in-graph", "pandas (authors')")
 
 
 def thread_environment(threads: int) -> Dict[str, str]:
@@ -143,6 +143,8 @@ def make_variant(name: str):
         "plain": [],
         "hook only": lambda: [HookOnly()],
         "callback": lambda: [RLNCallback(first, avg_reg=THETA, learning_rate=NU)],
+        "callback (f32 state)": lambda: [RLNCallback(first, avg_reg=THETA, learning_rate=NU,
+                                                     state_dtype=np.float32)],
         "callback (numpy)": lambda: [RLNCallback(first, avg_reg=THETA, learning_rate=NU,
                                                  impl="numpy")],
         "pandas (authors')": lambda: [PandasCallback(first)],
@@ -204,12 +206,12 @@ def run_backend(args: argparse.Namespace) -> None:
           f"RLN on the first layer (Theta={THETA:g}, nu={NU:g}); median of {args.repeats} "
           f"fits x {args.epochs} epochs; {args.clock} clock, threads: "
           f"{args.threads or 'default'} (numba {numba.get_num_threads()})")
-    print(f"{'batch':>5}  {'variant':<18} {'ms/step':>8} {'vs plain':>9} {'+ms/step':>9}")
+    print(f"{'batch':>5}  {'variant':<20} {'ms/step':>8} {'vs plain':>9} {'+ms/step':>9}")
     for batch_size in args.batch_size:
         per_step = time_variants(names, batch_size, args.epochs, args.repeats, clock)
         plain = per_step["plain"]
         for name, seconds in per_step.items():
-            print(f"{batch_size:>5}  {name:<18} {1e3 * seconds:8.2f} {seconds / plain:8.2f}x "
+            print(f"{batch_size:>5}  {name:<20} {1e3 * seconds:8.2f} {seconds / plain:8.2f}x "
                   f"{1e3 * (seconds - plain):+9.2f}", flush=True)
 
 
