@@ -21,8 +21,11 @@ def as_2d_views(arrays: Sequence[np.ndarray]) -> Optional[List[np.ndarray]]:
         arrays: arrays of one shape; the first one decides the walking order.
 
     Returns:
-        2-D views sharing memory with the inputs, or None if one would need a copy.
+        2-D views sharing memory with the inputs, or None if one would need a copy
+        or is not in the machine's byte order (compiled kernels cannot read it).
     """
+    if not all(array.dtype.isnative for array in arrays):
+        return None
     if all(array.flags.c_contiguous for array in arrays):  # the common case, fast
         return [array.reshape(1, -1) for array in arrays]
     lead = arrays[0]

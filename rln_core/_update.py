@@ -64,6 +64,12 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
                                                     compute32):
             return state
         if impl == "numba":
+            arrays = (weights, state.lambdas, state.prev_weights, state.prev_reg, delta)
+            swapped = [a.dtype.str for a in arrays if a is not None and not a.dtype.isnative]
+            if swapped:
+                raise ValueError(f"impl='numba' reads arrays in the machine's byte order, got "
+                                 f"{swapped[0]}; convert them (a.astype(a.dtype.newbyteorder("
+                                 "'='))) or use impl='auto'")
             raise ValueError(
                 f"impl='numba' cannot update weights of shape {weights.shape} and strides "
                 f"{weights.strides} in place; pass a contiguous array or use impl='auto'")
@@ -108,7 +114,7 @@ def _check_float32_compute(weights: np.ndarray, state: RLNState) -> None:
     """compute_dtype=float32 takes float32 weights and a float32 state only."""
     dtypes = {"weights": weights.dtype, "state.lambdas": state.lambdas.dtype,
               "state.prev_reg": state.prev_reg.dtype}
-    wrong = {name: dtype for name, dtype in dtypes.items() if dtype != _FLOAT32}
+    wrong = {name: dtype for name, dtype in dtypes.items() if dtype.name != "float32"}
     if wrong:
         found = ", ".join(f"{name} {dtype}" for name, dtype in wrong.items())
         raise TypeError(f"compute_dtype=float32 needs float32 weights and a float32 state "

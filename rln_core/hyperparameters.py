@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 
@@ -12,8 +12,21 @@ NORMS = (1, 2)
 
 
 def _is_real(value: object) -> bool:
+    """A real scalar: a Python or NumPy int or float (not a bool, a complex or an array)."""
     return isinstance(value, (int, float, np.integer, np.floating)) \
         and not isinstance(value, (bool, np.bool_))
+
+
+def _finite_float(value: object) -> Optional[float]:
+    """`value` as a finite Python float, or None (not a real scalar, NaN, inf, or an int
+    beyond float's range such as 10**400)."""
+    if not _is_real(value):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +46,9 @@ class Hyperparameters:
     with `torch.load(weights_only=True)` whatever scalar type was passed).
 
     Raises:
-        ValueError: naming the field, for a value out of range, NaN, inf or a
-            non-number (a bool is not a number here).
+        ValueError: naming the field, for a value out of range, NaN, inf, an int
+            beyond float's range, or a non-number (a bool, a complex number or an
+            array is not one here).
     """
 
     avg_reg: float = -10.0
@@ -42,16 +56,18 @@ class Hyperparameters:
     norm: int = 1
 
     def __post_init__(self) -> None:
-        if not _is_real(self.avg_reg) or not math.isfinite(self.avg_reg):
+        avg_reg = _finite_float(self.avg_reg)
+        if avg_reg is None:
             raise ValueError(
                 f"Invalid avg_reg (Theta): {self.avg_reg!r}; expected a finite number")
-        if not _is_real(self.learning_rate) or not 0.0 <= self.learning_rate < math.inf:
+        learning_rate = _finite_float(self.learning_rate)
+        if learning_rate is None or learning_rate < 0.0:
             raise ValueError(f"Invalid learning_rate (nu): {self.learning_rate!r}; expected a "
                              "finite number >= 0")
-        if isinstance(self.norm, (bool, np.bool_)) or self.norm not in NORMS:
+        if not _is_real(self.norm) or self.norm not in NORMS:
             raise ValueError(f"Invalid norm: {self.norm!r}; expected 1 or 2")
-        object.__setattr__(self, "avg_reg", float(self.avg_reg))
-        object.__setattr__(self, "learning_rate", float(self.learning_rate))
+        object.__setattr__(self, "avg_reg", avg_reg)
+        object.__setattr__(self, "learning_rate", learning_rate)
         object.__setattr__(self, "norm", int(self.norm))
 
     def asdict(self) -> Dict[str, Union[float, int]]:

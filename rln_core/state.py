@@ -65,13 +65,14 @@ class RLNState:
         """Rebuild a state from `to_dict()` output or an older checkpoint (copies every array).
 
         Raises:
-            ValueError, TypeError: missing or unknown fields, or fields that do not fit
-                one another (see `check_state`).
+            ValueError, TypeError: missing or unknown fields, fields that do not fit
+                one another (see `check_state`), or NaN/inf values (`check_values`).
         """
         fields = complete_fields(arrays)
         state = cls(**{name: _copy(fields[name]) for name in STATE_FIELDS[:3]},
                     steps=fields["steps"])
         check_state(state)
+        check_values(fields)
         return state
 
     def copy(self) -> "RLNState":
@@ -185,6 +186,26 @@ def complete_fields(fields: Mapping[str, Any], where: str = "RLN state dict") ->
         raise ValueError(f"{where} has steps={steps} but no prev_reg")
     out["steps"] = steps
     return out
+
+
+def check_values(fields: Mapping[str, Any], where: str = "RLN state dict") -> None:
+    """Refuse a state to be loaded whose values cannot continue: NaN or inf in lambdas or
+    prev_weights, or in prev_reg once steps > 0 (a first update does not read prev_reg).
+
+    For arrays of any library, after their types and layouts are checked (it reads
+    every value: one host sync on an accelerator). Without this, every later update
+    would fail with a message about the learning rate.
+
+    Raises:
+        ValueError: naming the field.
+    """
+    names = ["lambdas", "prev_weights"] + (["prev_reg"] if int(fields["steps"]) > 0 else [])
+    for name in names:
+        array = fields[name]
+        xp = namespace(array)
+        if not bool(xp.all(xp.isfinite(array))):
+            raise ValueError(f"{where}['{name}'] holds NaN or inf (saved after a diverged "
+                             "step?); such a state cannot continue training")
 
 
 def _copy(array: Any) -> Any:

@@ -402,6 +402,12 @@ def _float32_state_lambdas_overflow():
     return weights, state, {**DEFAULTS.asdict(), "learning_rate": 1e53}
 
 
+def _weights_nan_first_update():
+    weights, state = UpdateCase("nan_weights_first", (6, 4), first=True, seed=504).make()
+    weights[4, 0] = np.nan
+    return weights, state, DEFAULTS.asdict()
+
+
 def _nan_lambdas_first_update():
     weights, state = UpdateCase("nan_lambdas", (6, 4), first=True, seed=501).make()
     state.lambdas[1, 2] = np.nan
@@ -415,13 +421,21 @@ ERROR_CASES: Tuple[ErrorCase, ...] = (
     ErrorCase("avg_reg_inf", _with(avg_reg=float("inf")), match="avg_reg"),
     ErrorCase("learning_rate_negative", _with(learning_rate=-1.0), match="learning_rate"),
     ErrorCase("learning_rate_nan", _with(learning_rate=float("nan")), match="learning_rate"),
+    ErrorCase("learning_rate_inf", _with(learning_rate=float("inf")), match="learning_rate"),
+    ErrorCase("learning_rate_beyond_float", _with(learning_rate=10 ** 400),
+              match="learning_rate"),
+    ErrorCase("norm_array", _with(norm=np.array([1, 2])), match="norm"),
+    ErrorCase("norm_complex", _with(norm=1 + 0j), match="norm"),
     ErrorCase("weights_nan", _weights_nan, match="NaN or inf"),
     ErrorCase("weights_inf", _weights_inf, match="NaN or inf"),
+    ErrorCase("weights_nan_first_update", _weights_nan_first_update, match="NaN or inf"),
     ErrorCase("weights_wrong_shape", _wrong_shape, match="shape"),
     ErrorCase("weights_wrong_dtype", _wrong_dtype, match="dtype"),
     ErrorCase("weights_integer", _integer_weights, match="float32 or float64|dtype"),
     ErrorCase("lambda_step_overflows", _overflowing_step, match="non-finite"),
-    ErrorCase("lambdas_nan_first_update", _nan_lambdas_first_update, match="non-finite"),
+    # (an adapter that loads the state first may refuse it there: "holds NaN or inf")
+    ErrorCase("lambdas_nan_first_update", _nan_lambdas_first_update,
+              match="non-finite|NaN or inf"),
     ErrorCase("norm2_weight_overflows", _norm2_weight_overflows, match="NaN or inf"),
     ErrorCase("float32_state_lambdas_overflow", _float32_state_lambdas_overflow,
               match="non-finite"),

@@ -20,6 +20,12 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"learning_rate": -1.0}, "learning_rate"), ({"learning_rate": float("nan")}, "learning_rate"),
     ({"learning_rate": float("inf")}, "learning_rate"), ({"learning_rate": None}, "learning_rate"),
     ({"norm": 3}, "norm"), ({"norm": True}, "norm"), ({"norm": 1.5}, "norm"),
+    # beyond float's range, complex, arrays: one rule and one message, no raw errors
+    ({"avg_reg": 10 ** 400}, "avg_reg"), ({"learning_rate": 10 ** 400}, "learning_rate"),
+    ({"learning_rate": -10 ** 400}, "learning_rate"), ({"avg_reg": 1 + 0j}, "avg_reg"),
+    ({"norm": np.array([1, 2])}, "norm"), ({"norm": np.array([1])}, "norm"),
+    ({"norm": np.array(1)}, "norm"), ({"norm": 1 + 0j}, "norm"), ({"norm": "1"}, "norm"),
+    ({"learning_rate": np.array(1e6)}, "learning_rate"),
 ])
 def test_hyperparameters_refuse_bad_values_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"Invalid {field}"):

@@ -123,3 +123,45 @@ def test_inspection_refuses_what_it_cannot_measure():
     w[1, 0] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):
         inspection.active_inputs(w)
+
+
+@pytest.mark.parametrize("field, steps", [("lambdas", 0), ("lambdas", 3), ("prev_weights", 3),
+                                          ("prev_reg", 3)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_state_with_non_finite_values_is_refused_at_load(field, steps, bad):
+    weights = np.random.default_rng(4).normal(size=(5, 3)).astype(np.float32)
+    saved = rln_core.init(weights).to_dict()
+    saved["steps"] = steps
+    saved[field][1, 2] = bad
+    with pytest.raises(ValueError, match=rf"\['{field}'\] holds NaN or inf"):
+        rln_core.RLNState.from_dict(saved)
+
+
+def test_a_first_updates_prev_reg_may_hold_anything_at_load():
+    """steps == 0: prev_reg is not read (the kit fills it with NaN), so it loads."""
+    saved = rln_core.init(np.ones((2, 2), np.float32)).to_dict()
+    saved["prev_reg"][...] = np.nan
+    assert rln_core.RLNState.from_dict(saved).steps == 0
+
+
+@pytest.mark.parametrize("compute_dtype", [None, np.float32])
+def test_big_endian_arrays_update_in_place_through_numpy(compute_dtype):
+    """A non-native byte order cannot be read by the numba kernel: "auto" takes the NumPy
+    path (same result as native arrays), "numba" says what is wrong."""
+    native = np.random.default_rng(5).normal(0, 0.1, size=(6, 5)).astype(np.float32)
+    kwargs = {"avg_reg": -3.0, "learning_rate": 1e4, "compute_dtype": compute_dtype}
+    state_dtype = np.float32 if compute_dtype else np.float64
+    swapped = native.astype(native.dtype.newbyteorder(">" if np.little_endian else "<"))
+    w_native, w_swapped = native.copy(), swapped.copy()
+    s_native = rln_core.init(w_native, kwargs["avg_reg"], state_dtype)
+    s_swapped = rln_core.init(w_swapped, kwargs["avg_reg"], state_dtype)
+    for step in range(3):
+        w_native -= np.float32(1e-3)
+        w_swapped -= np.float32(1e-3)
+        rln_core.update(w_native, s_native, impl="numpy", **kwargs)
+        rln_core.update(w_swapped, s_swapped, **kwargs)
+    assert w_swapped.dtype == swapped.dtype
+    np.testing.assert_array_equal(w_swapped, w_native)
+    np.testing.assert_array_equal(s_swapped.lambdas, s_native.lambdas)
+    with pytest.raises(ValueError, match="byte order"):
+        rln_core.update(w_swapped, s_swapped, impl="numba", **kwargs)

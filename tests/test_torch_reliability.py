@@ -75,6 +75,23 @@ def test_a_load_with_unusable_tensors_fails_before_writing(make_bad):
 
 
 @pytest.mark.parametrize("impl", ["auto", "torch"])
+@pytest.mark.parametrize("field", ["lambdas", "prev_weights", "prev_reg"])
+def test_a_load_with_non_finite_values_is_refused_before_writing(field, impl):
+    model, optimizer = model_and_optimizer()
+    rln = RLN(model[0], impl=impl)
+    rln.attach(optimizer)
+    one_step(model, optimizer)
+    saved = rln.state_dict()
+    broken = rln.state_dict()
+    broken["states"][0]["lambdas"] = broken["states"][0]["lambdas"] + 1.0
+    broken["states"][0][field][0, 1] = float("nan")
+    with pytest.raises(ValueError, match=rf"\['{field}'\] holds NaN or inf"):
+        rln.load_state_dict(broken)
+    after = rln.state_dict()
+    assert torch.equal(after["states"][0]["lambdas"], saved["states"][0]["lambdas"])
+
+
+@pytest.mark.parametrize("impl", ["auto", "torch"])
 def test_zero_d_parameter_updates_and_checkpoints(impl):
     param = torch.nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
     optimizer = torch.optim.SGD([param], lr=0.01)

@@ -15,7 +15,7 @@ import numpy as np
 import rln_core
 import torch
 from rln_core.checks import dtype_name
-from rln_core.state import STATE_FIELDS, complete_fields
+from rln_core.state import STATE_FIELDS, check_values, complete_fields
 
 NUMPY_DTYPES = {torch.float64: np.dtype(np.float64), torch.float32: np.dtype(np.float32)}
 STATE_DTYPES = tuple(NUMPY_DTYPES)
@@ -72,6 +72,7 @@ def check_state_entry(entry: object, state: rln_core.RLNState, where: str) -> Di
         if value.layout != torch.strided or value.device.type == "meta":
             raise ValueError(f"{where}[{key!r}] is a {value.layout} tensor on {value.device}; "
                              "expected a dense tensor with values")
+    check_values(fields, where)
     return fields
 
 
