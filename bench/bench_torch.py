@@ -5,11 +5,14 @@ The network of the authors' tutorial as the issue gives it: 1013 inputs -> 179
 formula round(exp(log(1013) * k / 4)) gives 180 for the first), ReLU, RMSprop lr 1e-3,
 404 random rows; RLN on the first layer's (179, 1013) weight. Each batch size
 is timed as alternating plain / RLN fits (`--repeats` of each, best kept), so
-both see the same machine state. Prints the time per fit and the ratio RLN / plain.
+both see the same machine state, with a third fit per repeat where RLN is attached with
+`fuse=True` (the first layer's RMSprop step and RLN update in one kernel). Prints the
+time per fit and the ratios RLN / plain and fused / plain.
 
     python bench/bench_torch.py                        # ~1-2 min
     python bench/bench_torch.py --epochs 100           # the issue's full setting
     python bench/bench_torch.py --threads 1 --clock cpu  # on a busy, shared machine
+    python bench/bench_torch.py --threads 1 --clock cpu --state-dtype float32 --compute-dtype float32
 """
 
 from __future__ import annotations
@@ -40,12 +43,14 @@ def tutorial_network(seed: int, dtype: torch.dtype) -> torch.nn.Sequential:
 
 
 def fit(X: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int,
-        rln_kwargs: Optional[dict], clock: Callable[[], float] = time.perf_counter) -> float:
-    """Seconds (of `clock`) for `epochs` epochs of RMSprop (lr 1e-3), with RLN if `rln_kwargs`."""
+        rln_kwargs: Optional[dict], clock: Callable[[], float] = time.perf_counter,
+        fuse: bool = False) -> float:
+    """Seconds (of `clock`) for `epochs` epochs of RMSprop (lr 1e-3), with RLN if `rln_kwargs`
+    (attached with `fuse`)."""
     model = tutorial_network(seed=0, dtype=X.dtype)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
     if rln_kwargs is not None:
-        RLN(model[0], **rln_kwargs).attach(optimizer)
+        RLN(model[0], **rln_kwargs).attach(optimizer, fuse=fuse)
     order = torch.Generator().manual_seed(1)
     started = clock()
     for _ in range(epochs):
@@ -65,6 +70,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="fits of each kind, best kept")
     parser.add_argument("--impl", default="auto", help="RLN impl: auto, numba, numpy, torch")
     parser.add_argument("--state-dtype", choices=["float64", "float32"], default="float64")
+    parser.add_argument("--compute-dtype", choices=["float64", "float32"], default="float64",
+                        help="RLN's arithmetic (float32: needs --state-dtype float32)")
     parser.add_argument("--model-dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch and numba threads (0: leave as they are)")
@@ -83,23 +90,34 @@ def main() -> None:
     y = X[:, :5].sum(1, keepdim=True) + 0.1 * torch.randn(N_ROWS, 1, generator=generator,
                                                           dtype=dtype)
     rln_kwargs = {"norm": 1, "avg_reg": -10.0, "learning_rate": 1e6, "impl": args.impl,
-                  "state_dtype": getattr(torch, args.state_dtype)}
+                  "state_dtype": getattr(torch, args.state_dtype),
+                  "compute_dtype": None if args.compute_dtype == "float64" else torch.float32}
+    fused = args.impl in ("auto", "numba")
     fit(X, y, 10, 1, rln_kwargs)  # warm-up: numba import and compilation, torch kernels
+    if fused:
+        fit(X, y, 10, 1, rln_kwargs, fuse=True)
 
     print(f"tutorial network, {N_ROWS} rows, {args.epochs} epochs, RLN impl={args.impl}, "
-          f"state {args.state_dtype}, model {args.model_dtype}, "
+          f"state {args.state_dtype}, compute {args.compute_dtype}, model {args.model_dtype}, "
           f"threads: torch {torch.get_num_threads()}, numba {numba.get_num_threads()}; "
           f"{args.clock} clock, best of {args.repeats}")
     print(f"{'batch':>6} {'steps':>6} {'plain s':>9} {'RLN s':>9} {'RLN/plain':>10} "
-          f"{'RLN us/step':>12}")
+          f"{'RLN us/step':>12} {'fused s':>9} {'fused/plain':>12} {'fused us/step':>14}")
     for batch_size in args.batch_sizes:
-        plain, rln = math.inf, math.inf
+        plain, rln, rln_fused = math.inf, math.inf, math.inf
         for _ in range(args.repeats):
             plain = min(plain, fit(X, y, batch_size, args.epochs, None, clock))
             rln = min(rln, fit(X, y, batch_size, args.epochs, rln_kwargs, clock))
+            if fused:
+                rln_fused = min(rln_fused, fit(X, y, batch_size, args.epochs, rln_kwargs, clock,
+                                               fuse=True))
         steps = args.epochs * math.ceil(N_ROWS / batch_size)
-        print(f"{batch_size:>6} {steps:>6} {plain:>9.3f} {rln:>9.3f} {rln / plain:>10.2f} "
-              f"{(rln - plain) / steps * 1e6:>12.0f}")
+        line = (f"{batch_size:>6} {steps:>6} {plain:>9.3f} {rln:>9.3f} {rln / plain:>10.2f} "
+                f"{(rln - plain) / steps * 1e6:>12.0f}")
+        if fused:
+            line += (f" {rln_fused:>9.3f} {rln_fused / plain:>12.2f} "
+                     f"{(rln_fused - plain) / steps * 1e6:>14.0f}")
+        print(line)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from rln_core._numba_kernel_codes import OK
 from rln_core.checks import D_SCALE
 from rln_core.hyperparameters import Hyperparameters
 
-BLOCK = 2048  # elements per block: its scratch (24 KB) stays in cache between the loops
+BLOCK = 1024  # elements per block: W and the RLN state of a block (32 KB) stay in L1 for the stats
 
 RMSPROP, ADAM, SGD = "rmsprop", "adam", "sgd"
 
@@ -172,27 +172,15 @@ def slots_used(optimizer: str, variant: Tuple[bool, ...]) -> Tuple[bool, bool, b
     return with_momentum, False, False
 
 
-def _make_blocks(element: Callable, used: Tuple[bool, bool, bool]):
-    """(preview, apply): the optimizer's step over one block of 1-D arrays.
-
-    preview (read only) writes the new weights and delta (float64) into scratch;
-    apply writes the new weights and the used slots in place and delta into scratch.
-    Unused slots get any array of the block's length (never read nor written).
-    """
+def _make_apply(element: Callable, used: Tuple[bool, bool, bool]) -> Callable:
+    """apply(w, g, s0, s1, s2, h): the optimizer's step over 1-D arrays, in place (W and
+    the used slots; unused slots get any array of W's length, never read nor written)."""
     has_0, has_1, has_2 = used
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def preview(w, g, s0, s1, s2, h, new_w, delta):  # pragma: no cover - compiled
+    def apply(w, g, s0, s1, s2, h):  # pragma: no cover - compiled
         for j in range(w.size):
-            stepped, _, _, _ = element(w[j], g[j], s0[j], s1[j], s2[j], h)
-            new_w[j] = stepped
-            delta[j] = np.float64(stepped) - np.float64(w[j])
-
-    @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def apply(w, g, s0, s1, s2, h, delta):  # pragma: no cover - compiled
-        for j in range(w.size):
-            old = w[j]
-            stepped, n0, n1, n2 = element(old, g[j], s0[j], s1[j], s2[j], h)
+            stepped, n0, n1, n2 = element(w[j], g[j], s0[j], s1[j], s2[j], h)
             if has_0:
                 s0[j] = n0
             if has_1:
@@ -200,40 +188,38 @@ def _make_blocks(element: Callable, used: Tuple[bool, bool, bool]):
             if has_2:
                 s2[j] = n2
             w[j] = stepped
-            delta[j] = np.float64(stepped) - np.float64(old)
 
-    return preview, apply
-
-
-@functools.lru_cache(maxsize=None)
-def _blocks(optimizer: str, variant: Tuple[bool, ...]):
-    """`_make_blocks` of one optimizer variant, made (and compiled) once."""
-    return _make_blocks(_ELEMENTS[optimizer](*variant), slots_used(optimizer, variant))
+    return apply
 
 
 @functools.lru_cache(maxsize=None)
-def _stats_driver(optimizer: str, variant: Tuple[bool, ...], compute32: bool):
-    """stats_pass(w, g, s0, s1, s2, h, lambdas, prev_reg, d_scale, stepped, learning_rate):
-    the kernel's stats (`_stats`, or `_stats32` for float32 compute) of the weights after
-    the optimizer's step, summed over the blocks (a float64 array); writes nothing."""
-    preview, _ = _blocks(optimizer, variant)
+def _apply(optimizer: str, variant: Tuple[bool, ...]) -> Callable:
+    """`_make_apply` of one optimizer variant, made (and compiled) once."""
+    return _make_apply(_ELEMENTS[optimizer](*variant), slots_used(optimizer, variant))
+
+
+@functools.lru_cache(maxsize=None)
+def _step_and_stats(optimizer: str, variant: Tuple[bool, ...], compute32: bool) -> Callable:
+    """step_and_stats(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, d_scale,
+    stepped, learning_rate): the optimizer's step in place, block by block, each block
+    then read by the kernel's stats (`_stats`, or `_stats32` for float32 compute) as an
+    unfused update would read it; returns their sums (a float64 array)."""
+    apply = _apply(optimizer, variant)
     stats = _kernel._stats32 if compute32 else _kernel._stats
     n_stats = 5 if compute32 else 3
 
     @numba.njit(cache=True, nogil=True)
-    def stats_pass(w, g, s0, s1, s2, h, lambdas, prev_reg, d_scale, stepped,
-                   learning_rate):  # pragma: no cover - compiled
+    def step_and_stats(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, d_scale, stepped,
+                       learning_rate):  # pragma: no cover - compiled
         sums = np.zeros(n_stats)
-        new_w = np.empty(BLOCK, w.dtype)
-        delta = np.empty(BLOCK)
         for start in range(0, w.size, BLOCK):
             stop = min(start + BLOCK, w.size)
             m = stop - start
-            preview(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
-                    s2[start:stop], h, new_w[:m], delta[:m])
-            block_w = new_w[:m].reshape(1, m)
-            part = stats(block_w, lambdas[start:stop].reshape(1, m), block_w,
-                         prev_reg[start:stop].reshape(1, m), delta[:m].reshape(1, m), True,
+            apply(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
+                  s2[start:stop], h)
+            block_prev_w = prev_weights[start:stop].reshape(1, m)
+            part = stats(w[start:stop].reshape(1, m), lambdas[start:stop].reshape(1, m),
+                         block_prev_w, prev_reg[start:stop].reshape(1, m), block_prev_w, False,
                          d_scale, stepped, learning_rate)
             k = 0
             for value in literal_unroll(part):
@@ -241,53 +227,14 @@ def _stats_driver(optimizer: str, variant: Tuple[bool, ...], compute32: bool):
                 k += 1
         return sums
 
-    return stats_pass
-
-
-@functools.lru_cache(maxsize=None)
-def _write_driver(optimizer: str, variant: Tuple[bool, ...], norm: int, writer: str):
-    """write_pass(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, stepped,
-    learning_rate, shift): the optimizer's step, then the kernel's `writer` on each block."""
-    _, apply = _blocks(optimizer, variant)
-    write = _kernel._WRITE[writer, norm, True]
-
-    @numba.njit(cache=True, nogil=True)
-    def write_pass(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, stepped,
-                   learning_rate, shift):  # pragma: no cover - compiled
-        delta = np.empty(BLOCK)
-        for start in range(0, w.size, BLOCK):
-            stop = min(start + BLOCK, w.size)
-            m = stop - start
-            apply(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
-                  s2[start:stop], h, delta[:m])
-            write(w[start:stop].reshape(1, m), lambdas[start:stop].reshape(1, m),
-                  prev_weights[start:stop].reshape(1, m), prev_reg[start:stop].reshape(1, m),
-                  delta[:m].reshape(1, m), stepped, learning_rate, shift)
-
-    return write_pass
-
-
-@functools.lru_cache(maxsize=None)
-def _optimizer_driver(optimizer: str, variant: Tuple[bool, ...]):
-    """optimizer_pass(w, g, s0, s1, s2, h): the optimizer's step alone, in place."""
-    _, apply = _blocks(optimizer, variant)
-
-    @numba.njit(cache=True, nogil=True)
-    def optimizer_pass(w, g, s0, s1, s2, h):  # pragma: no cover - compiled
-        delta = np.empty(BLOCK)
-        for start in range(0, w.size, BLOCK):
-            stop = min(start + BLOCK, w.size)
-            apply(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
-                  s2[start:stop], h, delta[:stop - start])
-
-    return optimizer_pass
+    return step_and_stats
 
 
 def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
                   arrays: Sequence[np.ndarray], first: bool,
                   hyperparameters: Optional[Hyperparameters],
                   compute32: bool = False) -> Optional[int]:
-    """The optimizer's step and the RLN update on validated arrays; OK or an error code.
+    """The optimizer's step, then the RLN update, on validated arrays; OK or an error code.
 
     Args:
         optimizer, variant: `RMSPROP`/`ADAM`/`SGD` and its structural flags (`_make_*`).
@@ -307,19 +254,17 @@ def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
     if views is None or views[0].shape[0] != 1:
         return None
     weights, grad, s0, s1, s2, lambdas, prev_weights, prev_reg = (view[0] for view in views)
-    optimizer_arrays = (weights, grad, s0, s1, s2, h)
     if hyperparameters is None:
-        _optimizer_driver(optimizer, variant)(*optimizer_arrays)
+        _apply(optimizer, variant)(weights, grad, s0, s1, s2, h)
         return OK
     learning_rate, norm = hyperparameters.learning_rate, hyperparameters.norm
-    sums = _stats_driver(optimizer, variant, compute32)(
-        *optimizer_arrays, lambdas, prev_reg, D_SCALE[norm], not first, learning_rate)
+    sums = _step_and_stats(optimizer, variant, compute32)(
+        weights, grad, s0, s1, s2, h, lambdas, prev_weights, prev_reg, D_SCALE[norm],
+        not first, learning_rate)
     status, shift, writer = _kernel.decide(
         tuple(sums), weights.size, first, hyperparameters.avg_reg, learning_rate, norm,
         compute32, lambdas.dtype)
-    if status != OK:
-        _optimizer_driver(optimizer, variant)(*optimizer_arrays)
-        return status
-    _write_driver(optimizer, variant, norm, writer)(
-        *optimizer_arrays, lambdas, prev_weights, prev_reg, not first, learning_rate, shift)
-    return OK
+    if status == OK:
+        rln_views = [views[0], views[5], views[6], views[7], views[6]]
+        _kernel._WRITE[writer, norm, False](*rln_views, not first, learning_rate, shift)
+    return status

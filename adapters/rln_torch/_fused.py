@@ -1,0 +1,231 @@
+"""`RLN.attach(optimizer, fuse=True)`: the regularized tensors' optimizer step and RLN
+update in one kernel (`rln_core.fused`), torch's optimizer for every other tensor.
+
+How: a step pre-hook takes the regularized parameters' `.grad` away (torch's
+optimizers skip a parameter whose grad is None), the optimizer steps the
+others, and a step post-hook runs `rln_core.fused` on each regularized tensor
+with its gradient, its param group's hyperparameters (read at every step:
+schedulers change them; lr may be a tensor) and `optimizer.state[p]` in torch's
+own keys and layout, initialized as torch does on a tensor's first step; then
+it gives the gradients back. So `optimizer.state_dict()` and `RLN.state_dict()`
+keep their formats, and a checkpoint of a fused run resumes fused or unfused.
+
+Supported: torch.optim.RMSprop (alpha, eps, weight_decay, momentum, centered),
+Adam and AdamW (betas, eps, weight_decay, amsgrad), SGD (momentum, dampening,
+nesterov, weight_decay), each with maximize; CPU tensors, impl "auto" or
+"numba", mode "delta". Anything else is refused at attach time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import rln_core
+import torch
+from rln_core import fused
+
+# The optimizer classes whose CPU step `rln_core.fused` reproduces (exact types:
+# a subclass may change the step), and the function of each.
+OPTIMIZERS: Dict[type, Callable[..., Any]] = {
+    torch.optim.RMSprop: fused.rmsprop_step, torch.optim.Adam: fused.adam_step,
+    torch.optim.AdamW: fused.adam_step, torch.optim.SGD: fused.sgd_step,
+}
+# Param group flags that change torch's step beyond what rln_core.fused reproduces.
+_REFUSED_FLAGS = ("fused", "capturable", "differentiable")
+
+
+def check_fusable(rln: Any, optimizer: torch.optim.Optimizer) -> None:
+    """Raise ValueError, naming the problem, unless `optimizer` and `rln` can be fused.
+
+    Reads only: called before any hook is registered.
+    """
+    kind = type(optimizer)
+    if kind not in OPTIMIZERS:
+        names = ", ".join(f"torch.optim.{cls.__name__}" for cls in OPTIMIZERS)
+        raise ValueError(f"fuse=True supports {names}, got {kind.__module__}.{kind.__name__}; "
+                         "attach without fuse")
+    if rln.mode != "delta":
+        raise ValueError(f"fuse=True learns from the optimizer's own step (mode='delta'), got "
+                         f"mode={rln.mode!r}")
+    if rln.impl not in ("auto", "numba"):
+        raise ValueError(f"fuse=True runs the numba kernel, got impl={rln.impl!r}; use "
+                         "impl='auto' or 'numba'")
+    if not rln_core.numba_available():
+        raise ValueError("fuse=True needs numba, which cannot be imported; attach without fuse")
+    for slot in rln._slots:
+        param = slot.param
+        where = f"{slot.name} {tuple(param.shape)}"
+        if param.device.type != "cpu":
+            raise ValueError(f"{where} is on {param.device}; fuse=True runs on CPU tensors")
+        if not _is_dense(param):
+            raise ValueError(f"{where} has strides {param.stride()}, not one dense block; "
+                             "fuse=True needs a contiguous tensor (in any memory order)")
+        group = _group_of(optimizer, param)
+        for flag in _REFUSED_FLAGS:
+            if group.get(flag):
+                raise ValueError(f"the param group of {where} has {flag}=True, which fuse=True "
+                                 "does not reproduce; attach without fuse")
+
+
+def _is_dense(tensor: torch.Tensor) -> bool:
+    """Whether the tensor's elements fill one block of memory (contiguous in some order)."""
+    span = sum((size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride()))
+    return span + 1 == tensor.numel()
+
+
+def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> Dict[str, Any]:
+    """The param group training `param` (looked up at every step: load_state_dict
+    replaces the group dicts)."""
+    for group in optimizer.param_groups:
+        if any(p is param for p in group["params"]):
+            return group
+    raise ValueError(f"a tensor of shape {tuple(param.shape)} is no longer trained by this "
+                     f"{type(optimizer).__name__}")
+
+
+class FusedHooks:
+    """The pre and post step hooks of a fused attachment; `remove()` removes both."""
+
+    def __init__(self, rln: Any, optimizer: torch.optim.Optimizer):
+        check_fusable(rln, optimizer)
+        self._rln = rln
+        self._step = OPTIMIZERS[type(optimizer)]
+        self._grads: Optional[List[Optional[torch.Tensor]]] = None
+        self._pre = optimizer.register_step_pre_hook(self._before)
+        self._post = optimizer.register_step_post_hook(self._after)
+
+    def remove(self) -> None:
+        """Remove both hooks (idempotent)."""
+        self._pre.remove()
+        self._post.remove()
+
+    def _before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        """Check every regularized tensor, then take their gradients from the optimizer."""
+        closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0]: the optimizer
+        if closure is not None:
+            raise ValueError("a fused RLN does not support optimizer.step(closure): the "
+                             "closure's backward would give the optimizer the gradients "
+                             "the fused step takes; call backward() before step()")
+        grads = []
+        for slot in self._rln._slots:
+            slot.check(needs_grad=False)
+            grad = slot.param.grad
+            if grad is not None and (grad.layout != torch.strided or grad.is_sparse):
+                raise ValueError(f"{slot.name}.grad has layout {grad.layout}; fuse=True needs "
+                                 "dense gradients")
+            grads.append(grad)
+        for slot in self._rln._slots:
+            slot.param.grad = None
+        self._grads = grads
+
+    def _after(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        """The fused step of every regularized tensor; the gradients given back.
+
+        Like "optimizer.step() then RLN.step()": every tensor gets its optimizer step;
+        if the RLN update of tensor k is refused, tensors before k are regularized,
+        the others not, and the error is raised.
+        """
+        grads, self._grads = self._grads, None
+        hyperparameters = self._rln.hyperparameters.asdict()
+        compute_dtype = np.float32 if getattr(self._rln, "compute_dtype", None) \
+            == torch.float32 else None
+        error: Optional[Exception] = None
+        try:
+            for slot, grad in zip(self._rln._slots, grads):
+                try:
+                    if grad is None:  # no optimizer step: RLN alone, as unfused
+                        if error is None:
+                            slot.update(hyperparameters)
+                        continue
+                    self._step_one(optimizer, slot, grad, hyperparameters, compute_dtype,
+                                   regularize=error is None)
+                except (ValueError, TypeError) as caught:
+                    if error is not None:
+                        raise
+                    error = type(caught)(f"RLN update of {slot.name} "
+                                         f"{tuple(slot.param.shape)}: {caught}")
+                    error.__cause__ = caught
+        finally:
+            for slot, grad in zip(self._rln._slots, grads):
+                slot.param.grad = grad
+        if error is not None:
+            raise error
+
+    def _step_one(self, optimizer: torch.optim.Optimizer, slot: Any, grad: torch.Tensor,
+                  hyperparameters: dict, compute_dtype: Optional[type], regularize: bool) -> None:
+        param = slot.param
+        if grad.dtype != param.dtype or grad.shape != param.shape:
+            raise TypeError(f"the gradient has dtype {grad.dtype} and shape {tuple(grad.shape)}; "
+                            f"the parameter {param.dtype} and {tuple(param.shape)}")
+        if grad.stride() != param.stride():
+            grad = torch.empty_like(param).copy_(grad)  # the kernel walks one memory order
+        group = _group_of(optimizer, param)
+        state = optimizer.state[param]
+        numbers = _OPTIMIZER_ARGUMENTS[self._step](group, state, param)
+        self._step(slot.weights, grad.detach().numpy(), slot.state,
+                   **{key: value.numpy() if isinstance(value, torch.Tensor) else value
+                      for key, value in numbers.items()},
+                   compute_dtype=compute_dtype, regularize=regularize, **hyperparameters)
+
+
+def _zeros_like(param: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(param, memory_format=torch.preserve_format)
+
+
+def _scalar_dtype() -> torch.dtype:
+    """The dtype torch gives state["step"] (torch.optim.optimizer._get_scalar_dtype)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _rmsprop_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, Any]:
+    """RMSprop's state, initialized as torch's `_init_group`, its step counted; the
+    keywords of `rln_core.fused.rmsprop_step`."""
+    if len(state) == 0:
+        state["step"] = torch.zeros((), dtype=_scalar_dtype())
+        state["square_avg"] = _zeros_like(param)
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = _zeros_like(param)
+        if group["centered"]:
+            state["grad_avg"] = _zeros_like(param)
+    state["step"] += 1
+    return {"square_avg": state["square_avg"], "momentum_buffer": state.get("momentum_buffer"),
+            "grad_avg": state.get("grad_avg"), "lr": float(group["lr"]),
+            **{key: group[key] for key in ("alpha", "eps", "weight_decay", "momentum",
+                                           "centered", "maximize")}}
+
+
+def _adam_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, Any]:
+    """Adam's (AdamW's) state, initialized and stepped as torch's; the keywords of
+    `rln_core.fused.adam_step`."""
+    if len(state) == 0:
+        state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+        state["exp_avg"] = _zeros_like(param)
+        state["exp_avg_sq"] = _zeros_like(param)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = _zeros_like(param)
+    state["step"] += 1
+    beta1, beta2 = group["betas"]
+    return {"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"],
+            "max_exp_avg_sq": state.get("max_exp_avg_sq"), "step": state["step"].item(),
+            "lr": float(group["lr"]), "betas": (float(beta1), float(beta2)),
+            "decoupled_weight_decay": group.get("decoupled_weight_decay", False),
+            **{key: group[key] for key in ("eps", "weight_decay", "amsgrad", "maximize")}}
+
+
+def _sgd_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, Any]:
+    """SGD's momentum buffer (made on the first step with momentum, as torch's clone of
+    the gradient); the keywords of `rln_core.fused.sgd_step`."""
+    buffer, first = None, False
+    if group["momentum"] != 0:
+        buffer = state.get("momentum_buffer")
+        first = buffer is None
+        if first:
+            buffer = state["momentum_buffer"] = _zeros_like(param)
+    return {"momentum_buffer": buffer, "first_momentum": first, "lr": float(group["lr"]),
+            **{key: group[key] for key in ("momentum", "dampening", "nesterov", "weight_decay",
+                                           "maximize")}}
+
+
+_OPTIMIZER_ARGUMENTS = {fused.rmsprop_step: _rmsprop_arguments,
+                        fused.adam_step: _adam_arguments, fused.sgd_step: _sgd_arguments}
