@@ -164,3 +164,175 @@ def test_fused_step_equals_optimizer_step_then_rln_step(config, norm, state_dtyp
     rln_kwargs = {"norm": norm, "state_dtype": state_dtype,
                   "avg_reg": -8.0 if norm == 1 else -6.0}
     _run_pair(config, torch.float32, rln_kwargs)
+
+
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[3], CONFIGS[6], CONFIGS[11]], ids=_label)
+def test_fused_step_in_the_float32_compute_mode(config):
+    # the float32 mode's own tolerance (rln_core: 3e-6 of the lambda's scale) on top of
+    # the comparison above: compared here with the unfused float32 mode, the same arithmetic
+    rln_kwargs = {"state_dtype": torch.float32, "compute_dtype": torch.float32}
+    _run_pair(config, torch.float32, rln_kwargs)
+
+
+@pytest.mark.parametrize("config", [CONFIGS[1], CONFIGS[8], CONFIGS[10]], ids=_label)
+def test_fused_step_of_float64_weights(config):
+    _run_pair(config, torch.float64, {"norm": 1})
+
+
+def test_schedulers_and_tensor_learning_rates_are_read_at_every_step():
+    def schedule(step, *runs):
+        for run in runs:
+            run[2].param_groups[0]["lr"] = torch.tensor(1e-3 * (1 + step % 3)) if step % 2 \
+                else 1e-3 / (1 + step)
+    _run_pair(CONFIGS[4], torch.float32, {"norm": 1}, steps=8, before_step=schedule)
+
+
+def _train(run, steps, start=0, dtype=torch.float32):
+    for step in range(start, start + steps):
+        for param, grad in zip(run[:2], _grads(step, dtype)):
+            param.grad = grad.clone()
+        run[2].step()
+
+
+@pytest.mark.parametrize("config", [CONFIGS[3], CONFIGS[8], CONFIGS[10]], ids=_label)
+def test_a_checkpoint_resumes_a_fused_run_exactly(config, tmp_path):
+    cls, kwargs = config
+    whole = _make(cls, kwargs, torch.float32, {}, fuse=True)
+    _train(whole, 12)
+    first = _make(cls, kwargs, torch.float32, {}, fuse=True)
+    _train(first, 6)
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"weight": first[0].detach(), "bias": first[1].detach(),
+                "optimizer": first[2].state_dict(), "rln": first[3].state_dict()}, path)
+    resumed = _make(cls, kwargs, torch.float32, {}, fuse=True, seed=1)
+    saved = torch.load(path, weights_only=True)
+    with torch.no_grad():
+        resumed[0].copy_(saved["weight"])
+        resumed[1].copy_(saved["bias"])
+    resumed[2].load_state_dict(saved["optimizer"])
+    resumed[3].load_state_dict(saved["rln"])
+    _train(resumed, 6, start=6)
+    for got, want in zip(resumed[:2], whole[:2]):
+        assert torch.equal(got, want)
+    assert torch.equal(resumed[3].lambdas, whole[3].lambdas)
+    for key, value in whole[2].state[whole[0]].items():
+        assert torch.equal(resumed[2].state[resumed[0]][key], value), key
+
+
+def test_a_fused_checkpoint_continues_unfused_and_back():
+    # the same state_dict formats: optimizer.state[p] in torch's keys, RLN's prev_weights kept
+    fused_run = _make(torch.optim.RMSprop, {"momentum": 0.9}, torch.float32, {}, fuse=True)
+    unfused = _make(torch.optim.RMSprop, {"momentum": 0.9}, torch.float32, {}, fuse=False)
+    _train(fused_run, 5)
+    _sync(fused_run, unfused)
+    assert set(unfused[2].state_dict()["state"][0]) == {"step", "square_avg", "momentum_buffer"}
+    _train(unfused, 3, start=5)
+    _train(fused_run, 3, start=5)
+    np.testing.assert_allclose(unfused[0].detach().numpy(), fused_run[0].detach().numpy(),
+                               atol=1e-6)
+    assert unfused[3]._slots[0].state.steps == fused_run[3]._slots[0].state.steps == 8
+
+
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[7]], ids=_label)
+def test_a_refused_update_raises_as_unfused_and_leaves_rln_untouched(config):
+    # NaN in the gradient: the optimizer's step is applied (weights NaN, as torch alone
+    # leaves them), the RLN update refused with the unfused path's error, RLN state kept
+    cls, kwargs = config
+    runs = [_make(cls, kwargs, torch.float32, {}, fuse=fuse) for fuse in (False, True)]
+    errors = []
+    for run in runs:
+        _train(run, 3)
+        saved = run[3].state_dict()
+        grads = _grads(3, torch.float32)
+        grads[0][0, 0] = float("nan")
+        for param, grad in zip(run[:2], grads):
+            param.grad = grad
+        with pytest.raises(ValueError) as caught:
+            run[2].step()
+        errors.append(str(caught.value))
+        after = run[3].state_dict()["states"][0]
+        for key, value in saved["states"][0].items():
+            assert torch.equal(after[key], value) if key != "steps" else after[key] == value
+        assert run[0].grad is grads[0]  # given back
+    assert errors[0] == errors[1]
+    assert "NaN" in errors[0]
+    unfused, fused_run = runs
+    assert torch.equal(unfused[0].isnan(), fused_run[0].isnan())
+    assert torch.equal(unfused[1], fused_run[1])
+
+
+def test_a_tensor_without_grad_gets_the_rln_update_alone_as_unfused():
+    runs = [_make(torch.optim.Adam, {}, torch.float32, {}, fuse=fuse) for fuse in (False, True)]
+    for run in runs:
+        _train(run, 3)
+    _sync(*runs)
+    for run in runs:
+        run[0].grad = None
+        run[1].grad = _grads(3, torch.float32)[1]
+        run[2].step()
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert torch.equal(runs[0][3].lambdas, runs[1][3].lambdas)
+    assert len(runs[1][2].state[runs[1][0]]) == len(runs[0][2].state[runs[0][0]])
+
+
+def _hooks(optimizer):
+    return len(optimizer._optimizer_step_pre_hooks), len(optimizer._optimizer_step_post_hooks)
+
+
+REFUSALS = [
+    ("Adagrad", lambda p: torch.optim.Adagrad(p), {}, "supports torch.optim.RMSprop"),
+    ("Adam fused", lambda p: torch.optim.Adam(p, fused=True), {}, "fused=True"),
+    ("Adam capturable", lambda p: torch.optim.Adam(p, capturable=True), {}, "capturable=True"),
+    ("SGD differentiable", lambda p: torch.optim.SGD(p, lr=0.1, differentiable=True), {},
+     "differentiable=True"),
+    ("impl numpy", lambda p: torch.optim.RMSprop(p), {"impl": "numpy"}, "impl='numpy'"),
+    ("gradient mode", lambda p: torch.optim.RMSprop(p), {"mode": "gradient"}, "mode='gradient'"),
+]
+
+
+@pytest.mark.parametrize("make, rln_kwargs, message", [case[1:] for case in REFUSALS],
+                         ids=[case[0] for case in REFUSALS])
+def test_unsupported_optimizers_and_settings_are_refused_before_anything(make, rln_kwargs,
+                                                                        message):
+    weight = torch.nn.Parameter(torch.randn(SHAPE))
+    optimizer = make([weight])
+    rln = RLN(weight, **rln_kwargs)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rln.attach(optimizer, fuse=True)
+    assert _hooks(optimizer) == (0, 0)
+    rln.attach(optimizer).remove()  # not registered as attached
+
+
+def test_a_non_contiguous_tensor_is_refused():
+    strided = torch.nn.Parameter(torch.randn(8, 6)[:, ::2])
+    assert strided.stride() == (6, 2)
+    rln = RLN(strided)
+    with pytest.raises(ValueError, match="not one dense block"):
+        rln.attach(torch.optim.RMSprop([strided]), fuse=True)
+
+
+def test_step_with_a_closure_is_refused_before_anything():
+    weight, bias, optimizer, rln, _ = _make(torch.optim.RMSprop, {}, torch.float32, {}, True)
+    weight.grad = torch.ones(SHAPE)
+    before = weight.detach().clone()
+    with pytest.raises(ValueError, match="closure"):
+        optimizer.step(lambda: torch.tensor(0.0))
+    assert torch.equal(weight, before) and weight.grad is not None
+
+
+def test_the_double_registration_guard_applies_and_remove_detaches_both_hooks():
+    weight, bias, optimizer, rln, handle = _make(torch.optim.SGD, {}, torch.float32, {}, True)
+    with pytest.raises(ValueError, match="already"):
+        rln.attach(optimizer, fuse=True)
+    with pytest.raises(ValueError, match="already"):
+        rln.attach(optimizer)
+    with pytest.raises(ValueError, match="another RLN"):
+        RLN(weight).attach(optimizer, fuse=True)
+    assert _hooks(optimizer) == (1, 1)
+    handle.remove()
+    assert _hooks(optimizer) == (0, 0)
+    weight.grad = torch.ones(SHAPE)
+    before = weight.detach().clone()
+    optimizer.step()  # plain SGD now
+    assert torch.equal(weight, before - 1e-2)
+    rln.attach(optimizer, fuse=True).remove()
