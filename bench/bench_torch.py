@@ -12,7 +12,8 @@ time per fit and the ratios RLN / plain and fused / plain.
     python bench/bench_torch.py                        # ~1-2 min
     python bench/bench_torch.py --epochs 100           # the issue's full setting
     python bench/bench_torch.py --threads 1 --clock cpu  # on a busy, shared machine
-    python bench/bench_torch.py --threads 1 --clock cpu --state-dtype float32 --compute-dtype float32
+    python bench/bench_torch.py --threads 1 --clock cpu --state-dtype float32 \
+        --compute-dtype float32                          # the float32 compute mode
 """
 
 from __future__ import annotations

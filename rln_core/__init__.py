@@ -5,6 +5,7 @@
     rln_core.update(W, state, **hp.asdict())                    # in place (numba or NumPy)
     W2, state2 = rln_core.reference.update(W, state, **hp.asdict())   # the pure oracle
     W3, state3 = rln_core.array_api.update(T, tstate, **hp.asdict())  # torch, JAX, ... arrays
+    rln_core.fused.rmsprop_step(W, grad, state, square_avg=sq, lr=1e-3, **hp.asdict())
 
 The contract (docs/RLN_SPEC.md): `Hyperparameters`, the fixed-structure
 `RLNState` (`rln_core.state`), the weight change `delta` an update may be
@@ -14,7 +15,7 @@ conformance kit (`rln_core.testing`). Importing this package is cheap: numba is
 imported on the first update that uses it.
 """
 
-from rln_core import array_api, checks, implementations, inspection, reference, state
+from rln_core import array_api, checks, fused, implementations, inspection, reference, state
 from rln_core._rln import RLN
 from rln_core._update import update
 from rln_core.checks import CLIP_MARGIN
@@ -28,6 +29,6 @@ __version__ = "0.1.0"
 __all__ = [
     "CLIP_MARGIN", "DEFAULTS", "Hyperparameters", "IMPLS", "ORIGINAL_CALLBACK_DEFAULTS", "RLN",
     "RLNState", "STATE_FIELDS", "NumbaUnavailableWarning", "active_inputs", "array_api",
-    "checks", "implementations", "init", "input_importance", "inspection", "numba_available",
-    "reference", "sparsity", "state", "update",
+    "checks", "fused", "implementations", "init", "input_importance", "inspection",
+    "numba_available", "reference", "sparsity", "state", "update",
 ]

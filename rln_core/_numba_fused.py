@@ -1,19 +1,21 @@
 """A fused optimizer + RLN step in numba: the optimizer's own math, then the RLN update.
 
 Importing this module imports numba (`rln_core.fused` imports it lazily). The
-RLN math is the kernel's (`rln_core._numba_kernel`: `_stats`, `_stats32`, the
-`_WRITE` drivers, `_shift`, `_shift32`), handed the weight change this module
-computes (their `delta` input); only the optimizer's element math lives here.
+RLN math is the kernel's (`rln_core._numba_kernel`: `_stats`, `_stats32`,
+`decide`, the `_WRITE` drivers), run exactly as an unfused update runs it after
+the optimizer's step; only the optimizer's element math lives here.
 
-Two passes over memory, like the kernel, so a refused RLN update leaves the RLN
-state untouched:
-1. read only: block by block (`BLOCK` elements, which stay in cache), the
-   optimizer's step recomputed into scratch (the new W and delta = W_new - W in
-   float64), then the kernel's `_stats` on that block;
-2. block by block: the optimizer's step written (its state and W, in place;
-   delta into scratch), then the kernel's write driver on that block (given
-   delta, so prev_weights is written, never read).
-`optimizer_pass` is the optimizer's step alone (a refused RLN update).
+Two passes over memory:
+1. block by block (`BLOCK` elements): the optimizer's step written in place (W
+   and its state), then the kernel's stats of that block while it is in cache
+   (the weight change inferred as W - prev_weights, as `rln_core.update` does);
+2. if the kernel's checks pass (`decide`), its write driver over the tensor.
+The optimizer's step is applied whatever the RLN update decides, and a refused
+RLN update writes nothing of the RLN state: what "optimizer step, then
+`rln_core.update`" leaves. Measured alternative, dropped: pass 1 read only
+(the optimizer's step recomputed in pass 2, delta handed to the kernel) costs
+the optimizer's sqrt and division twice (0.7 ns per element each on the
+tutorial layer, more than the prev_weights traffic it saves).
 
 The optimizer math follows torch's single-tensor CPU implementations op by op,
 in the weights' dtype: each torch op rounds once, and where torch's compiled
@@ -22,7 +24,7 @@ CPU loops contract a multiply-add into one FMA (measured on torch 2.13, AVX512:
 compiled without fastmath, so LLVM contracts nothing else. One op is not
 matched: torch's CPU sqrt is not correctly rounded (1 in 6 float32 results is
 1 ulp off, measured), this module's is, so RMSprop and Adam agree with torch
-within an ulp or so of the optimizer's step, not bit for bit.
+within a few ulp of the optimizer's step, not bit for bit (SGD: bit for bit).
 
 The drivers take 1-D contiguous arrays (`as_2d_views` of a dense layout, row 0)
 and hand the kernel each block as a (1, m) C array: the specialization the
@@ -47,7 +49,7 @@ from rln_core._numba_kernel_codes import OK
 from rln_core.checks import D_SCALE
 from rln_core.hyperparameters import Hyperparameters
 
-BLOCK = 1024  # elements per block: W and the RLN state of a block (32 KB) stay in L1 for the stats
+BLOCK = 1024  # elements per block: a block's W and RLN state (32 KB) are in L1 for the stats
 
 RMSPROP, ADAM, SGD = "rmsprop", "adam", "sgd"
 

@@ -5,14 +5,14 @@ in one numba kernel (two passes over memory), as "optimizer step, then `rln_core
 
 The optimizer math is torch.optim's single-tensor CPU step, op by op in W's dtype
 (`rmsprop_step`, `adam_step` for Adam and AdamW, `sgd_step`), on the optimizer
-state arrays handed in (torch's keys, updated in place). The RLN update then
-learns from the weight change the optimizer made, delta = float64(W after the
-step, as stored) - float64(W before): exactly what `rln_core.update` infers from
-prev_weights after a separate optimizer step, so prev_weights is written but
-not read. Against torch's own step: weights within a few ulp (torch's CPU sqrt is
-not correctly rounded, so RMSprop and Adam differ in the last bit of some steps;
-SGD matches where torch's loops use FMA as on AVX2/AVX512 builds); the RLN
-state then within the kit's tolerance plus nu * (that difference) * |prev_reg|.
+state arrays handed in (torch's keys, updated in place). The RLN update is then
+exactly `rln_core.update`'s after a separate optimizer step (the weight change
+inferred as W - prev_weights, the same kernel), without the optimizer's extra
+passes over memory nor the update's separate read-only pass. Against torch's own
+step: the optimizer's results within a few ulp (torch's CPU sqrt is not correctly
+rounded, so RMSprop and Adam differ in the last bit of some steps; SGD matches bit
+for bit where torch's loops use FMA, as its AVX2/AVX512 builds do); the RLN state
+then within the kit's tolerance plus nu * (that difference) * |prev_reg|.
 
 Needs numba (`rln_core.implementations.numba_available()`) and arrays of one
 dense layout (C- or F-contiguous, or any permutation of a contiguous block).
@@ -166,7 +166,8 @@ def _sign(maximize: bool, dtype: type) -> np.floating:
 
 
 def _step(optimizer: str, variant: Tuple[bool, ...], h: tuple, weights: np.ndarray,
-          grad: np.ndarray, slots: Sequence[tuple], state: RLNState, hyperparameters: Hyperparameters,
+          grad: np.ndarray, slots: Sequence[tuple], state: RLNState,
+          hyperparameters: Hyperparameters,
           compute_dtype: Optional[Any], regularize: bool) -> RLNState:
     """Check everything, then run the fused kernel; raise the update's errors."""
     compute32 = _is_float32_compute(compute_dtype)

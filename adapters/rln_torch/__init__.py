@@ -3,6 +3,7 @@
     from rln_torch import RLN
     rln = RLN(model[0], norm=1, avg_reg=-10.0, learning_rate=1e6)
     handle = rln.attach(optimizer)        # or call rln.step() after every optimizer.step()
+    handle = rln.attach(optimizer, fuse=True)   # RMSprop/Adam/AdamW/SGD + RLN in one kernel
 
 CPU tensors are updated in place by `rln_core` (the numba kernel, zero copy);
 tensors on other devices by the core's array-API function run in torch ops
