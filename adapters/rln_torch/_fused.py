@@ -13,7 +13,13 @@ keep their formats, and a checkpoint of a fused run resumes fused or unfused.
 Supported: torch.optim.RMSprop (alpha, eps, weight_decay, momentum, centered),
 Adam and AdamW (betas, eps, weight_decay, amsgrad), SGD (momentum, dampening,
 nesterov, weight_decay), each with maximize; CPU tensors, impl "auto" or
-"numba", mode "delta". Anything else is refused at attach time.
+"numba", mode "delta". Anything else is refused at attach time; a sparse
+gradient or `optimizer.step(closure)` is refused by the pre-hook, before anything
+is touched. The result equals "optimizer.step() then RLN.step()" within rounding
+(torch's CPU sqrt is not correctly rounded; tests/test_torch_fused.py states the
+tolerances). If torch's own step raises (for another parameter), the
+post-hook does not run: the regularized tensors are not stepped and their
+`.grad` stays None.
 """
 
 from __future__ import annotations
