@@ -6,14 +6,17 @@ Every model here is tiny (a handful of units, tens of rows) so the file runs in
 seconds after TensorFlow's import.
 """
 
+import dataclasses
+import functools
+
 import keras
 import numpy as np
 import pytest
 
 import rln_core
 from rln_core import RLNState
-from rln_core.testing import (CASES, ERROR_CASES, assert_update_matches, check_rejects_bad_input,
-                              check_update)
+from rln_core.testing import (CASES, ERROR_CASES, FLOAT32_COMPUTE_TOLERANCE,
+                              assert_update_matches, check_rejects_bad_input, check_update)
 from rln_keras import RLNCallback, RLNOptimizer
 
 
@@ -60,11 +63,11 @@ class KernelHolder(keras.layers.Layer):
         return inputs
 
 
-def holder_callback(values, **hyperparameters):
-    """An RLNCallback on a KernelHolder inside a model, past on_train_begin."""
+def holder_callback(values, **options):
+    """An RLNCallback(layer, **options) on a KernelHolder inside a model, past on_train_begin."""
     layer = KernelHolder(values)
     model = keras.Sequential([keras.Input((1,)), layer])
-    callback = RLNCallback(layer, **hyperparameters)
+    callback = RLNCallback(layer, **options)
     callback.set_model(model)
     callback.on_train_begin()
     return layer, callback
@@ -74,14 +77,15 @@ def as_state_dict(state, layer=0):
     return {f"layer{layer}/{key}": value for key, value in state.to_dict().items()}
 
 
-def update_through_callback(weights, state, *, avg_reg, learning_rate, norm):
-    """One update through the callback's hook (the conformance kit's signature).
+def update_through_callback(weights, state, *, avg_reg, learning_rate, norm, **options):
+    """One update through the callback's hook (the conformance kit's signature; `options`
+    go to RLNCallback, e.g. compute_dtype).
 
     On a refused update it also checks that the kernel variable and the
     callback's state are unchanged, then re-raises.
     """
     layer, callback = holder_callback(np.zeros_like(weights), norm=norm, avg_reg=avg_reg,
-                                      learning_rate=learning_rate)
+                                      learning_rate=learning_rate, **options)
     callback.set_state(as_state_dict(state))
     layer.kernel.assign(weights)  # W as the optimizer left it
     kernel_before, state_before = kernel_of(layer), callback.get_state()
@@ -103,6 +107,73 @@ def test_each_update_matches_the_reference_on_every_conformance_case():
     (W - prev_weights), as the spec's step 1 says; RLNOptimizer takes one."""
     cases = [case for case in CASES if not case.delta]
     assert check_update(update_through_callback, cases) >= 30
+
+
+FLOAT32 = {"state_dtype": np.float32, "compute_dtype": np.float32}
+# The float32 mode's inputs: the kit's float32-weight cases that infer the weight
+# change, each with a float32 state (the mode's only state).
+FLOAT32_CASES = [dataclasses.replace(case, state_dtype="float32") for case in CASES
+                 if case.dtype == "float32" and not case.delta]
+
+
+def test_float32_compute_is_the_cores_float32_mode():
+    """compute_dtype=np.float32 is `rln_core.update(..., compute_dtype=np.float32)`, bit
+    for bit, so within the kit's float32 tolerance; the default (float64 arithmetic on
+    the same float32 state) gives other lambdas."""
+    in_float32 = functools.partial(update_through_callback, **FLOAT32)
+    assert check_update(in_float32, FLOAT32_CASES, FLOAT32_COMPUTE_TOLERANCE) >= 20
+    differ = 0
+    for case in FLOAT32_CASES:
+        weights, state, kwargs = case.inputs()
+        got_w, got = in_float32(weights.copy(), state.copy(), **kwargs)
+        core_w, core = weights.copy(), state.copy()
+        rln_core.update(core_w, core, compute_dtype=np.float32, **kwargs)
+        np.testing.assert_array_equal(got_w, core_w, err_msg=case.name)
+        for field in ("lambdas", "prev_weights", "prev_reg"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(core, field),
+                                          err_msg=f"{case.name}: {field}")
+        _, default = update_through_callback(weights.copy(), state.copy(),
+                                             state_dtype=np.float32, **kwargs)
+        differ += np.count_nonzero(default.lambdas != got.lambdas)
+    assert differ > 0, "compute_dtype=np.float32 gave the float64 default's lambdas"
+
+
+def test_float32_compute_refuses_float64_before_anything_changes():
+    layer = tiny_model().layers[0]
+    for kwargs, match in [({"compute_dtype": np.float32}, "the state is float64"),
+                          ({"compute_dtype": "float16", "state_dtype": np.float32},
+                           "Invalid compute_dtype"),
+                          ({"compute_dtype": "complex64"}, "Invalid compute_dtype")]:
+        with pytest.raises(TypeError, match=match):
+            RLNCallback(layer, **kwargs)
+    assert RLNCallback(layer, compute_dtype="float64").compute_dtype is None
+
+    keras.utils.set_random_seed(0)
+    double = keras.Sequential([keras.Input((N_IN,), dtype="float64"),
+                               keras.layers.Dense(4, dtype="float64")])
+    with pytest.raises(TypeError, match=r"kernel of layer 'dense.*' is float64"):
+        RLNCallback(double.layers[0], **FLOAT32)
+
+    unbuilt = keras.Sequential([keras.layers.Dense(3, dtype="float64"), keras.layers.Dense(1)])
+    unbuilt.compile(optimizer="sgd", loss="mse")
+    callback = RLNCallback(unbuilt.layers[0], **FLOAT32)  # checked when it is resolved
+    with pytest.raises(TypeError, match="the kernel is float64"):
+        unbuilt.fit(*data(), batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+    with pytest.raises(RuntimeError, match="no RLN state yet"):
+        callback.get_state()
+
+    model = tiny_model()
+    callback = RLNCallback(model.layers[0], **FLOAT32)
+    default = RLNCallback(model.layers[0])
+    default.set_model(model)
+    default.on_train_begin()
+    callback.set_model(model)
+    callback.on_train_begin()
+    before = callback.get_state()
+    with pytest.raises(TypeError, match=r"layer0 \(layer 'dense.*'\): .*its lambdas is float64"):
+        callback.set_state(default.get_state())
+    for key, value in callback.get_state().items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
 
 
 def test_bad_inputs_are_refused_before_the_kernel_or_state_change():
@@ -266,6 +337,69 @@ def test_set_state_checks_everything_before_replacing_anything():
             np.testing.assert_array_equal(after[key], value, err_msg=key)
 
 
+def fitted_two_layer_callback():
+    model = tiny_model()
+    callback = RLNCallback(model.layers, **STRONG)
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
+    return model, callback
+
+
+def assert_state_unchanged(callback, good):
+    after = callback.get_state()
+    assert after.keys() == good.keys()
+    for key, value in good.items():
+        np.testing.assert_array_equal(after[key], value, err_msg=key)
+
+
+@pytest.mark.parametrize("key, value", [("layer1/lambdas", np.nan),
+                                        ("layer1/prev_weights", np.inf),
+                                        ("layer0/prev_reg", -np.inf)])
+def test_set_state_refuses_non_finite_values_naming_the_layer(key, value):
+    """Issue 11, item 19: a state that cannot continue is refused at load, before any
+    layer's state is replaced (prev_reg once steps > 0)."""
+    model, callback = fitted_two_layer_callback()
+    good = callback.get_state()
+    bad = {name: np.copy(value) for name, value in good.items()}
+    bad[key][0, 0] = value
+    prefix, _, field = key.partition("/")
+    layer = model.layers[int(prefix[-1])].name
+    with pytest.raises(ValueError, match=rf"{prefix} \(layer '{layer}'\)\['{field}'\] holds "
+                                         "NaN or inf"):
+        callback.set_state(bad)
+    assert_state_unchanged(callback, good)
+
+
+def test_set_state_checks_shapes_before_values_and_ignores_prev_reg_at_steps_0():
+    model, callback = fitted_two_layer_callback()
+    good = callback.get_state()
+    wrong = {**good, "layer0/lambdas": np.full((5, 4), np.nan)}
+    with pytest.raises(ValueError, match="shape"):
+        callback.set_state(wrong)
+    assert_state_unchanged(callback, good)
+    fresh = {**good, "layer0/steps": 0, "layer0/prev_reg": np.full((N_IN, 4), np.nan)}
+    callback.set_state(fresh)  # a first update does not read prev_reg
+    assert callback.get_state()["layer0/steps"] == 0
+
+
+@pytest.mark.parametrize("state, error, match", [
+    (None, TypeError, "takes a mapping .* got NoneType"),
+    ([("layer0/lambdas", np.zeros((N_IN, 4)))], TypeError, "takes a mapping .* got list"),
+    ({0: np.zeros((N_IN, 4))}, TypeError, r"keys are strings .* got 0 \(int\)"),
+    ({("layer0", "lambdas"): np.zeros((N_IN, 4))}, TypeError, "keys are strings"),
+    ({"layer0/lambdas": [[0.0] * 4] * N_IN, "layer0/prev_weights": np.zeros((N_IN, 4)),
+      "layer0/prev_reg": np.zeros((N_IN, 4)), "layer0/steps": 0, "layer1/lambdas": np.zeros((4, 1)),
+      "layer1/prev_weights": np.zeros((4, 1), "float32"), "layer1/steps": 0},
+     TypeError, r"layer0 .*\['lambdas'\] must be a NumPy array, got list"),
+])
+def test_set_state_refuses_what_is_not_a_state_dict_by_name(state, error, match):
+    """Issue 11, item 20: a clear TypeError naming the problem, not an AttributeError."""
+    _, callback = fitted_two_layer_callback()
+    good = callback.get_state()
+    with pytest.raises(error, match=match):
+        callback.set_state(state)
+    assert_state_unchanged(callback, good)
+
+
 def test_a_second_fit_continues_the_run_and_ignores_edits_between_fits():
     model = tiny_model()
     callback = RLNCallback(model.layers[0], **STRONG)
@@ -280,21 +414,22 @@ def test_a_second_fit_continues_the_run_and_ignores_edits_between_fits():
     assert int(state["layer0/steps"]) == N_ROWS // BATCH
 
 
-def test_resuming_from_a_saved_model_and_state_continues_the_same_run(tmp_path):
+@pytest.mark.parametrize("options", [{}, FLOAT32], ids=["default", "float32 compute"])
+def test_resuming_from_a_saved_model_and_state_continues_the_same_run(tmp_path, options):
     x, y = data()
     fit = {"batch_size": BATCH, "shuffle": False, "verbose": 0}
     whole = tiny_model()
-    whole_callback = RLNCallback(whole.layers[0], **STRONG)
+    whole_callback = RLNCallback(whole.layers[0], **STRONG, **options)
     whole.fit(x, y, epochs=2, callbacks=[whole_callback], **fit)
 
     first = tiny_model()
-    first_callback = RLNCallback(first.layers[0], **STRONG)
+    first_callback = RLNCallback(first.layers[0], **STRONG, **options)
     first.fit(x, y, epochs=1, callbacks=[first_callback], **fit)
     first.save(tmp_path / "model.keras")
     np.savez(tmp_path / "rln.npz", **first_callback.get_state())
 
     resumed = keras.models.load_model(tmp_path / "model.keras")
-    resumed_callback = RLNCallback(resumed.layers[0], **STRONG)
+    resumed_callback = RLNCallback(resumed.layers[0], **STRONG, **options)
     resumed_callback.set_state(np.load(tmp_path / "rln.npz"))
     resumed.fit(x, y, initial_epoch=1, epochs=2, callbacks=[resumed_callback], **fit)
 
@@ -323,7 +458,9 @@ def test_get_config_records_the_hyperparameters():
     assert callback.hyperparameters == rln_core.Hyperparameters(-8.0, 1e5, 2)
     assert callback.get_config() == {
         "layers": [model.layers[0].name], "avg_reg": -8.0, "learning_rate": 1e5, "norm": 2,
-        "allow_steps_per_execution": False, "impl": "auto", "state_dtype": "float64"}
+        "allow_steps_per_execution": False, "impl": "auto", "state_dtype": "float64",
+        "compute_dtype": None}
+    assert RLNCallback(model.layers[0], **FLOAT32).get_config()["compute_dtype"] == "float32"
 
 
 def test_defaults_are_the_authors_callback_defaults():
@@ -358,6 +495,7 @@ def test_optimizer_defaults_and_config_before_build():
     assert {k: config[k] for k in ("avg_reg", "learning_rate", "norm")} == \
         rln_core.DEFAULTS.asdict()
     assert config["inner_optimizer"]["class_name"] == "SGD"
+    assert config["state_dtype"] is None and config["compute_dtype"] is None
     assert float(optimizer.learning_rate.numpy()) == pytest.approx(0.1)  # the inner one's
     optimizer.learning_rate = 0.2
     assert float(optimizer.inner_optimizer.learning_rate.numpy()) == pytest.approx(0.2)
@@ -370,6 +508,9 @@ def test_optimizer_defaults_and_config_before_build():
     ({"avg_reg": float("nan")}, ValueError, "avg_reg"),
     ({"learning_rate": -1.0}, ValueError, "learning_rate"),
     ({"state_dtype": "float16"}, TypeError, "state_dtype"),
+    ({"compute_dtype": "float16"}, TypeError, "Invalid compute_dtype"),
+    ({"compute_dtype": "float32", "state_dtype": "float64"}, TypeError,
+     "needs float32 kernels and a float32 state .* the state is float64"),
 ])
 def test_optimizer_refuses_bad_hyperparameters(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -420,3 +561,21 @@ def test_optimizer_keeps_the_inner_optimizers_state_and_iterations():
     n_own = len(optimizer.variables) - len(optimizer.inner_optimizer.variables)
     assert n_own == 2 + 4  # its unused iteration and learning rate; lambdas, prev_reg,
     assert optimizer.skipped(0) == 0  # steps and skipped of the one kernel
+
+
+def test_optimizer_float32_compute_needs_float32_variables_and_keeps_its_config():
+    keras.utils.set_random_seed(0)
+    double = keras.Sequential([keras.Input((N_IN,), dtype="float64"),
+                               keras.layers.Dense(4, dtype="float64")])
+    optimizer = RLNOptimizer(keras.optimizers.SGD(), double.layers[0], compute_dtype="float32")
+    with pytest.raises(TypeError, match=r"variable '.*kernel' is float64"):
+        optimizer.build(double.trainable_variables)
+    assert not optimizer.built
+
+    model = tiny_model()
+    optimizer = RLNOptimizer(keras.optimizers.SGD(), model.layers[0], compute_dtype=np.float32)
+    assert optimizer.compute_dtype == optimizer.get_config()["compute_dtype"] == "float32"
+    copy = RLNOptimizer.from_config(optimizer.get_config())
+    assert copy.compute_dtype == "float32" and copy.get_config() == optimizer.get_config()
+    optimizer.build(model.trainable_variables)  # state_dtype None: the arithmetic's, float32
+    assert optimizer.lambdas().dtype == np.float32

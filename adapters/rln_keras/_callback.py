@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Dict, Sequence, Union
+from collections.abc import Mapping
+from typing import Dict, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -12,9 +13,10 @@ import rln_core
 from rln_core import ORIGINAL_CALLBACK_DEFAULTS, STATE_FIELDS, Hyperparameters
 from rln_core.hyperparameters import WithHyperparameters
 from rln_core.implementations import check_impl
-from rln_core.state import check_state_dtype
+from rln_core.state import check_state, check_state_dtype, check_values, complete_fields
 from rln_keras import _claims
-from rln_keras._kernel import LayerKernel, check_layer, check_state_fits, kernel_variable
+from rln_keras._kernel import (LayerKernel, check_compute_dtype, check_float32_compute,
+                               check_layer, check_state_fits, kernel_variable)
 
 LayerRef = Union[int, keras.layers.Layer]
 
@@ -58,10 +60,19 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
         impl: "auto", "numba" or "numpy" (see `rln_core.update`).
         state_dtype: dtype of the lambdas and of the last regularization step:
             float64 (default) or float32.
+        compute_dtype: the arithmetic of each update. None (default): float64, as
+            the spec says (the kit's per-update tolerances). np.float32 (float32
+            kernels and state_dtype=np.float32 only): `rln_core.update(...,
+            compute_dtype=np.float32)`, faster, lambdas within
+            `rln_core.checks.F32_LAMBDA_RTOL` (3e-6) of max(1, |lambda|,
+            |lambda step|) per update; every weight the float64 update sets to
+            exactly 0 is exactly 0.
 
     Raises:
-        ValueError, TypeError: a bad hyperparameter, or a layer that has no
-            float kernel variable (unbuilt layers are checked at train begin).
+        ValueError, TypeError: a bad hyperparameter, a layer that has no float
+            kernel variable, or float32 arithmetic with a float64 state or kernel
+            (unbuilt layers are checked at train begin, or at the end of the
+            first step for a layer Keras builds only then).
     """
 
     def __init__(self, layer: Union[keras.layers.Layer, Sequence[keras.layers.Layer]],
@@ -69,12 +80,14 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
                  avg_reg: float = ORIGINAL_CALLBACK_DEFAULTS.avg_reg,
                  learning_rate: float = ORIGINAL_CALLBACK_DEFAULTS.learning_rate, *,
                  allow_steps_per_execution: bool = False, impl: str = "auto",
-                 state_dtype: "np.typing.DTypeLike" = np.float64):
+                 state_dtype: "np.typing.DTypeLike" = np.float64,
+                 compute_dtype: "Optional[np.typing.DTypeLike]" = None):
         super().__init__()
         hyperparameters = Hyperparameters(avg_reg=avg_reg, learning_rate=learning_rate,
                                           norm=norm)
         check_impl(impl)
         self.state_dtype = check_state_dtype(state_dtype)
+        self.compute_dtype = check_compute_dtype(compute_dtype)
         layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
         if not layers:
             raise ValueError("RLNCallback needs at least one layer, got an empty list")
@@ -82,12 +95,17 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
             check_layer(each)
         if len({id(each) for each in layers}) != len(layers):
             raise ValueError("RLNCallback got the same layer twice")
+        if self.compute_dtype is not None:
+            check_float32_compute("RLNCallback", {
+                "the state": self.state_dtype,
+                **{f"the kernel of layer {each.name!r}": kernel_variable(each).dtype
+                   for each in layers if each.built}})
         self.hyperparameters = hyperparameters
         self.allow_steps_per_execution = bool(allow_steps_per_execution)
         self.impl = impl
         self._kernels = [
             LayerKernel(each, rln_core.RLN(**hyperparameters.asdict(), impl=impl,
-                                           state_dtype=self.state_dtype))
+                                           state_dtype=self.state_dtype), self.compute_dtype)
             for each in layers]
         self._fit = None  # the `params` of the fit this callback is in, between its begin and end
 
@@ -101,7 +119,8 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
         return {"layers": [layer.name for layer in self.layers],
                 **self.hyperparameters.asdict(),
                 "allow_steps_per_execution": self.allow_steps_per_execution,
-                "impl": self.impl, "state_dtype": self.state_dtype.name}
+                "impl": self.impl, "state_dtype": self.state_dtype.name,
+                "compute_dtype": self.compute_dtype}
 
     def on_train_begin(self, logs=None):
         """Check the fit and claim every built kernel, then start or continue the states.
@@ -179,32 +198,66 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
                 out[f"layer{i}/{field}"] = value
         return out
 
-    def set_state(self, state: Dict[str, np.ndarray]) -> None:
+    def set_state(self, state: Mapping) -> None:
         """Restore `get_state()` output; the next fit continues that run.
 
-        Each layer's fields are read by `rln_core.RLNState.from_dict`, so older
-        checkpoints load too (one saved before any update has no prev_reg).
-        Every layer's state is checked (fields, shapes and dtypes against built
-        kernels) before any is replaced.
+        Each layer's fields are read as `rln_core.RLNState.from_dict` reads them,
+        so older checkpoints load too (one saved before any update has no
+        prev_reg). Every layer's state is checked before any is replaced: its
+        fields, their types and shapes, against a built kernel's shape and
+        dtype, float32 under `compute_dtype=float32`, then its values (no NaN or
+        inf in lambdas or prev_weights, nor in prev_reg after the first update).
+
+        Args:
+            state: a mapping of "layer{i}/{field}" to NumPy arrays (steps: an int),
+                e.g. `get_state()` or `np.load(path)` of what it saved.
+
+        Raises:
+            TypeError, ValueError: naming the key, the layer and the problem;
+                nothing is replaced then.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"RLNCallback.set_state takes a mapping of 'layer{{i}}/field' to "
+                            f"arrays (get_state() output), got {type(state).__name__}")
+        not_str = [key for key in state if not isinstance(key, str)]
+        if not_str:
+            raise TypeError(f"RLN state keys are strings 'layer{{i}}/field', got "
+                            f"{not_str[0]!r} ({type(not_str[0]).__name__})")
         unknown = [key for key in state
                    if key.partition("/")[2] not in STATE_FIELDS
                    or key.partition("/")[0] not in self._prefixes()]
         if unknown:
             raise ValueError(f"RLN state has unexpected keys {sorted(unknown)}; expected "
                              f"'layer{{i}}/field' for {len(self._kernels)} layer(s)")
-        new_states = []
-        for prefix, kernel in zip(self._prefixes(), self._kernels):
-            fields = {key.partition("/")[2]: value for key, value in state.items()
-                      if key.partition("/")[0] == prefix}
-            new_state = rln_core.RLNState.from_dict(fields)
-            if kernel.layer.built:
-                variable = kernel_variable(kernel.layer)
-                check_state_fits(new_state, tuple(variable.shape), np.dtype(variable.dtype),
-                                 kernel.layer.name)
-            new_states.append(new_state)
+        new_states = [
+            self._checked_state({key.partition("/")[2]: value for key, value in state.items()
+                                 if key.partition("/")[0] == prefix}, kernel, prefix)
+            for prefix, kernel in zip(self._prefixes(), self._kernels)]
         for kernel, new_state in zip(self._kernels, new_states):
             kernel.rln.state = new_state
+
+    def _checked_state(self, fields: Dict[str, object], kernel: LayerKernel,
+                       prefix: str) -> rln_core.RLNState:
+        """One layer's serialized fields as a new NumPy state (copies), checked for
+        `set_state`; raise otherwise."""
+        where = f"RLN state {prefix} (layer {kernel.layer.name!r})"
+        fields = complete_fields(fields, where)
+        for name in STATE_FIELDS[:3]:
+            if not isinstance(fields[name], np.ndarray):
+                raise TypeError(f"{where}['{name}'] must be a NumPy array, got "
+                                f"{type(fields[name]).__name__}")
+        new_state = rln_core.RLNState(
+            **{name: fields[name].copy(order="K") for name in STATE_FIELDS[:3]},
+            steps=fields["steps"])
+        check_state(new_state)
+        if kernel.layer.built:
+            variable = kernel_variable(kernel.layer)
+            check_state_fits(new_state, tuple(variable.shape), np.dtype(variable.dtype),
+                             kernel.layer.name)
+        if self.compute_dtype is not None:
+            check_float32_compute(where, {"its lambdas": new_state.lambdas.dtype})
+        check_values(fields, where)
+        return new_state
 
     def lambdas(self, layer: LayerRef = 0) -> np.ndarray:
         """A copy of a layer's lambdas, in the kernel's shape (float64 by default)."""

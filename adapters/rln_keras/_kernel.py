@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import keras
 import numpy as np
@@ -10,6 +10,46 @@ import numpy as np
 import rln_core
 
 KERNEL_DTYPES = ("float32", "float64")
+
+
+def check_compute_dtype(compute_dtype: "np.typing.DTypeLike") -> Optional[str]:
+    """The arithmetic asked for: None (float64, the spec's) or "float32" (the fast mode).
+
+    Args:
+        compute_dtype: None or float64 (np.float64, "float64"): float64; np.float32
+            or "float32": float32 arithmetic (float32 kernels and state only).
+
+    Raises:
+        TypeError: any other value.
+    """
+    if compute_dtype is None:
+        return None
+    try:
+        name = np.dtype(compute_dtype).name
+    except (TypeError, ValueError):
+        name = None
+    if name not in KERNEL_DTYPES:
+        raise TypeError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64) "
+                        "or float32")
+    return None if name == "float64" else name
+
+
+def check_float32_compute(what: str, dtypes: Dict[str, Any]) -> None:
+    """Float32 arithmetic takes float32 kernels and a float32 state only: refuse the rest.
+
+    Args:
+        what: who asks, for the message (e.g. "RLNCallback on layer 'dense'").
+        dtypes: each thing the update would read ("the kernel", "the state") and its dtype.
+
+    Raises:
+        TypeError: naming each dtype that is not float32 (float32 arithmetic on float64
+            values would round them).
+    """
+    wrong = [f"{name} is {np.dtype(dtype).name}" for name, dtype in dtypes.items()
+             if np.dtype(dtype) != np.float32]
+    if wrong:
+        raise TypeError(f"{what}: compute_dtype=float32 needs float32 kernels and a float32 "
+                        f"state (state_dtype=float32); {', '.join(wrong)}")
 
 
 def check_layer(layer: object) -> None:
@@ -144,11 +184,15 @@ class LayerKernel:
     Args:
         layer: the Keras layer whose `kernel` is regularized.
         rln: the per-tensor RLN (hyperparameters, and the state once begun).
+        compute_dtype: None (float64 arithmetic) or "float32" (`rln_core.update(...,
+            compute_dtype=np.float32)`: float32 kernel and state only).
     """
 
-    def __init__(self, layer: keras.layers.Layer, rln: rln_core.RLN):
+    def __init__(self, layer: keras.layers.Layer, rln: rln_core.RLN,
+                 compute_dtype: Optional[str] = None):
         self.layer = layer
         self.rln = rln
+        self.compute_dtype = None if compute_dtype is None else np.dtype(compute_dtype).type
         self._model: Optional[keras.Model] = None
         self._claim: Optional[Callable[[keras.Variable, str], None]] = None
         self._kernel: Optional[keras.Variable] = None
@@ -193,7 +237,9 @@ class LayerKernel:
             self._start()
         weights = self.access.read()
         try:
-            self.rln.update(weights)
+            rln_core.update(weights, self.rln.state, impl=self.rln.impl,
+                            compute_dtype=self.compute_dtype,
+                            **self.rln.hyperparameters.asdict())
         except ValueError as error:
             raise ValueError(f"RLN update of layer {self.layer.name!r} at batch {batch} "
                              f"refused: {error}") from error
@@ -211,6 +257,11 @@ class LayerKernel:
         if self.rln.state is not None:
             check_state_fits(self.rln.state, tuple(kernel.shape), np.dtype(kernel.dtype),
                              self.layer.name)
+        if self.compute_dtype is not None:
+            state = self.rln.state
+            check_float32_compute(f"RLNCallback on layer {self.layer.name!r}", {
+                "the kernel": kernel.dtype,
+                "the state": self.rln.state_dtype if state is None else state.lambdas.dtype})
         self._claim(kernel, self.layer.name)
         return kernel
 

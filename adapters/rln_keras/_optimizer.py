@@ -12,7 +12,8 @@ from keras import ops
 import rln_core
 from rln_core import DEFAULTS, Hyperparameters, array_api
 from rln_core.checks import FLOAT_DTYPES
-from rln_keras._kernel import check_layer, kernel_variable
+from rln_keras._kernel import (check_compute_dtype, check_float32_compute, check_layer,
+                               kernel_variable)
 from rln_keras._ops import KERAS_OPS, float64_available
 
 Target = Union[keras.layers.Layer, keras.Variable, str]
@@ -52,7 +53,9 @@ def graph_step(weights: Any, delta: Any, lambdas: Any, prev_reg: Any, steps: Any
         lambdas, prev_reg: the state (W's shape, the state dtype).
         steps: 0-d integer tensor: updates applied so far (0: no lambda step).
         hyperparameters: Theta, nu and the norm.
-        compute_dtype: "float64", or "float32" where the backend has no float64.
+        compute_dtype: "float64", or "float32" (asked for, or where the backend has
+            no float64): float32 arithmetic with the float32 clip margin
+            (`rln_core.checks.CLIP_MARGIN_F32`).
     """
     result = array_api.step(weights, lambdas, None, prev_reg, steps, hyperparameters,
                             delta=delta, xp=KERAS_OPS, compute_dtype=compute_dtype)
@@ -145,13 +148,16 @@ class RLNOptimizer(keras.optimizers.Optimizer):
     is kept, the state does not move) instead of raising, as nothing can
     raise inside a compiled step.
 
-    Arithmetic: float64 where the backend has it (TensorFlow, torch except on
-    MPS, JAX with `jax_enable_x64`), meeting the spec's per-update tolerances.
-    On JAX without x64 the math and the state are float32: per update, from
-    the same inputs, lambdas within 1e-5 * (1 + |lambda|) and weights within
-    1e-5 * |W| + 1 ulp of the float64 spec (tests/test_keras_backends.py;
-    measured about 5e-7 and 2e-6), and over a run the float32 rounding is
-    multiplied by nu like any other difference (docs/RLN_SPEC.md).
+    Arithmetic: by default float64 where the backend has it (TensorFlow, torch
+    except on MPS, JAX with `jax_enable_x64`), meeting the spec's per-update
+    tolerances. `compute_dtype="float32"` (float32 variables and state only)
+    asks for the spec's float32 mode on any backend: faster, and per update,
+    from the same inputs, within `rln_core.testing.FLOAT32_COMPUTE_TOLERANCE`
+    (lambdas within `rln_core.checks.F32_LAMBDA_RTOL` = 3e-6 of max(1, |lambda|,
+    |lambda in|, |lambda step|); every weight the float64 update sets to exactly
+    0 is exactly 0; tests/test_keras_backends.py). On JAX without x64 the math
+    and the state are float32 whatever is asked. Over a run the float32
+    rounding is multiplied by nu like any other difference (docs/RLN_SPEC.md).
 
     `learning_rate` and `iterations` are the inner optimizer's (so learning
     rate schedules and callbacks work unchanged); RLN's own nu is
@@ -169,20 +175,27 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         avg_reg: Theta, the mean of the lambdas (natural log).
         learning_rate: nu, the step size of the lambdas (>= 0).
         norm: 1 (L1) or 2 (L2).
-        state_dtype: "float64", "float32", or None: float64 where the backend
-            computes in float64, else float32.
+        state_dtype: "float64", "float32", or None: the dtype of the arithmetic
+            (float64 where the backend computes in float64, else float32).
+        compute_dtype: None (default: float64 where the backend has it) or
+            "float32" (np.float32): float32 arithmetic; float32 variables and a
+            float32 state only.
         name: the optimizer's name.
 
     Raises:
-        ValueError, TypeError: a bad hyperparameter, inner optimizer or target;
-            at build, a target that is not among the trained variables.
+        ValueError, TypeError: a bad hyperparameter, inner optimizer or target,
+            or compute_dtype="float32" with state_dtype="float64"; at build, a
+            target that is not among the trained variables, or a float64 one
+            under compute_dtype="float32".
     """
 
     def __init__(self, inner_optimizer: keras.optimizers.Optimizer,
                  layers_or_variables: Union[Target, Sequence[Target]],
                  avg_reg: float = DEFAULTS.avg_reg,
                  learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm, *,
-                 state_dtype: Optional[str] = None, name: Optional[str] = None):
+                 state_dtype: Optional[str] = None,
+                 compute_dtype: "Optional[np.typing.DTypeLike]" = None,
+                 name: Optional[str] = None):
         hyperparameters = Hyperparameters(avg_reg=avg_reg, learning_rate=learning_rate,
                                           norm=norm)
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
@@ -196,6 +209,9 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         if state_dtype is not None and state_dtype not in FLOAT_DTYPES:
             raise TypeError(f"Invalid state_dtype: {state_dtype!r}; expected 'float64', "
                             "'float32' or None")
+        compute_dtype = check_compute_dtype(compute_dtype)
+        if compute_dtype is not None and state_dtype is not None:
+            check_float32_compute("RLNOptimizer", {"the state": state_dtype})
         targets = list(layers_or_variables) if isinstance(layers_or_variables, (list, tuple)) \
             else [layers_or_variables]
         if not targets:
@@ -211,6 +227,7 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         self.inner_optimizer = inner_optimizer
         self.hyperparameters = hyperparameters
         self.state_dtype = state_dtype
+        self.compute_dtype = compute_dtype
         # Not tracked by Keras or TensorFlow: the variables in the slots are
         # tracked once, by `add_variable`.
         object.__setattr__(self, "_targets", tuple(targets))
@@ -224,8 +241,11 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         inner optimizer on `var_list`."""
         var_list = list(var_list)
         regularized = self._resolve(var_list)
-        compute = "float64" if all(float64_available(v.value) for v in regularized) \
-            else "float32"
+        if self.compute_dtype is not None:
+            check_float32_compute(f"RLNOptimizer {self.name!r}", {
+                f"variable {v.path!r}": v.dtype for v in regularized})
+        compute = self.compute_dtype or (
+            "float64" if all(float64_available(v.value) for v in regularized) else "float32")
         state_dtype = self.state_dtype or compute
         if state_dtype == "float64" and compute != "float64":
             raise ValueError(
@@ -361,9 +381,11 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         outside `fit` or after `model.jax_state_sync()`.
         """
         slot = self._slot(which)
-        return rln_core.RLNState.from_dict({
-            "lambdas": _to_numpy(slot.lambdas), "prev_weights": _to_numpy(slot.variable),
-            "prev_reg": _to_numpy(slot.prev_reg), "steps": int(_to_numpy(slot.steps))})
+        # Built directly, not by `from_dict`: it refuses NaN, and after a skipped
+        # step the variable holds what the inner optimizer made of it.
+        return rln_core.RLNState(
+            lambdas=_to_numpy(slot.lambdas), prev_weights=_to_numpy(slot.variable),
+            prev_reg=_to_numpy(slot.prev_reg), steps=int(_to_numpy(slot.steps)))
 
     def lambdas(self, which: int = 0) -> np.ndarray:
         """A copy of a regularized variable's lambdas (its shape; the state dtype)."""
@@ -413,7 +435,7 @@ class RLNOptimizer(keras.optimizers.Optimizer):
                 "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
                 "layers_or_variables": self.variable_paths(),
                 **self.hyperparameters.asdict(),
-                "state_dtype": self.state_dtype}
+                "state_dtype": self.state_dtype, "compute_dtype": self.compute_dtype}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
