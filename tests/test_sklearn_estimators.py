@@ -218,6 +218,7 @@ def test_divergence_is_a_clear_error(regression, rln, backend):
     (dict(avg_reg=float("inf")), "avg_reg"),
     (dict(learning_rate=float("inf")), "learning_rate"),
     (dict(validation_fraction=1.0), "validation_fraction"),
+    (dict(rln_precision="float16"), "rln_precision"),
 ])
 def test_invalid_parameters(regression, params, match):
     with pytest.raises(InvalidParameterError, match=match):
@@ -285,6 +286,21 @@ def test_keras_backend(regression):
     assert model.loss_curve_[-1] < model.loss_curve_[0]
     restored = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_float32_rln_precision_runs_the_fast_mode(regression, backend):
+    """rln_precision="float32": a float32 state computed in float32, close to the default
+    fit but not the same (the option reaches RLN), on both backends."""
+    X, y = regression
+    params = dict(FAST, backend=backend, learning_rate=1e7)
+    fast = RLNRegressor(rln_precision="float32", **params).fit(X, y)
+    default = RLNRegressor(**params).fit(X, y)
+    assert fast.lambdas_.dtype == np.float32 and default.lambdas_.dtype == np.float64
+    assert not np.array_equal(fast.lambdas_, default.lambdas_)
+    # training feeds the rounding back, so the fits part slowly: close, not equal
+    np.testing.assert_allclose(fast.lambdas_, default.lambdas_, rtol=0, atol=0.5)
+    np.testing.assert_allclose(fast.predict(X), default.predict(X), rtol=0, atol=0.05)
 
 
 def test_raw_breast_cancer_is_standardized_inside():

@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from rln_core import DEFAULTS, inspection
 from rln_sklearn._network import MIN_WIDTH, NetworkWeights, forward, hidden_widths
 from rln_sklearn._scaling import fit_standardization, standardize
-from rln_sklearn._training import NetworkConfig, TrainerFactory, train
+from rln_sklearn._training import RLN_PRECISIONS, NetworkConfig, TrainerFactory, train
 
 
 class Targets(NamedTuple):
@@ -51,6 +51,7 @@ class BaseRLN(BaseEstimator):
         "avg_reg": [Interval(Real, None, None, closed="neither")],
         "learning_rate": [Interval(Real, 0, None, closed="left")],
         "norm": [Options(Integral, {1, 2})],
+        "rln_precision": [StrOptions(set(RLN_PRECISIONS))],
         "l1": [Interval(Real, 0, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "epochs": [Interval(Integral, 1, None, closed="left")],
@@ -66,7 +67,7 @@ class BaseRLN(BaseEstimator):
 
     def __init__(self, *, layers: int = 4, rln: bool = True, avg_reg: float = DEFAULTS.avg_reg,
                  learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm,
-                 l1: float = 0.0,
+                 rln_precision: str = "float64", l1: float = 0.0,
                  lr: float = 1e-3, epochs: int = 100, batch_size: int = 10,
                  backend: str = "torch", standardize: bool = True,
                  early_stopping: bool = False,
@@ -77,6 +78,7 @@ class BaseRLN(BaseEstimator):
         self.avg_reg = avg_reg
         self.learning_rate = learning_rate
         self.norm = norm
+        self.rln_precision = rln_precision
         self.l1 = l1
         self.lr = lr
         self.epochs = epochs
@@ -133,7 +135,7 @@ class BaseRLN(BaseEstimator):
                                        min_width=max(MIN_WIDTH, targets.n_outputs))),
             n_outputs=targets.n_outputs, lr=self.lr, l1=self.l1, rln=self.rln,
             avg_reg=self.avg_reg, learning_rate=self.learning_rate, norm=self.norm,
-            batch_size=self.batch_size, seed=int(rng.randint(np.iinfo(np.int32).max)))
+            rln_precision=self.rln_precision, batch_size=self.batch_size, seed=int(rng.randint(np.iinfo(np.int32).max)))
         y = targets.values
         validation = None
         if self.early_stopping:

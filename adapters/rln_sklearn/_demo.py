@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from rln_core import DEFAULTS, Hyperparameters
 from rln_sklearn._estimators import RLNClassifier, RLNRegressor
 from rln_sklearn._network import hidden_widths
+from rln_sklearn._training import RLN_PRECISIONS
 from rln_sklearn.datasets import add_noise_features, split_for_selection
 
 BASELINE, PLAIN, L1, RLN, HGB = "baseline", "plain", "l1", "rln", "hgb"
@@ -58,6 +59,7 @@ class DemoSettings:
         epochs, batch_size, backend: passed to every network.
         l1_grid: L1 coefficients tried for the best-L1 baseline.
         avg_reg, learning_rate: RLN's Theta and nu.
+        rln_precision: RLN's state and arithmetic, "float64" or "float32" (the fast mode).
         seed: repeat r uses seed + r.
         jobs: fits run side by side in this many processes (1: in this one).
 
@@ -75,11 +77,15 @@ class DemoSettings:
     l1_grid: tuple[float, ...] = (1e-3, 1e-2, 1e-1)
     avg_reg: float = DEFAULTS.avg_reg
     learning_rate: float = DEFAULTS.learning_rate
+    rln_precision: str = "float64"
     seed: int = 0
     jobs: int = 1
 
     def __post_init__(self) -> None:
         Hyperparameters(avg_reg=self.avg_reg, learning_rate=self.learning_rate)
+        if self.rln_precision not in RLN_PRECISIONS:
+            raise ValueError(f"Invalid rln_precision: {self.rln_precision!r}; expected one of "
+                             f"{RLN_PRECISIONS}")
         for name in ("repeats", "epochs", "batch_size", "jobs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Invalid {name}: {getattr(self, name)!r}; expected an int >= 1")
@@ -244,7 +250,8 @@ def _candidates(settings: DemoSettings, seed: int) -> list[tuple[str, Any]]:
         else HistGradientBoostingRegressor
     return ([(PLAIN, make(rln=False))]
             + [(L1, make(rln=False, l1=c)) for c in settings.l1_grid]
-            + [(RLN, make()), (HGB, booster(random_state=seed))])
+            + [(RLN, make(rln_precision=settings.rln_precision)),
+               (HGB, booster(random_state=seed))])
 
 
 @dataclasses.dataclass

@@ -22,6 +22,10 @@ _PARAMETERS = """
         avg_reg: Theta, the mean of RLN's log coefficients (default -10).
         learning_rate: nu, RLN's step size for the log coefficients (default 1e6).
         norm: 1 (L1, default) or 2 (L2) for RLN's per-weight penalty.
+        rln_precision: "float64" (default: RLN's state and arithmetic in
+            float64, the spec's) or "float32" (a float32 state computed in
+            float32: the core's fast mode, about 3x faster per update, lambdas
+            within 3e-6 of the float64 update's per step; see README).
         l1: a fixed L1 coefficient on the first layer's kernel (the tutorial's
             baseline); needs rln=False. rln=False, l1=0 is the plain network.
         lr: RMSprop's step size (Keras's RMSprop: rho 0.9, epsilon 1e-7).

@@ -49,8 +49,10 @@ class KerasTrainer:
         self._data_loss = _data_loss(keras, config.loss)
         self._model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.lr),
                             loss=self._data_loss)
+        precision = np.dtype(config.rln_precision)
         self._rln = (RLNCallback(self._model.layers[0], norm=config.norm,
-                                 avg_reg=config.avg_reg, learning_rate=config.learning_rate)
+                                 avg_reg=config.avg_reg, learning_rate=config.learning_rate,
+                                 state_dtype=precision, compute_dtype=precision)
                      if config.rln else None)
         self._callbacks = keras.callbacks.CallbackList(
             [self._rln] if self._rln is not None else [], model=self._model)

@@ -40,8 +40,10 @@ class TorchTrainer:
         self._first_layer = self._network[0]
         self._optimizer = torch.optim.RMSprop(self._network.parameters(), lr=config.lr,
                                               alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
+        precision = getattr(torch, config.rln_precision)
         self._rln = (RLN(self._first_layer, norm=config.norm, avg_reg=config.avg_reg,
-                         learning_rate=config.learning_rate) if config.rln else None)
+                         learning_rate=config.learning_rate, state_dtype=precision,
+                         compute_dtype=precision) if config.rln else None)
         if self._rln is not None:
             self._rln.attach(self._optimizer)
         self._data_loss = DATA_LOSSES[config.loss]

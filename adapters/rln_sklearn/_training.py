@@ -17,6 +17,8 @@ from tqdm.auto import tqdm
 from rln_sklearn._network import NetworkWeights
 
 LOSSES = ("squared_error", "binary_log_loss", "log_loss")
+RLN_PRECISIONS = ("float64", "float32")
+"""RLN's state dtype and arithmetic: float64 (the spec's), or float32 (the fast mode)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +33,8 @@ class NetworkConfig:
         n_outputs: width of the output layer.
         lr: RMSprop step size. l1: L1 coefficient on the first layer (0 = none).
         rln: whether RLN regularizes the first layer, with Theta `avg_reg`,
-            nu `learning_rate` and `norm`.
+            nu `learning_rate` and `norm`, its state and arithmetic in
+            `rln_precision` ("float64" or "float32", see `RLN_PRECISIONS`).
         batch_size: samples per optimizer step.
         seed: seeds the weight initialization.
     """
@@ -45,6 +48,7 @@ class NetworkConfig:
     avg_reg: float
     learning_rate: float
     norm: int
+    rln_precision: str
     batch_size: int
     seed: int
 

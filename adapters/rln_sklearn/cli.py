@@ -20,6 +20,7 @@ import numpy as np
 
 from rln_sklearn._demo import (FULL_EPOCHS, FULL_REPEATS, MAX_NOISE_FEATURES, DemoSettings,
                                check_table, format_table, run_demo, to_json)
+from rln_sklearn._training import RLN_PRECISIONS
 from rln_sklearn.datasets import BUILTIN, CLASSIFICATION, load_table
 from rln_sklearn.threads import use_one_thread_per_process
 
@@ -86,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="RLN's Theta (default %(default)g)")
     demo.add_argument("--learning-rate", type=_number, default=DEFAULTS.learning_rate,
                       help="RLN's nu (default %(default)g)")
+    demo.add_argument("--rln-precision", choices=RLN_PRECISIONS, default=DEFAULTS.rln_precision,
+                      help="RLN's state and arithmetic: float64 (default) or float32, the "
+                           "faster mode")
     demo.add_argument("--seed", type=_int_in(0), default=DEFAULTS.seed,
                       help="repeat r uses seed + r (default %(default)s)")
     demo.add_argument("--jobs", type=_int_in(1), default=DEFAULTS.jobs,
@@ -119,7 +123,7 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             repeats=args.repeats or (FULL_REPEATS if args.full else DEFAULTS.repeats),
             epochs=args.epochs or (FULL_EPOCHS if args.full else DEFAULTS.epochs),
             backend=args.backend, avg_reg=args.avg_reg, learning_rate=args.learning_rate,
-            seed=args.seed, jobs=args.jobs)
+            rln_precision=args.rln_precision, seed=args.seed, jobs=args.jobs)
         check_table(X, y, settings)
     except ValueError as error:
         parser.error(str(error))
