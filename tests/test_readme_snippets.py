@@ -20,15 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MARK = re.compile(r"#\s*readme-test:\s*(.+?)\s*->\s*(.+?)\s*$")
 
-# Blocks of sections this test's author does not edit that are fragments today
-# (names they never define). strict=True: once a block runs, the mark must go.
-FRAGMENTS = {
-    "PyTorch (`rln_torch`)": "uses model, loader, opt and loss_fn without defining them",
-    "JAX / optax (`rln_jax`)": "uses params and grads without defining them",
-    "Keras 3 (`rln_keras`)": "uses model, x, y and np without defining or importing them",
-    "Prove your own implementation: the conformance kit":
-        "my_update's body is `...`, which the kit rightly fails",
-}
+# Blocks that are fragments on purpose (none today). strict=True: once a block runs,
+# its mark must go.
+FRAGMENTS: dict = {}
 
 
 def python_blocks() -> list[tuple[str, int, str]]:
