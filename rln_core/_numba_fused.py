@@ -86,148 +86,167 @@ def _decayed(grad, w, weight_decay, sign):  # pragma: no cover - compiled
     return _fma(w, weight_decay, grad) if weight_decay != 0 else grad
 
 
-def _make_rmsprop(centered: bool, with_momentum: bool) -> Callable:
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _rmsprop(w, g, square_avg, buf, grad_avg, h, centered,
+             with_momentum):  # pragma: no cover - compiled
     """torch.optim.RMSprop's element step; slots (square_avg, momentum_buffer, grad_avg).
 
-    h = (-lr, alpha, 1 - alpha, alpha (as 1 - (1 - alpha), for lerp), |1 - alpha| < 0.5,
-    eps, weight_decay, momentum, sign), the numbers in W's dtype, sign -1 to maximize.
+    h = (-lr, alpha, 1 - alpha, alpha (as 1 - (1 - alpha), for lerp), eps, weight_decay,
+    momentum, sign, -, -, |1 - alpha| < 0.5), the numbers in W's dtype, sign -1 to maximize.
     """
-    @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def element(w, g, square_avg, buf, grad_avg, h):  # pragma: no cover - compiled
-        neg_lr, alpha, one_minus_alpha, lerp_rest, lerp_small, eps, weight_decay, momentum, \
-            sign = h
-        g = _decayed(g, w, weight_decay, sign)
-        square_avg = _fma(one_minus_alpha * g, g, square_avg * alpha)
-        if centered:
-            grad_avg = _lerp(grad_avg, g, one_minus_alpha, lerp_rest, lerp_small)
-            avg = np.sqrt(_fma(-grad_avg, grad_avg, square_avg)) + eps
-        else:
-            avg = np.sqrt(square_avg) + eps
-        if with_momentum:
-            buf = buf * momentum + g / avg
-            w = _fma(buf, neg_lr, w)
-        else:
-            w = (neg_lr * g) / avg + w
-        return w, square_avg, buf, grad_avg
-    return element
+    neg_lr, alpha, one_minus_alpha, lerp_rest, eps, weight_decay, momentum, sign, _, _, \
+        lerp_small = h
+    g = _decayed(g, w, weight_decay, sign)
+    square_avg = _fma(one_minus_alpha * g, g, square_avg * alpha)
+    if centered:
+        grad_avg = _lerp(grad_avg, g, one_minus_alpha, lerp_rest, lerp_small)
+        avg = np.sqrt(_fma(-grad_avg, grad_avg, square_avg)) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if with_momentum:
+        buf = buf * momentum + g / avg
+        w = _fma(buf, neg_lr, w)
+    else:
+        w = (neg_lr * g) / avg + w
+    return w, square_avg, buf, grad_avg
 
 
-def _make_adam(amsgrad: bool) -> Callable:
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _adam(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq, h, amsgrad,
+          unused):  # pragma: no cover - compiled
     """torch.optim.Adam's (and AdamW's) element step; slots (exp_avg, exp_avg_sq,
     max_exp_avg_sq).
 
-    h = (-lr / bias_correction1, 1 - beta1, beta1 (as 1 - (1 - beta1)), |1 - beta1| < 0.5,
-    beta2, 1 - beta2, sqrt(bias_correction2), eps, weight_decay (0 when decoupled),
-    1 - lr * weight_decay (decoupled, else 1), sign), in W's dtype.
+    h = (-lr / bias_correction1, 1 - beta1, beta1 (as 1 - (1 - beta1)), beta2, 1 - beta2,
+    sqrt(bias_correction2), eps, weight_decay (0 when decoupled), 1 - lr * weight_decay
+    (decoupled, else 1), sign, |1 - beta1| < 0.5), in W's dtype.
     """
-    @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def element(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq, h):  # pragma: no cover - compiled
-        neg_step_size, one_minus_beta1, lerp_rest, lerp_small, beta2, one_minus_beta2, \
-            bias_correction2_sqrt, eps, weight_decay, decay, sign = h
-        w = w * decay
-        g = _decayed(g, w, weight_decay, sign)
-        exp_avg = _lerp(exp_avg, g, one_minus_beta1, lerp_rest, lerp_small)
-        exp_avg_sq = _fma(one_minus_beta2 * g, g, exp_avg_sq * beta2)
-        if amsgrad:
-            # torch.maximum, where NaN wins
-            larger = max_exp_avg_sq if max_exp_avg_sq >= exp_avg_sq else exp_avg_sq
-            max_exp_avg_sq = max_exp_avg_sq if max_exp_avg_sq != max_exp_avg_sq else larger
-            second = max_exp_avg_sq
-        else:
-            second = exp_avg_sq
-        denom = np.sqrt(second) / bias_correction2_sqrt + eps
-        w = (neg_step_size * exp_avg) / denom + w
-        return w, exp_avg, exp_avg_sq, max_exp_avg_sq
-    return element
+    neg_step_size, one_minus_beta1, lerp_rest, beta2, one_minus_beta2, \
+        bias_correction2_sqrt, eps, weight_decay, decay, sign, lerp_small = h
+    w = w * decay
+    g = _decayed(g, w, weight_decay, sign)
+    exp_avg = _lerp(exp_avg, g, one_minus_beta1, lerp_rest, lerp_small)
+    exp_avg_sq = _fma(one_minus_beta2 * g, g, exp_avg_sq * beta2)
+    if amsgrad:
+        # torch.maximum, where NaN wins
+        larger = max_exp_avg_sq if max_exp_avg_sq >= exp_avg_sq else exp_avg_sq
+        max_exp_avg_sq = max_exp_avg_sq if max_exp_avg_sq != max_exp_avg_sq else larger
+        second = max_exp_avg_sq
+    else:
+        second = exp_avg_sq
+    denom = np.sqrt(second) / bias_correction2_sqrt + eps
+    w = (neg_step_size * exp_avg) / denom + w
+    return w, exp_avg, exp_avg_sq, max_exp_avg_sq
 
 
-def _make_sgd(with_momentum: bool, nesterov: bool) -> Callable:
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _sgd(w, g, buf, unused_1, unused_2, h, with_momentum,
+         nesterov):  # pragma: no cover - compiled
     """torch.optim.SGD's element step; slots (momentum_buffer, -, -).
 
-    h = (-lr, weight_decay, momentum, 1 - dampening, sign, first): first (a bool) when
-    the momentum buffer does not exist yet (torch then takes the gradient as it).
+    h = (-lr, weight_decay, momentum, 1 - dampening, sign, -, -, -, -, -, first): first
+    when the momentum buffer does not exist yet (torch then takes the gradient as it).
     """
-    @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def element(w, g, buf, unused_1, unused_2, h):  # pragma: no cover - compiled
-        neg_lr, weight_decay, momentum, one_minus_dampening, sign, first = h
-        g = _decayed(g, w, weight_decay, sign)
-        if with_momentum:
-            buf = g if first else _fma(g, one_minus_dampening, buf * momentum)
-            g = _fma(buf, momentum, g) if nesterov else buf
-        return _fma(g, neg_lr, w), buf, unused_1, unused_2
-    return element
+    neg_lr, weight_decay, momentum, one_minus_dampening, sign, _, _, _, _, _, first = h
+    g = _decayed(g, w, weight_decay, sign)
+    if with_momentum:
+        buf = g if first else _fma(g, one_minus_dampening, buf * momentum)
+        g = _fma(buf, momentum, g) if nesterov else buf
+    return _fma(g, neg_lr, w), buf, unused_1, unused_2
 
 
-# Per optimizer: the element factory and, per structural variant, the slots it uses.
-_ELEMENTS = {RMSPROP: _make_rmsprop, ADAM: _make_adam, SGD: _make_sgd}
+KINDS = {RMSPROP: 0, ADAM: 1, SGD: 2}
 
 
-def slots_used(optimizer: str, variant: Tuple[bool, ...]) -> Tuple[bool, bool, bool]:
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _apply_block(w, g, s0, s1, s2, h, kind, flag_0, flag_1, has_0, has_1,
+                 has_2):  # pragma: no cover - compiled
+    """The optimizer's step over 1-D arrays, in place: W and the slots it uses (has_*;
+    the others get any array of W's length, never read nor written).
+
+    kind (`KINDS`), the flags and has_* are constants where it is inlined, so each
+    variant gets its own loop (functions whose closures hold only constants cache on
+    disk; one holding a dispatcher would not). Every optimizer's h has one type
+    (`rln_core.fused._numbers`), so each branch types whichever is compiled.
+    """
+    for j in range(w.size):
+        if kind == 0:
+            stepped, n0, n1, n2 = _rmsprop(w[j], g[j], s0[j], s1[j], s2[j], h, flag_0, flag_1)
+        elif kind == 1:
+            stepped, n0, n1, n2 = _adam(w[j], g[j], s0[j], s1[j], s2[j], h, flag_0, flag_1)
+        else:
+            stepped, n0, n1, n2 = _sgd(w[j], g[j], s0[j], s1[j], s2[j], h, flag_0, flag_1)
+        if has_0:
+            s0[j] = n0
+        if has_1:
+            s1[j] = n1
+        if has_2:
+            s2[j] = n2
+        w[j] = stepped
+
+
+def slots_used(optimizer: str, variant: Tuple[bool, bool]) -> Tuple[bool, bool, bool]:
     """Which of the three state slots the optimizer's variant reads and writes."""
-    if optimizer == RMSPROP:
-        centered, with_momentum = variant
-        return True, with_momentum, centered
-    if optimizer == ADAM:
-        (amsgrad,) = variant
-        return True, True, amsgrad
-    with_momentum, _ = variant
-    return with_momentum, False, False
+    flag_0, flag_1 = variant
+    if optimizer == RMSPROP:  # (centered, with_momentum)
+        return True, flag_1, flag_0
+    if optimizer == ADAM:  # (amsgrad, -)
+        return True, True, flag_0
+    return flag_0, False, False  # SGD: (with_momentum, nesterov)
 
 
-def _make_apply(element: Callable, used: Tuple[bool, bool, bool]) -> Callable:
-    """apply(w, g, s0, s1, s2, h): the optimizer's step over 1-D arrays, in place (W and
-    the used slots; unused slots get any array of W's length, never read nor written)."""
-    has_0, has_1, has_2 = used
+@functools.lru_cache(maxsize=None)
+def _apply(optimizer: str, variant: Tuple[bool, bool]) -> Callable:
+    """apply(w, g, s0, s1, s2, h): `_apply_block` of one optimizer variant."""
+    kind, (flag_0, flag_1) = KINDS[optimizer], variant
+    has_0, has_1, has_2 = slots_used(optimizer, variant)
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def apply(w, g, s0, s1, s2, h):  # pragma: no cover - compiled
-        for j in range(w.size):
-            stepped, n0, n1, n2 = element(w[j], g[j], s0[j], s1[j], s2[j], h)
-            if has_0:
-                s0[j] = n0
-            if has_1:
-                s1[j] = n1
-            if has_2:
-                s2[j] = n2
-            w[j] = stepped
+        _apply_block(w, g, s0, s1, s2, h, kind, flag_0, flag_1, has_0, has_1, has_2)
 
     return apply
 
 
-@functools.lru_cache(maxsize=None)
-def _apply(optimizer: str, variant: Tuple[bool, ...]) -> Callable:
-    """`_make_apply` of one optimizer variant, made (and compiled) once."""
-    return _make_apply(_ELEMENTS[optimizer](*variant), slots_used(optimizer, variant))
+@numba.njit(cache=True, nogil=True)
+def _add_into(sums, part):  # pragma: no cover - compiled
+    """sums[k] += part[k] for a tuple of the kernel's stats (floats and ints)."""
+    k = 0
+    for value in literal_unroll(part):
+        sums[k] += value
+        k += 1
 
 
 @functools.lru_cache(maxsize=None)
-def _step_and_stats(optimizer: str, variant: Tuple[bool, ...], compute32: bool) -> Callable:
+def _step_and_stats(optimizer: str, variant: Tuple[bool, bool], compute32: bool) -> Callable:
     """step_and_stats(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, d_scale,
     stepped, learning_rate): the optimizer's step in place, block by block, each block
     then read by the kernel's stats (`_stats`, or `_stats32` for float32 compute) as an
-    unfused update would read it; returns their sums (a float64 array)."""
-    apply = _apply(optimizer, variant)
-    stats = _kernel._stats32 if compute32 else _kernel._stats
-    n_stats = 5 if compute32 else 3
+    unfused update would read it; returns their sums (5 floats, the last two 0 without
+    compute32)."""
+    kind, (flag_0, flag_1) = KINDS[optimizer], variant
+    has_0, has_1, has_2 = slots_used(optimizer, variant)
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
     def step_and_stats(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, d_scale, stepped,
                        learning_rate):  # pragma: no cover - compiled
-        sums = np.zeros(n_stats)
+        sums = np.zeros(5)  # `_stats32`'s five, or `_stats`'s three and zeros
         for start in range(0, w.size, BLOCK):
             stop = min(start + BLOCK, w.size)
             m = stop - start
-            apply(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
-                  s2[start:stop], h)
-            block_prev_w = prev_weights[start:stop].reshape(1, m)
-            part = stats(w[start:stop].reshape(1, m), lambdas[start:stop].reshape(1, m),
-                         block_prev_w, prev_reg[start:stop].reshape(1, m), block_prev_w, False,
-                         d_scale, stepped, learning_rate)
-            k = 0
-            for value in literal_unroll(part):
-                sums[k] += value
-                k += 1
-        return sums
+            _apply_block(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
+                         s2[start:stop], h, kind, flag_0, flag_1, has_0, has_1, has_2)
+            block = (w[start:stop].reshape(1, m), lambdas[start:stop].reshape(1, m),
+                     prev_weights[start:stop].reshape(1, m),
+                     prev_reg[start:stop].reshape(1, m), prev_weights[start:stop].reshape(1, m))
+            if compute32:
+                _add_into(sums, _kernel._stats32(*block, False, d_scale, stepped,
+                                                 learning_rate))
+            else:
+                _add_into(sums, _kernel._stats(*block, False, d_scale, stepped, learning_rate))
+        # a tuple, not the array: an array returned by a cached closure loses its dtype
+        # when another closure of the same code is loaded in the process (numba 0.68)
+        return sums[0], sums[1], sums[2], sums[3], sums[4]
 
     return step_and_stats
 
@@ -264,7 +283,7 @@ def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
         weights, grad, s0, s1, s2, h, lambdas, prev_weights, prev_reg, D_SCALE[norm],
         not first, learning_rate)
     status, shift, writer = _kernel.decide(
-        tuple(sums), weights.size, first, hyperparameters.avg_reg, learning_rate, norm,
+        sums if compute32 else sums[:3], weights.size, first, hyperparameters.avg_reg, learning_rate, norm,
         compute32, lambdas.dtype)
     if status == OK:
         rln_views = [views[0], views[5], views[6], views[7], views[6]]

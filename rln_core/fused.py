@@ -40,6 +40,7 @@ from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+_N_NUMBERS = 10  # the numbers of every optimizer's element function (the most: Adam's)
 
 
 def rmsprop_step(weights: np.ndarray, grad: np.ndarray, state: RLNState, *,
@@ -70,8 +71,9 @@ def rmsprop_step(weights: np.ndarray, grad: np.ndarray, state: RLNState, *,
     dtype = _weights_dtype(weights)
     with_momentum = momentum > 0
     one_minus_alpha = dtype(1 - alpha)
-    h = (dtype(-lr), dtype(alpha), one_minus_alpha, *_lerp_terms(one_minus_alpha), dtype(eps),
-         dtype(weight_decay), dtype(momentum), _sign(maximize, dtype))
+    lerp_rest, lerp_small = _lerp_terms(one_minus_alpha)
+    h = _numbers(dtype, (-lr, alpha, one_minus_alpha, lerp_rest, eps, weight_decay, momentum,
+                         _sign(maximize)), lerp_small)
     slots = (("square_avg", square_avg, True), ("momentum_buffer", momentum_buffer, with_momentum),
              ("grad_avg", grad_avg, bool(centered)))
     return _step("rmsprop", (bool(centered), with_momentum), h, weights, grad, slots, state,
@@ -107,13 +109,15 @@ def adam_step(weights: np.ndarray, grad: np.ndarray, state: RLNState, *,
     bias_correction1 = 1 - beta1 ** step
     bias_correction2 = 1 - beta2 ** step
     decoupled = bool(decoupled_weight_decay) and weight_decay != 0
-    h = (dtype(-(lr / bias_correction1)), one_minus_beta1, *_lerp_terms(one_minus_beta1),
-         dtype(beta2), dtype(1 - beta2), dtype(bias_correction2 ** 0.5), dtype(eps),
-         dtype(0.0 if decoupled_weight_decay else weight_decay),
-         dtype(1 - lr * weight_decay if decoupled else 1.0), _sign(maximize, dtype))
+    lerp_rest, lerp_small = _lerp_terms(one_minus_beta1)
+    h = _numbers(dtype, (-(lr / bias_correction1), one_minus_beta1, lerp_rest, beta2,
+                         1 - beta2, bias_correction2 ** 0.5, eps,
+                         0.0 if decoupled_weight_decay else weight_decay,
+                         1 - lr * weight_decay if decoupled else 1.0, _sign(maximize)),
+                 lerp_small)
     slots = (("exp_avg", exp_avg, True), ("exp_avg_sq", exp_avg_sq, True),
              ("max_exp_avg_sq", max_exp_avg_sq, bool(amsgrad)))
-    return _step("adam", (bool(amsgrad),), h, weights, grad, slots, state,
+    return _step("adam", (bool(amsgrad), False), h, weights, grad, slots, state,
                  Hyperparameters(avg_reg, learning_rate, norm), compute_dtype, regularize)
 
 
@@ -138,8 +142,8 @@ def sgd_step(weights: np.ndarray, grad: np.ndarray, state: RLNState, *,
     """
     dtype = _weights_dtype(weights)
     with_momentum = momentum != 0
-    h = (dtype(-lr), dtype(weight_decay), dtype(momentum), dtype(1 - dampening),
-         _sign(maximize, dtype), bool(first_momentum))
+    h = _numbers(dtype, (-lr, weight_decay, momentum, 1 - dampening, _sign(maximize)),
+                 bool(first_momentum))
     slots = (("momentum_buffer", momentum_buffer, with_momentum),)
     return _step("sgd", (with_momentum, bool(nesterov) and with_momentum), h, weights, grad,
                  slots, state, Hyperparameters(avg_reg, learning_rate, norm), compute_dtype,
@@ -161,8 +165,15 @@ def _lerp_terms(weight: np.floating) -> Tuple[np.floating, bool]:
     return type(weight)(1) - weight, bool(abs(weight) < 0.5)
 
 
-def _sign(maximize: bool, dtype: type) -> np.floating:
-    return dtype(-1.0 if maximize else 1.0)
+def _sign(maximize: bool) -> float:
+    return -1.0 if maximize else 1.0
+
+
+def _numbers(dtype: type, values: Sequence[float], flag: bool) -> tuple:
+    """The kernel's h: _N_NUMBERS values in W's dtype (padded with zeros), then the flag:
+    one type for every optimizer."""
+    padded = list(values) + [0.0] * (_N_NUMBERS - len(values))
+    return (*(dtype(value) for value in padded), bool(flag))
 
 
 def _step(optimizer: str, variant: Tuple[bool, ...], h: tuple, weights: np.ndarray,
