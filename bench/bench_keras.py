@@ -8,9 +8,10 @@ process) with:
 - hook only: a callback with an empty `on_train_batch_end` (what any batch
   callback costs in Keras: it turns off async dispatch and syncs every step);
 - callback: `rln_keras.RLNCallback` on the first layer (the numba kernel, float64
-  state; with a float32 state; the NumPy implementation too with --numpy);
+  state; with a float32 state; with float32 state and arithmetic,
+  `compute_dtype=np.float32`; the NumPy implementation too with --numpy);
 - in-graph: `rln_keras.RLNOptimizer(RMSprop, first layer)`, the update inside
-  the compiled train step;
+  the compiled train step (float64 arithmetic; and `compute_dtype="float32"`);
 - pandas (TensorFlow only): the authors' callback steps in pandas
   (`bench/pandas_rln.py`).
 Every variant gets its own model (same seed), a warm-up epoch, then timed fits;
@@ -48,8 +49,9 @@ BACKENDS = ("tensorflow", "jax", "torch")
 N_ROWS, N_INPUTS, WIDTHS = 404, 1013, (179, 32, 6)
 THETA, NU = -10.0, 1e6
 SEED = 0
-VARIANTS = ("plain", "hook only", "callback", "callback (f32 state)", "callback (numpy)",
-            "in-graph", "pandas (authors')")
+VARIANTS = ("plain", "hook only", "callback", "callback (f32 state)", "callback (f32 compute)",
+            "callback (numpy)", "in-graph", "in-graph (f32 compute)", "pandas (authors')")
+FLOAT32 = {"state_dtype": np.float32, "compute_dtype": np.float32}
 
 
 def thread_environment(threads: int) -> Dict[str, str]:
@@ -134,19 +136,21 @@ def make_variant(name: str):
         def on_train_batch_end(self, batch, logs=None):
             self.layer.kernel.assign(self.baseline.update(self.layer.kernel.numpy()))
 
-    if name == "in-graph":
+    if name.startswith("in-graph"):
+        compute = "float32" if "f32" in name else None
         return tutorial_model(lambda inner, model: RLNOptimizer(
-            inner, model.layers[0], avg_reg=THETA, learning_rate=NU)), []
+            inner, model.layers[0], avg_reg=THETA, learning_rate=NU,
+            compute_dtype=compute)), []
     model = tutorial_model()
     first = model.layers[0]
+    rln = {"avg_reg": THETA, "learning_rate": NU}
     callbacks = {
         "plain": [],
         "hook only": lambda: [HookOnly()],
-        "callback": lambda: [RLNCallback(first, avg_reg=THETA, learning_rate=NU)],
-        "callback (f32 state)": lambda: [RLNCallback(first, avg_reg=THETA, learning_rate=NU,
-                                                     state_dtype=np.float32)],
-        "callback (numpy)": lambda: [RLNCallback(first, avg_reg=THETA, learning_rate=NU,
-                                                 impl="numpy")],
+        "callback": lambda: [RLNCallback(first, **rln)],
+        "callback (f32 state)": lambda: [RLNCallback(first, **rln, state_dtype=np.float32)],
+        "callback (f32 compute)": lambda: [RLNCallback(first, **rln, **FLOAT32)],
+        "callback (numpy)": lambda: [RLNCallback(first, **rln, impl="numpy")],
         "pandas (authors')": lambda: [PandasCallback(first)],
     }[name]
     return model, callbacks() if callable(callbacks) else callbacks
@@ -206,12 +210,12 @@ def run_backend(args: argparse.Namespace) -> None:
           f"RLN on the first layer (Theta={THETA:g}, nu={NU:g}); median of {args.repeats} "
           f"fits x {args.epochs} epochs; {args.clock} clock, threads: "
           f"{args.threads or 'default'} (numba {numba.get_num_threads()})")
-    print(f"{'batch':>5}  {'variant':<20} {'ms/step':>8} {'vs plain':>9} {'+ms/step':>9}")
+    print(f"{'batch':>5}  {'variant':<22} {'ms/step':>8} {'vs plain':>9} {'+ms/step':>9}")
     for batch_size in args.batch_size:
         per_step = time_variants(names, batch_size, args.epochs, args.repeats, clock)
         plain = per_step["plain"]
         for name, seconds in per_step.items():
-            print(f"{batch_size:>5}  {name:<20} {1e3 * seconds:8.2f} {seconds / plain:8.2f}x "
+            print(f"{batch_size:>5}  {name:<22} {1e3 * seconds:8.2f} {seconds / plain:8.2f}x "
                   f"{1e3 * (seconds - plain):+9.2f}", flush=True)
 
 

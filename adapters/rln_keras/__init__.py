@@ -33,6 +33,13 @@ variables, saved by `model.save` and restored by `keras.models.load_model`.
 A non-finite step is skipped for RLN and counted (`skipped()`), not raised.
 float64 where the backend has it; float32 on JAX without `jax_enable_x64`.
 
+The fast float32 mode (docs/RLN_SPEC.md), an explicit option, never the
+default: `RLNCallback(..., state_dtype=np.float32, compute_dtype=np.float32)`
+(the core's `rln_core.update(..., compute_dtype=np.float32)`) and
+`RLNOptimizer(..., compute_dtype="float32")`, for float32 kernels only (a
+float64 state or kernel is a TypeError before anything changes); per update
+within `rln_core.testing.FLOAT32_COMPUTE_TOLERANCE` of the float64 reference.
+
 Each kernel gets one RLN per fit: the same callback twice in `callbacks`, two
 callbacks over one layer or tied kernels, a callback over a variable the
 model's RLNOptimizer regularizes, or an RLNOptimizer wrapping another over the
