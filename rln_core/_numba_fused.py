@@ -267,7 +267,7 @@ def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
         compute32: the kernel's float32 compute mode.
 
     Returns:
-        OK (both applied), BAD_WEIGHTS or BAD_LAMBDAS (the optimizer's step applied,
+        OK (both applied), BAD_WEIGHTS or LAMBDAS_UNSURE (the optimizer's step applied,
         the RLN state untouched), or None (a layout these drivers cannot walk; nothing
         done).
     """

@@ -40,7 +40,7 @@ import numpy as np
 
 from rln_core import _numba_math as _math
 from rln_core._layout import as_2d_views
-from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS, OK
+from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE, OK
 from rln_core.checks import CLIP_MARGIN, CLIP_MARGIN_F32, D_SCALE, LOG_HALF
 from rln_core.hyperparameters import Hyperparameters
 
@@ -351,13 +351,15 @@ def _shift(total: float, total_abs: float, n_bad: int, n: int, first: bool,
 
     Every translated lambda is at most total_abs + |shift| in magnitude, so that
     sum within `lambda_max` (the state dtype's largest value) keeps them all
-    finite where they are stored (conservative by the sum over the tensor).
+    finite where they are stored. The bound is conservative (by the sum over the
+    tensor, which can overflow where no lambda does): where it trips, the status
+    is LAMBDAS_UNSURE and the caller decides on the exact path.
     """
     if n_bad:
         return BAD_WEIGHTS, 0.0
     shift = 0.0 if first else avg_reg - total / n
     if not total_abs + abs(shift) <= lambda_max:
-        return BAD_LAMBDAS, 0.0
+        return LAMBDAS_UNSURE, 0.0
     return OK, shift
 
 
@@ -379,7 +381,7 @@ def _shift32(total: float, total_abs: float, n_bad: int, change_abs: float, n_su
     shift = 0.0 if first else avg_reg - total / n
     # (rounding the shift to float32 is within the allowance)
     if not (total_abs + abs(shift)) * (1.0 + 1e-6) <= _F32_MAX * (1.0 - 1e-6):
-        return BAD_LAMBDAS, 0.0, True
+        return LAMBDAS_UNSURE, 0.0, True
     safe = first or (change_abs <= _F32_STEP_SAFE and learning_rate * change_abs <= _F32_STEP_SAFE)
     return OK, shift, safe and not (norm == 1 and n_subnormal)
 

@@ -2,4 +2,5 @@
 
 OK = 0
 BAD_WEIGHTS = 1  # a weight is NaN or inf
-BAD_LAMBDAS = 2  # the lambda step would make a lambda NaN or inf
+LAMBDAS_UNSURE = 2  # the kernel's cheap bound cannot vouch that the new lambdas are finite:
+#                    the exact NumPy path decides (and refuses if they are not)

@@ -7,9 +7,8 @@ from typing import Any, Optional
 import numpy as np
 
 from rln_core import array_api, implementations, reference
-from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS
-from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
-                             non_finite_lambdas_message, one_update_at_a_time)
+from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE
+from rln_core.checks import NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, one_update_at_a_time
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
 
@@ -60,10 +59,11 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
     if compute32:
         _check_float32_compute(weights, state)
     with one_update_at_a_time(state):
-        if chosen == "numba" and _update_with_numba(weights, state, hyperparameters, delta,
-                                                    compute32):
+        done = chosen == "numba" and _update_with_numba(weights, state, hyperparameters,
+                                                        delta, compute32)
+        if done is True:
             return state
-        if impl == "numba":
+        if impl == "numba" and done is None:
             arrays = (weights, state.lambdas, state.prev_weights, state.prev_reg, delta)
             swapped = [a.dtype.str for a in arrays if a is not None and not a.dtype.isnative]
             if swapped:
@@ -122,16 +122,18 @@ def _check_float32_compute(weights: np.ndarray, state: RLNState) -> None:
 
 
 def _update_with_numba(weights: np.ndarray, state: RLNState, hyperparameters: Hyperparameters,
-                       delta: Optional[np.ndarray], compute32: bool = False) -> bool:
-    """Run the numba kernel; False if the layout needs the NumPy path."""
+                       delta: Optional[np.ndarray], compute32: bool = False) -> Optional[bool]:
+    """Run the numba kernel: True (done), None (a layout it cannot walk) or False (its
+    bound on the lambdas tripped: nothing written, the exact NumPy path decides, so
+    numba refuses exactly what the reference refuses)."""
     code = implementations.numba_kernel().update_in_place(
         weights, state.lambdas, state.prev_weights, state.prev_reg, delta,
         int(state.steps) == 0, hyperparameters, compute32)
     if code is None:
-        return False
+        return None
     if code == BAD_WEIGHTS:
         raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
-    if code == BAD_LAMBDAS:
-        raise ValueError(non_finite_lambdas_message(hyperparameters.learning_rate))
+    if code == LAMBDAS_UNSURE:
+        return False
     state.steps = int(state.steps) + 1
     return True

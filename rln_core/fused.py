@@ -32,10 +32,9 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from rln_core import implementations
-from rln_core._numba_kernel_codes import BAD_LAMBDAS, BAD_WEIGHTS
-from rln_core._update import _check_float32_compute, _is_float32_compute
-from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
-                             non_finite_lambdas_message, one_update_at_a_time)
+from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE, OK
+from rln_core._update import _check_float32_compute, _is_float32_compute, update
+from rln_core.checks import NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, one_update_at_a_time
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
 
@@ -201,10 +200,13 @@ def _step(optimizer: str, variant: Tuple[bool, ...], h: tuple, weights: np.ndarr
                 f"strides {weights.strides}, gradient strides {grad.strides}")
         if code == BAD_WEIGHTS:
             raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
-        if code == BAD_LAMBDAS:
-            raise ValueError(non_finite_lambdas_message(hyperparameters.learning_rate))
-        if regularize:
+        if code == OK and regularize:
             state.steps = int(state.steps) + 1
+    if code == LAMBDAS_UNSURE:
+        # the optimizer's step is applied and the RLN state untouched (prev_weights is W
+        # before it): the exact NumPy update decides, as after an unfused step
+        update(weights, state, impl="numpy", compute_dtype=compute_dtype,
+               **hyperparameters.asdict())
     return state
 
 

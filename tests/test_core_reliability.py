@@ -165,3 +165,56 @@ def test_big_endian_arrays_update_in_place_through_numpy(compute_dtype):
     np.testing.assert_array_equal(s_swapped.lambdas, s_native.lambdas)
     with pytest.raises(ValueError, match="byte order"):
         rln_core.update(w_swapped, s_swapped, impl="numba", **kwargs)
+
+
+@pytest.mark.parametrize("compute_dtype", [None, np.float32])
+@pytest.mark.parametrize("first", [True, False])
+def test_numba_accepts_the_states_near_the_float_limit_the_reference_accepts(first, compute_dtype):
+    """The kernel's cheap bound (a sum of |lambda| over the tensor) overflows where no
+    lambda does; then the exact path decides: numba refuses exactly what the reference
+    refuses, and otherwise gives the reference's result."""
+    dtype = np.float32 if compute_dtype else np.float64
+    big = float(np.finfo(dtype).max) / 4
+    weights = np.full((5, 4), 0.5, np.float32)
+    state = rln_core.init(weights, -10.0, state_dtype=dtype)
+    # finite lambdas whose sum of |lambda| is not (their signed sum is 0)
+    state.lambdas[...] = big * np.where(np.arange(20).reshape(5, 4) % 2, 1.0, -1.0)
+    state.steps = 0 if first else 3
+    kwargs = {"avg_reg": -10.0, "learning_rate": 0.0}
+    expected_w, expected = rln_core.reference.update(weights.copy(), state.copy(), **kwargs)
+    got_w, got = weights.copy(), state.copy()
+    rln_core.update(got_w, got, impl="numba", compute_dtype=compute_dtype, **kwargs)
+    np.testing.assert_array_equal(got_w, expected_w)
+    np.testing.assert_allclose(got.lambdas, expected.lambdas, rtol=1e-6)
+    # and an update the reference refuses is refused, leaving everything as it was
+    state.steps, state.lambdas[0, 0] = 3, np.finfo(dtype).max
+    kwargs["avg_reg"] = float(np.finfo(dtype).max) / 2
+    with pytest.raises(ValueError, match="non-finite"):
+        rln_core.reference.update(weights.copy(), state.copy(), **kwargs)
+    before = state.copy()
+    with pytest.raises(ValueError, match="non-finite"):
+        rln_core.update(weights, state, impl="numba", compute_dtype=compute_dtype, **kwargs)
+    np.testing.assert_array_equal(state.lambdas, before.lambdas)
+
+
+def test_the_fused_step_decides_near_the_float_limit_as_the_unfused_one():
+    """The fused kernel's bound trips the same way: the exact update then runs after the
+    optimizer's step, as `rmsprop step; rln_core.update` would."""
+    from rln_core import fused
+
+    big = float(np.finfo(np.float64).max) / 4
+    rng = np.random.default_rng(8)
+    weights = rng.normal(0, 0.1, size=(5, 4)).astype(np.float32)
+    grad = rng.normal(0, 0.1, size=(5, 4)).astype(np.float32)
+    state = rln_core.init(weights, -10.0)
+    state.lambdas[...] = big * np.where(np.arange(20).reshape(5, 4) % 2, 1.0, -1.0)
+    kwargs = {"avg_reg": -10.0, "learning_rate": 0.0}
+    square_avg = np.zeros_like(weights)
+    got_w, got = weights.copy(), state.copy()
+    fused.rmsprop_step(got_w, grad, got, square_avg=square_avg, lr=1e-2, **kwargs)
+    stepped = (weights - np.float32(1e-2) * grad / (np.sqrt(np.float32(0.01) * grad * grad)
+                                                   + np.float32(1e-8))).astype(np.float32)
+    expected_w, expected = rln_core.reference.update(stepped, state.copy(), **kwargs)
+    np.testing.assert_allclose(got_w, expected_w, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got.lambdas, expected.lambdas, rtol=1e-6)
+    assert got.steps == 1
