@@ -24,7 +24,7 @@ _PARAMETERS = """
         norm: 1 (L1, default) or 2 (L2) for RLN's per-weight penalty.
         rln_precision: "float64" (default: RLN's state and arithmetic in
             float64, the spec's) or "float32" (a float32 state computed in
-            float32: the core's fast mode, about 3x faster per update, lambdas
+            float32: the core's fast mode, about 2x faster per update, lambdas
             within 3e-6 of the float64 update's per step; see README).
         l1: a fixed L1 coefficient on the first layer's kernel (the tutorial's
             baseline); needs rln=False. rln=False, l1=0 is the plain network.

@@ -90,7 +90,7 @@ class RLN(WithHyperparameters):
         compute_dtype: the arithmetic of the update. None (default): float64, as
             the spec says (the kit's per-update tolerances). torch.float32 (float32
             parameters and state_dtype=torch.float32 only): float32 arithmetic,
-            about 3x faster on CPU, lambdas within
+            about 2x faster on CPU, lambdas within
             `rln_core.checks.F32_LAMBDA_RTOL` (3e-6) of max(1, |lambda|,
             |lambda step|) per update; every weight the float64 update sets to
             exactly 0 is exactly 0. (On MPS the arithmetic is float32 anyway.)
