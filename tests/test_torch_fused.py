@@ -49,6 +49,10 @@ CONFIGS = [
     (torch.optim.SGD, {}),
     (torch.optim.SGD, {"momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
     (torch.optim.SGD, {"momentum": 0.9, "nesterov": True, "maximize": True}),
+    # foreach groups: torch's multi-tensor loops for the other parameters, same math
+    (torch.optim.RMSprop, {"foreach": True, "momentum": 0.9}),
+    (torch.optim.Adam, {"foreach": True, "amsgrad": True}),
+    (torch.optim.SGD, {"foreach": True, "momentum": 0.9}),
 ]
 
 
