@@ -218,3 +218,12 @@ def test_the_fused_step_decides_near_the_float_limit_as_the_unfused_one():
     np.testing.assert_allclose(got_w, expected_w, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(got.lambdas, expected.lambdas, rtol=1e-6)
     assert got.steps == 1
+
+
+@pytest.mark.parametrize("steps", [None, "abc", np.array([1, 2]), float("nan"), 2.7, "3", True,
+                                   -1, 2.0])
+def test_a_state_dict_with_odd_steps_is_refused_with_a_clear_error(steps):
+    saved = rln_core.init(np.ones((2, 3), np.float32)).to_dict()
+    saved["steps"] = steps
+    with pytest.raises(ValueError, match=r"\['steps'\] must be an int >= 0"):
+        rln_core.RLNState.from_dict(saved)
