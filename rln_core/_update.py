@@ -75,7 +75,7 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
                 f"{weights.strides} in place; pass a contiguous array or use impl='auto'")
         if compute32:
             new_weights, new_state = array_api.update(
-                weights, state, delta=delta, compute_dtype=np.float32,
+                weights, state, delta=delta, compute_dtype=np.float32, mean_dtype=np.float64,
                 **hyperparameters.asdict())
         else:
             pure = array_api.update if chosen == "array_api" else reference.update

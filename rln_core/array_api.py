@@ -51,7 +51,8 @@ class Step(NamedTuple):
 
 def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: Any,
          hyperparameters: Hyperparameters, *, delta: Optional[Any] = None,
-         xp: Optional[Any] = None, compute_dtype: Optional[Any] = None) -> Step:
+         xp: Optional[Any] = None, compute_dtype: Optional[Any] = None,
+         mean_dtype: Optional[Any] = None) -> Step:
     """One RLN update as a pure function of arrays; nothing is checked or raised.
 
     Args:
@@ -65,6 +66,10 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
             W - prev_weights.
         xp: the array namespace; detected from `weights` when None.
         compute_dtype: the dtype of the arithmetic; xp.float64 when None.
+        mean_dtype: the dtype the mean of step 3 is summed in; compute_dtype when
+            None. With float32 arithmetic pass xp.float64 where the library has
+            it (the spec's float32 mode sums the mean in float64, as the numba
+            kernel does; XLA's float32 sums drift by ~1e-6 on 1e5 elements).
 
     Returns:
         A `Step`; its arrays are meaningful only where `ok` is true.
@@ -80,7 +85,11 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
     change = w - xp.astype(prev_weights, dtype) if delta is None else xp.astype(delta, dtype)
     lambda_step = learning_rate * change * xp.astype(prev_reg, dtype)
     stepped = lam - lambda_step
-    stepped = stepped + (avg_reg - xp.mean(stepped))
+    if mean_dtype is None:
+        mean = xp.mean(stepped)
+    else:
+        mean = xp.astype(xp.mean(xp.astype(stepped, mean_dtype)), dtype)
+    stepped = stepped + (avg_reg - mean)
     first = steps == 0
     lam_in = lam
     lam = _select(xp, first, lam, stepped)
@@ -134,13 +143,15 @@ def _maximum(xp: Any, x1: Any, x2: Any) -> Any:
 
 def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
            learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm,
-           delta: Optional[Any] = None, compute_dtype: Optional[Any] = None
+           delta: Optional[Any] = None, compute_dtype: Optional[Any] = None,
+           mean_dtype: Optional[Any] = None
            ) -> Tuple[Any, RLNState]:
     """One checked RLN update without side effects, for arrays of any library.
 
     Same arguments, checks and errors as `rln_core.reference.update`, with W,
     the state and delta as arrays of one library on one device (the checks
-    read the finiteness flags, one host sync). `compute_dtype` as in `step`.
+    read the finiteness flags, one host sync). `compute_dtype`, `mean_dtype` as
+    in `step`.
 
     Returns:
         (new_weights, new_state): new arrays of W's library, none sharing memory
@@ -151,7 +162,7 @@ def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
     with np.errstate(over="ignore", invalid="ignore"):  # NumPy arrays: checked just below
         result = step(weights, state.lambdas, None if delta is not None else state.prev_weights,
                       state.prev_reg, int(state.steps), hyperparameters, delta=delta,
-                      compute_dtype=compute_dtype)
+                      compute_dtype=compute_dtype, mean_dtype=mean_dtype)
     if not bool(result.weights_finite):
         raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
     if not bool(result.lambdas_finite):

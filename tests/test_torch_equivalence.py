@@ -1,5 +1,7 @@
 """rln_torch against rln_core.reference: per update (kit, Linear, Conv2d) and whole trainings."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +14,11 @@ IMPLS = ["numba", "numpy", "torch"]
 HYPER = {"avg_reg": -6.0, "learning_rate": 1e5, "norm": 1}
 
 
-def torch_update_on(device):
+def torch_update_on(device, compute_dtype=None):
     """`torch_update` as a kit implementation: the kit's NumPy arrays (and delta) as
     tensors on `device`, the weights written back."""
     def update(weights, state, delta=None, **kwargs):
+        kwargs["compute_dtype"] = compute_dtype
         arrays = {k: v for k, v in state.to_dict().items() if isinstance(v, np.ndarray)}
         tensors = rln_core.RLNState(
             **{k: torch.from_numpy(v).to(device) for k, v in arrays.items()}, steps=state.steps)
@@ -57,6 +60,19 @@ def adapter_on_numpy(impl):
 def test_torch_update_passes_the_conformance_kit(device):
     assert testing.check_update(torch_update_on(device)) == len(testing.CASES)
     assert testing.check_rejects_bad_input(torch_update_on(device)) == len(testing.ERROR_CASES)
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                         reason="no CUDA device"))])
+def test_torch_update_in_float32_meets_the_float32_modes_tolerance(device):
+    """The kit's float32 cases (float32 weights and state, the tutorial's 1013 x 179
+    layer among them) in float32 arithmetic on torch ops, the mean summed in float64."""
+    cases = [dataclasses.replace(case, state_dtype="float32") for case in testing.CASES
+             if case.dtype == "float32"]
+    assert any(case.name.startswith("tutorial") for case in cases)
+    assert testing.check_update(torch_update_on(device, torch.float32), cases,
+                                tolerance=testing.FLOAT32_COMPUTE_TOLERANCE) == len(cases)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

@@ -26,19 +26,13 @@ def _astype(x: Any, dtype: Any) -> Any:
 
 
 def _mean(x: Any) -> Any:
-    """The mean of every element, summed in float64 where the backend has it; x's dtype.
+    """The mean of every element, in x's dtype.
 
     Not `keras.ops.mean`: on the torch and JAX backends it computes in
     float32 even for a float64 tensor (Keras' `result_type(x.dtype, "float32")`
-    gives float32), an error of ~1e-7 in the lambdas' translation. A float32
-    tensor is summed in float64 too, as the spec's float32 mode says: XLA on
-    TensorFlow sums float32 in one long chain, which put the mean of the
-    tutorial's 1013 x 179 lambdas 3.5e-6 off (more than F32_LAMBDA_RTOL).
+    gives float32), an error of ~1e-7 in the lambdas' translation.
     """
-    dtype = keras.backend.standardize_dtype(x.dtype)
-    if dtype == "float64" or not float64_available(x):
-        return ops.sum(x) / math.prod(x.shape)
-    return ops.cast(ops.sum(ops.cast(x, "float64")) / math.prod(x.shape), dtype)
+    return ops.sum(x) / math.prod(x.shape)
 
 
 def _minimum(x1: Any, x2: Any) -> Any:

@@ -55,10 +55,16 @@ def graph_step(weights: Any, delta: Any, lambdas: Any, prev_reg: Any, steps: Any
         hyperparameters: Theta, nu and the norm.
         compute_dtype: "float64", or "float32" (asked for, or where the backend has
             no float64): float32 arithmetic with the float32 clip margin
-            (`rln_core.checks.CLIP_MARGIN_F32`).
+            (`rln_core.checks.CLIP_MARGIN_F32`); the mean of the lambdas is then
+            summed in float64 where the backend has it, as the spec's float32
+            mode says (XLA on TensorFlow sums float32 in one long chain: the mean
+            of the tutorial's 1013 x 179 lambdas came out 3.5e-6 off, more than
+            F32_LAMBDA_RTOL).
     """
+    wide = compute_dtype == "float32" and float64_available(weights)
     result = array_api.step(weights, lambdas, None, prev_reg, steps, hyperparameters,
-                            delta=delta, xp=KERAS_OPS, compute_dtype=compute_dtype)
+                            delta=delta, xp=KERAS_OPS, compute_dtype=compute_dtype,
+                            mean_dtype="float64" if wide else None)
     ok = result.ok
     steps_dtype = keras.backend.standardize_dtype(steps.dtype)
     return GraphStep(weights=ops.where(ok, result.weights, weights),

@@ -65,9 +65,10 @@ def torch_update(weights: torch.Tensor, state: rln_core.RLNState, *,
         `state` itself.
     """
     with one_update_at_a_time(state):
+        mps = weights.device.type == "mps"  # no float64 there
         new_weights, new_state = rln_core.array_api.update(
-            weights, state, delta=delta,
-            compute_dtype=torch.float32 if weights.device.type == "mps" else compute_dtype,
+            weights, state, delta=delta, compute_dtype=torch.float32 if mps else compute_dtype,
+            mean_dtype=None if mps or compute_dtype is None else torch.float64,
             **hyperparameters)
         weights.copy_(new_weights)
         state.prev_weights.copy_(new_weights)
