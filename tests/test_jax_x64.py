@@ -6,6 +6,7 @@ that share its process (pytest-xdist runs several modules in one worker) keep
 JAX's default, and test_jax_rln.py pins that default with `jax.enable_x64(False)`.
 """
 
+import dataclasses
 import functools
 from typing import NamedTuple, Optional
 
@@ -49,7 +50,7 @@ class _TracedHyperparameters(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def _update_body(how: str, hyperparameters: Optional[rln_core.Hyperparameters] = None,
-                 norm: int = 1):
+                 norm: int = 1, float32: bool = False):
     """rln_jax's update body (`regularize`, what `rln`'s update runs after W = params + updates).
 
     how: "eager"; "jit" with the hyperparameters as constants, as `rln` compiles it (one XLA
@@ -57,12 +58,13 @@ def _update_body(how: str, hyperparameters: Optional[rln_core.Hyperparameters] =
     share compiles (a case costs a compile, ~0.5 s, otherwise)."""
     if how == "traced":
         return jax.jit(lambda w, d, state, avg_reg, nu: regularize(
-            w, d, state, _TracedHyperparameters(avg_reg, nu, norm)))
-    body = functools.partial(regularize, hyperparameters=hyperparameters)
+            w, d, state, _TracedHyperparameters(avg_reg, nu, norm), float32))
+    body = functools.partial(regularize, hyperparameters=hyperparameters, float32=float32)
     return jax.jit(body) if how == "jit" else body
 
 
-def _kit_update(weights, state, *, avg_reg, learning_rate, norm, delta=None, how="traced"):
+def _kit_update(weights, state, *, avg_reg, learning_rate, norm, delta=None, how="traced",
+                float32=False):
     """The kit's update (NumPy arrays in and out) through rln_jax's update body.
 
     Without a given delta the spec's delta is W - prev_weights, computed here
@@ -71,11 +73,11 @@ def _kit_update(weights, state, *, avg_reg, learning_rate, norm, delta=None, how
         delta = weights.astype(np.float64) - state.prev_weights.astype(np.float64)
     inputs = (jnp.asarray(weights), jnp.asarray(delta), _jax_state(state))
     if how == "traced":
-        new_weights, new_state, ok = _update_body(how, norm=norm)(
+        new_weights, new_state, ok = _update_body(how, norm=norm, float32=float32)(
             *inputs, jnp.float64(avg_reg), jnp.float64(learning_rate))
     else:
         new_weights, new_state, ok = _update_body(
-            how, rln_core.Hyperparameters(avg_reg, learning_rate, norm))(*inputs)
+            how, rln_core.Hyperparameters(avg_reg, learning_rate, norm), float32=float32)(*inputs)
     assert bool(ok) and int(new_state.skipped) == 0
     new_weights = np.asarray(new_weights)
     return new_weights, _core_state(new_weights, new_state)
@@ -129,6 +131,42 @@ def test_kit_detects_a_wrong_update():
 
     with pytest.raises(AssertionError, match="lambdas"):
         testing.check_update(off, [c for c in testing.CASES if c.name == "norm=1_float32_13x7"])
+
+
+# The kit's float32-weight cases with a float32 state: the float32 mode's only inputs.
+F32_CASES = [dataclasses.replace(case, state_dtype="float32") for case in testing.CASES
+             if case.dtype == "float32"]
+
+
+@pytest.mark.parametrize("how", ["traced", "eager"])
+def test_the_float32_mode_meets_its_tolerance_under_x64(how):
+    """compute_dtype=float32 under x64: float32 arithmetic, the mean summed in float64, within
+    the kit's FLOAT32_COMPUTE_TOLERANCE (the tutorial's 1013 x 179 layer among the cases)."""
+    assert any(case.name.startswith("tutorial") for case in F32_CASES)
+    update = functools.partial(_kit_update, how=how, float32=True)
+    assert testing.check_update(update, F32_CASES,
+                                tolerance=testing.FLOAT32_COMPUTE_TOLERANCE) == len(F32_CASES)
+
+
+def test_the_float32_mode_is_asked_for_and_checked():
+    rng = np.random.default_rng(2)
+    params = {"w": jnp.asarray(rng.normal(0, 0.1, (30, 7)), jnp.float32)}
+    fast, default = rln_jax.rln(compute_dtype=np.float32), rln_jax.rln(state_dtype=np.float32)
+    fast_state, default_state = fast.init(params), default.init(params)
+    assert fast_state.lambdas["w"].dtype == jnp.float32
+    for _ in range(5):
+        updates = {"w": jnp.asarray(rng.normal(0, 1e-3, (30, 7)), jnp.float32)}
+        _, fast_state = fast.update(updates, fast_state, params)
+        _, default_state = default.update(updates, default_state, params)
+        params = optax.apply_updates(params, updates)
+    assert not np.array_equal(fast_state.lambdas["w"], default_state.lambdas["w"])
+    np.testing.assert_allclose(fast_state.lambdas["w"], default_state.lambdas["w"], atol=1e-4)
+    with pytest.raises(TypeError, match="needs state_dtype float32"):
+        rln_jax.rln(compute_dtype=np.float32, state_dtype=np.float64)
+    with pytest.raises(TypeError, match="Invalid compute_dtype"):
+        rln_jax.rln(compute_dtype=np.float16)
+    with pytest.raises(TypeError, match="needs float32 params"):
+        fast.init({"w": jnp.ones((2, 2), jnp.float64)})
 
 
 def test_state_is_float64_and_float32_on_request():

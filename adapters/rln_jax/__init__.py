@@ -25,7 +25,8 @@ The update is `rln_core.array_api.step` in `jax.numpy` with the weight change
 given (delta = the optimizer's updates). The state (`RLNState`) is plain
 arrays of a fixed structure: it lives inside `jax.jit` and checkpoints as
 arrays. float64 under `jax_enable_x64` (the spec, per update), float32
-otherwise (`FLOAT32_TOLERANCE`). A non-finite update raises eagerly and is
+otherwise (`FLOAT32_TOLERANCE`) or when asked for (`compute_dtype=np.float32`:
+the spec's float32 mode). A non-finite update raises eagerly and is
 skipped (and counted in `RLNState.skipped`) under jit; see `rln`.
 """
 

@@ -61,12 +61,32 @@ def state_dtype_now(requested: Optional[np.dtype]) -> np.dtype:
     return requested
 
 
-def compute_dtype_for(lambdas_dtype: Any) -> Any:
-    """The dtype the update's math runs in: float64 under x64, float32 otherwise.
+def check_compute_dtype(compute_dtype: Any) -> bool:
+    """Whether float32 arithmetic is asked for: None or float64 -> False, float32 -> True.
 
     Raises:
-        TypeError: the lambdas are not float32/float64, or float64 lambdas
-            while `jax_enable_x64` is off (init and update disagree on x64).
+        TypeError: any other value.
+    """
+    if compute_dtype is None:
+        return False
+    try:
+        name = np.dtype(compute_dtype).name
+    except TypeError:
+        name = None
+    if name not in FLOAT_DTYPES:
+        raise TypeError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64 "
+                        "under x64) or float32")
+    return name == "float32"
+
+
+def compute_dtype_for(lambdas_dtype: Any, float32: bool = False) -> Any:
+    """The dtype the update's math runs in: float64 under x64 unless `float32` (the
+    float32 mode) is asked for, float32 otherwise.
+
+    Raises:
+        TypeError: the lambdas are not float32/float64, float64 lambdas while
+            `jax_enable_x64` is off (init and update disagree on x64), or float64
+            lambdas in the float32 mode.
     """
     name = np.dtype(lambdas_dtype).name
     if name not in FLOAT_DTYPES:
@@ -75,6 +95,11 @@ def compute_dtype_for(lambdas_dtype: Any) -> Any:
         if name == "float64":
             raise TypeError("the RLN state holds float64 lambdas but jax_enable_x64 is off; "
                             "run init and update with the same x64 setting")
+        return jnp.float32
+    if float32:
+        if name == "float64":
+            raise TypeError("compute_dtype=float32 needs a float32 RLN state; this one holds "
+                            "float64 lambdas")
         return jnp.float32
     return jnp.float64
 

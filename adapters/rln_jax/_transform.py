@@ -19,7 +19,8 @@ from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_weights,
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import check_state_dtype
 
-from rln_jax._state import PyTree, RLNState, compute_dtype_for, state_dtype_now
+from rln_jax._state import (PyTree, RLNState, check_compute_dtype, compute_dtype_for,
+                            state_dtype_now, x64_enabled)
 
 FLOAT32_TOLERANCE = 1e-5
 """The relative tolerance of one update in float32 mode (`jax_enable_x64` off).
@@ -48,8 +49,8 @@ NO_PARAMS_MESSAGE = ("rln_jax.rln needs the params: call update(updates, state, 
 
 
 def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learning_rate,
-        norm: int = DEFAULTS.norm, *, state_dtype: Optional[Any] = None
-        ) -> optax.GradientTransformation:
+        norm: int = DEFAULTS.norm, *, state_dtype: Optional[Any] = None,
+        compute_dtype: Optional[Any] = None) -> optax.GradientTransformation:
     """RLN after an optimizer: `optax.chain(optax.rmsprop(1e-3), rln_jax.rln())`.
 
     The incoming updates are the optimizer's step: RLN learns from them
@@ -89,7 +90,13 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
         learning_rate: nu, the lambdas' step size (>= 0; 1e5..1e7 is typical).
         norm: 1 (L1) or 2 (L2).
         state_dtype: float32 or float64 for the lambdas and prev_reg; None:
-            float64 under `jax_enable_x64`, float32 otherwise (read at `init`).
+            float64 under `jax_enable_x64`, float32 otherwise (read at `init`),
+            and float32 with compute_dtype=float32.
+        compute_dtype: None (default): float64 arithmetic under x64. float32:
+            the spec's float32 mode under x64 too (float32 params and state; the
+            mean of the lambdas summed in float64), per update within
+            `rln_core.testing.FLOAT32_COMPUTE_TOLERANCE`. Without x64 the
+            arithmetic is float32 whatever is asked.
 
     Returns:
         An `optax.GradientTransformation` whose state is an `RLNState`; its
@@ -97,15 +104,27 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
 
     Raises:
         ValueError: invalid hyperparameters (`rln_core.Hyperparameters`).
-        TypeError: a state_dtype other than float32/float64.
+        TypeError: a state_dtype other than float32/float64, a compute_dtype
+            other than None/float32/float64, float32 arithmetic with a float64
+            state, or (at init) with float64 params.
     """
     hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
     requested = None if state_dtype is None else check_state_dtype(state_dtype)
+    float32 = check_compute_dtype(compute_dtype)
+    if float32:
+        if requested == np.float64:
+            raise TypeError("compute_dtype=float32 needs state_dtype float32 (or None), got "
+                            "float64")
+        requested = np.dtype(np.float32)
 
     def init_fn(params: PyTree) -> RLNState:
         dtype = state_dtype_now(requested)
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-            check_weights(leaf, name=f"params{jax.tree_util.keystr(path)}")
+            name = f"params{jax.tree_util.keystr(path)}"
+            check_weights(leaf, name=name)
+            if float32 and np.dtype(leaf.dtype) != np.float32:
+                raise TypeError(f"compute_dtype=float32 needs float32 params; {name} is "
+                                f"{np.dtype(leaf.dtype).name}")
         return RLNState(
             lambdas=jax.tree_util.tree_map(
                 lambda p: jnp.full_like(p, hyperparameters.avg_reg, dtype=dtype), params),
@@ -119,7 +138,8 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
         _check_trees(updates, state, params)
         weights = jax.tree_util.tree_map(
             lambda p, u: jnp.asarray(p + u).astype(jnp.asarray(p).dtype), params, updates)
-        new_weights, new_state, ok = regularize(weights, updates, state, hyperparameters)
+        new_weights, new_state, ok = regularize(weights, updates, state, hyperparameters,
+                                                float32)
         new_updates = jax.tree_util.tree_map(
             lambda w, p, u: jnp.where(ok, (w - p).astype(u.dtype), u), new_weights, params, updates)
         return new_updates, new_state
@@ -128,7 +148,8 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
 
 
 def regularize(weights: PyTree, delta: PyTree, state: RLNState,
-               hyperparameters: Hyperparameters) -> Tuple[PyTree, RLNState, jax.Array]:
+               hyperparameters: Hyperparameters,
+               float32: bool = False) -> Tuple[PyTree, RLNState, jax.Array]:
     """One RLN update of a tree of weights: the body of `rln`'s update.
 
     Args:
@@ -137,6 +158,7 @@ def regularize(weights: PyTree, delta: PyTree, state: RLNState,
         delta: the weight change to learn from (leaves shaped like W's).
         state: the `RLNState` of these weights.
         hyperparameters: Theta, nu and the norm.
+        float32: the float32 mode (float32 arithmetic under x64 too).
 
     Returns:
         (new_weights, new_state, ok): W_new (leaves in W's dtype), the new
@@ -152,8 +174,10 @@ def regularize(weights: PyTree, delta: PyTree, state: RLNState,
              jax.tree_util.tree_leaves_with_path(weights)]
     leaves = zip(treedef.flatten_up_to(weights), treedef.flatten_up_to(delta),
                  treedef.flatten_up_to(state.lambdas), treedef.flatten_up_to(state.prev_reg))
+    wide = jnp.float64 if float32 and x64_enabled() else None  # the float32 mode's mean
     results = [array_api.step(w, lam, None, reg, state.steps, hyperparameters, delta=d, xp=jnp,
-                              compute_dtype=compute_dtype_for(lam.dtype))
+                              compute_dtype=compute_dtype_for(lam.dtype, float32),
+                              mean_dtype=wide)
                for w, d, lam, reg in leaves]
     ok = jnp.all(jnp.stack([r.ok for r in results])) if results else jnp.asarray(True)
     if results and not isinstance(ok, jax.core.Tracer):  # eager: concrete flags
