@@ -8,7 +8,8 @@ import numpy as np
 
 from rln_core import array_api, implementations, reference
 from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE
-from rln_core.checks import NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, one_update_at_a_time
+from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, dtype_name,
+                             one_update_at_a_time)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
 
@@ -112,9 +113,10 @@ def _is_float32_compute(compute_dtype: Optional[Any]) -> bool:
 
 def _check_float32_compute(weights: np.ndarray, state: RLNState) -> None:
     """compute_dtype=float32 takes float32 weights and a float32 state only."""
-    dtypes = {"weights": weights.dtype, "state.lambdas": state.lambdas.dtype,
-              "state.prev_reg": state.prev_reg.dtype}
-    wrong = {name: dtype for name, dtype in dtypes.items() if dtype.name != "float32"}
+    arrays = {"weights": weights, "state.lambdas": state.lambdas, "state.prev_reg": state.prev_reg}
+    # by name (cached): a big-endian float32 is float32 too
+    wrong = {name: array.dtype for name, array in arrays.items()
+             if dtype_name(array) != "float32"}
     if wrong:
         found = ", ".join(f"{name} {dtype}" for name, dtype in wrong.items())
         raise TypeError(f"compute_dtype=float32 needs float32 weights and a float32 state "

@@ -9,11 +9,10 @@ JAX, CuPy, ...): shapes, dtypes and devices are compared through it.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import array_api_compat
 import numpy as np
@@ -203,8 +202,11 @@ def _check_no_overlap(weights: np.ndarray, state: "RLNState",
     if delta is not None:
         arrays["delta"] = delta
     names = list(arrays)
+    owners = {name: array.flags.owndata for name, array in arrays.items()}
     for i, first in enumerate(names):
         for second in names[i + 1:]:
+            if owners[first] and owners[second] and arrays[first] is not arrays[second]:
+                continue  # two arrays that own their memory: two allocations
             if np.may_share_memory(arrays[first], arrays[second]):
                 raise ValueError(f"{first} and {second} share memory; every array of an "
                                  "in-place RLN update must be its own")
@@ -214,24 +216,30 @@ _BUSY_GUARD = threading.Lock()
 _BUSY: set = set()  # ids of the states being updated now
 
 
-@contextlib.contextmanager
-def one_update_at_a_time(state: "RLNState") -> Iterator[None]:
+class one_update_at_a_time:  # lower case: used as `with one_update_at_a_time(state):`
     """Run an in-place update of `state`; refuse a second one while it runs.
 
     Two threads updating one state would tear it (steps advanced once, weights
     matching neither update). Updates of different states may run in parallel.
+    (A class rather than a generator context manager: it runs on every update.)
 
     Raises:
         RuntimeError: the state is being updated (by another thread) already.
     """
-    key = id(state)
-    with _BUSY_GUARD:
-        if key in _BUSY:
-            raise RuntimeError("this RLN state is being updated by another thread; updates of "
-                               "one tensor must not run concurrently (take a lock around them)")
-        _BUSY.add(key)
-    try:
-        yield
-    finally:
+
+    __slots__ = ("_key",)
+
+    def __init__(self, state: "RLNState"):
+        self._key = id(state)
+
+    def __enter__(self) -> None:
         with _BUSY_GUARD:
-            _BUSY.discard(key)
+            if self._key in _BUSY:
+                raise RuntimeError("this RLN state is being updated by another thread; updates "
+                                   "of one tensor must not run concurrently (take a lock around "
+                                   "them)")
+            _BUSY.add(self._key)
+
+    def __exit__(self, *exc_info: object) -> None:
+        with _BUSY_GUARD:
+            _BUSY.discard(self._key)
