@@ -9,7 +9,7 @@ import numpy as np
 from rln_core import array_api, implementations, reference
 from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE
 from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, dtype_name,
-                             one_update_at_a_time)
+                             float32_arithmetic, one_update_at_a_time)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
 
@@ -45,7 +45,7 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
         `state` itself, for chaining.
 
     Raises:
-        ValueError, TypeError: as `rln_core.reference.update`; also a
+        ValueError, TypeError: as `rln_core.reference.update`; also (TypeError) a
             compute_dtype other than None/float64/float32, or float32 with
             float64 weights or state (before anything is written).
     """
@@ -54,7 +54,7 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
         raise TypeError(f"rln_core.update updates NumPy arrays in place, got "
                         f"{type(weights).__name__}; use an adapter (rln_torch, rln_jax, "
                         "rln_keras) or the pure rln_core.array_api.update")
-    compute32 = _is_float32_compute(compute_dtype)
+    compute32 = float32_arithmetic(compute_dtype)
     chosen = implementations.resolve(impl, weights)
     check_update_inputs(weights, state, delta, in_place=True)
     if compute32:
@@ -87,28 +87,6 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
             getattr(state, name)[...] = getattr(new_state, name)
         state.steps = new_state.steps
     return state
-
-
-_FLOAT32 = np.dtype(np.float32)
-_FLOAT64 = np.dtype(np.float64)
-
-
-def _is_float32_compute(compute_dtype: Optional[Any]) -> bool:
-    """Whether `compute_dtype` asks for float32 arithmetic (None/float64: no); raise if invalid."""
-    if compute_dtype is None:
-        return False
-    if compute_dtype is np.float32:
-        return True
-    try:
-        dtype = np.dtype(compute_dtype)
-    except TypeError:
-        dtype = None  # (compared as is, None would equal float64: np.dtype(None))
-    if dtype is not None and dtype == _FLOAT64:
-        return False
-    if dtype is not None and dtype == _FLOAT32:
-        return True
-    raise ValueError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64) or "
-                     "np.float32")
 
 
 def _check_float32_compute(weights: np.ndarray, state: RLNState) -> None:

@@ -128,6 +128,30 @@ def is_array(value: object) -> bool:
     return array_api_compat.is_array_api_obj(value) and not isinstance(value, (bool, int, float))
 
 
+def float32_arithmetic(compute_dtype: Any) -> bool:
+    """Whether `compute_dtype` asks for the float32 arithmetic mode (docs/RLN_SPEC.md).
+
+    None or float64 (np.float64, "float64", an np.dtype): False, the spec's float64;
+    float32 (np.float32, "float32", ...): True. Adapters whose library has its own
+    dtypes (torch) translate them first.
+
+    Raises:
+        TypeError: any other value (another dtype, or not a dtype).
+    """
+    if compute_dtype is None:
+        return False
+    if compute_dtype is np.float32:  # the per-update call: no parsing
+        return True
+    try:
+        name = np.dtype(compute_dtype).name
+    except (TypeError, ValueError):
+        name = None
+    if name not in FLOAT_DTYPES:
+        raise TypeError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64) "
+                        "or float32")
+    return name == "float32"
+
+
 def check_weights(weights: Any, *, writable: bool = False, name: str = "weights") -> None:
     """A non-empty float32/float64 array (NumPy: writable when updated in place)."""
     if not is_array(weights):

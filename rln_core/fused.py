@@ -33,8 +33,9 @@ import numpy as np
 
 from rln_core import implementations
 from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE, OK
-from rln_core._update import _check_float32_compute, _is_float32_compute, update
-from rln_core.checks import NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, one_update_at_a_time
+from rln_core._update import _check_float32_compute, update
+from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
+                             float32_arithmetic, one_update_at_a_time)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
 
@@ -180,7 +181,7 @@ def _step(optimizer: str, variant: Tuple[bool, ...], h: tuple, weights: np.ndarr
           hyperparameters: Hyperparameters,
           compute_dtype: Optional[Any], regularize: bool) -> RLNState:
     """Check everything, then run the fused kernel; raise the update's errors."""
-    compute32 = _is_float32_compute(compute_dtype)
+    compute32 = float32_arithmetic(compute_dtype)
     if implementations.numba_kernel() is None:
         raise ImportError("a fused optimizer + RLN step needs numba (pip install numba)")
     check_update_inputs(weights, state, in_place=True)

@@ -278,11 +278,11 @@ F32_ERROR_CASES = tuple(
 ) + (
     testing.ErrorCase("float64_state", _f64_state, (TypeError,), match="float32 state"),
     testing.ErrorCase("float64_weights", _f64_weights, (TypeError,), match="float32 state"),
-    testing.ErrorCase("compute_dtype_float16", _bad_compute_dtype(np.float16), (ValueError,),
+    testing.ErrorCase("compute_dtype_float16", _bad_compute_dtype(np.float16), (TypeError,),
                       match="compute_dtype"),
-    testing.ErrorCase("compute_dtype_int", _bad_compute_dtype(np.int32), (ValueError,),
+    testing.ErrorCase("compute_dtype_int", _bad_compute_dtype(np.int32), (TypeError,),
                       match="compute_dtype"),
-    testing.ErrorCase("compute_dtype_nonsense", _bad_compute_dtype("banana"), (ValueError,),
+    testing.ErrorCase("compute_dtype_nonsense", _bad_compute_dtype("banana"), (TypeError,),
                       match="compute_dtype"),
 )
 

@@ -61,24 +61,6 @@ def state_dtype_now(requested: Optional[np.dtype]) -> np.dtype:
     return requested
 
 
-def check_compute_dtype(compute_dtype: Any) -> bool:
-    """Whether float32 arithmetic is asked for: None or float64 -> False, float32 -> True.
-
-    Raises:
-        TypeError: any other value.
-    """
-    if compute_dtype is None:
-        return False
-    try:
-        name = np.dtype(compute_dtype).name
-    except TypeError:
-        name = None
-    if name not in FLOAT_DTYPES:
-        raise TypeError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64 "
-                        "under x64) or float32")
-    return name == "float32"
-
-
 def compute_dtype_for(lambdas_dtype: Any, float32: bool = False) -> Any:
     """The dtype the update's math runs in: float64 under x64 unless `float32` (the
     float32 mode) is asked for, float32 otherwise.

@@ -14,13 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from rln_core import array_api
-from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_weights,
+from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_weights, float32_arithmetic,
                              non_finite_lambdas_message)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import check_state_dtype
 
-from rln_jax._state import (PyTree, RLNState, check_compute_dtype, compute_dtype_for,
-                            state_dtype_now, x64_enabled)
+from rln_jax._state import PyTree, RLNState, compute_dtype_for, state_dtype_now, x64_enabled
 
 FLOAT32_TOLERANCE = 1e-5
 """The relative tolerance of one update in float32 mode (`jax_enable_x64` off).
@@ -110,7 +109,7 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
     """
     hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
     requested = None if state_dtype is None else check_state_dtype(state_dtype)
-    float32 = check_compute_dtype(compute_dtype)
+    float32 = float32_arithmetic(compute_dtype)
     if float32:
         if requested == np.float64:
             raise TypeError("compute_dtype=float32 needs state_dtype float32 (or None), got "

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 import rln_core
+from rln_core.checks import float32_arithmetic
 
 KERNEL_DTYPES = ("float32", "float64")
 
@@ -20,18 +21,9 @@ def check_compute_dtype(compute_dtype: "np.typing.DTypeLike") -> Optional[str]:
             or "float32": float32 arithmetic (float32 kernels and state only).
 
     Raises:
-        TypeError: any other value.
+        TypeError: any other value (`rln_core.checks.float32_arithmetic`).
     """
-    if compute_dtype is None:
-        return None
-    try:
-        name = np.dtype(compute_dtype).name
-    except (TypeError, ValueError):
-        name = None
-    if name not in KERNEL_DTYPES:
-        raise TypeError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64) "
-                        "or float32")
-    return None if name == "float64" else name
+    return "float32" if float32_arithmetic(compute_dtype) else None
 
 
 def check_float32_compute(what: str, dtypes: Dict[str, Any]) -> None:
