@@ -283,8 +283,8 @@ def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
         weights, grad, s0, s1, s2, h, lambdas, prev_weights, prev_reg, D_SCALE[norm],
         not first, learning_rate)
     status, shift, writer = _kernel.decide(
-        sums if compute32 else sums[:3], weights.size, first, hyperparameters.avg_reg, learning_rate, norm,
-        compute32, lambdas.dtype)
+        sums if compute32 else sums[:3], weights.size, first, hyperparameters.avg_reg,
+        learning_rate, norm, compute32, lambdas.dtype)
     if status == OK:
         rln_views = [views[0], views[5], views[6], views[7], views[6]]
         _kernel._WRITE[writer, norm, False](*rln_views, not first, learning_rate, shift)

@@ -53,8 +53,8 @@ lambda step (4 u of it; 5 with a float64 delta), its subtraction, the float32
 shift, the final add (the mean itself is summed in float64). `log32_normal` puts
 the cap within 1 ulp (2 u). 1e-6 is about 17 u, more than those 13 u: every lambda
 the reference clips is clipped here, so every weight the reference sets to exactly
-0 is exactly 0 here. (`CLIP_MARGIN`, 1e-11, is below float32's resolution.) The numba kernel and
-`rln_core.array_api` (with a float32 `compute_dtype`) both use it.
+0 is exactly 0 here. (`CLIP_MARGIN`, 1e-11, is below float32's resolution.) The
+numba kernel and `rln_core.array_api` (with a float32 `compute_dtype`) both use it.
 """
 
 F32_LAMBDA_RTOL = 3e-6

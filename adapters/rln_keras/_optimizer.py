@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, List, NamedTuple, Optional, Sequence, Union
+import functools
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -82,10 +83,8 @@ def _step_from(weights: Any, old: Any, lambdas: Any, prev_reg: Any, steps: Any,
                       compute_dtype)
 
 
-_FUSED = {}
-
-
-def _fused_step():
+@functools.lru_cache(maxsize=None)
+def _compiled_step() -> Callable[..., GraphStep]:
     """`_step_from` as the backend runs it fastest inside a train step.
 
     On TensorFlow, compiled by XLA (`tf.function(jit_compile=True)`, nested in the
@@ -96,14 +95,11 @@ def _fused_step():
     3.1 ms under XLA. Elsewhere as it is: JAX jits the whole train step already,
     torch runs it op by op.
     """
-    if "step" not in _FUSED:
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
 
-            _FUSED["step"] = tf.function(_step_from, jit_compile=True, reduce_retracing=True)
-        else:
-            _FUSED["step"] = _step_from
-    return _FUSED["step"]
+        return tf.function(_step_from, jit_compile=True, reduce_retracing=True)
+    return _step_from
 
 
 class _Slot(NamedTuple):
@@ -343,7 +339,7 @@ class RLNOptimizer(keras.optimizers.Optimizer):
                 self._update(slot, old)
 
     def _update(self, slot: _Slot, old: Any) -> None:
-        new = _fused_step()(_read(slot.variable), old, _read(slot.lambdas),
+        new = _compiled_step()(_read(slot.variable), old, _read(slot.lambdas),
                             _read(slot.prev_reg), _read(slot.steps), self.hyperparameters,
                             self._compute_dtype)
         slot.variable.assign(new.weights)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
 import rln_core
 import torch
 from rln_core import fused
@@ -134,8 +133,6 @@ class FusedHooks:
         """
         grads, self._grads = self._grads, None
         hyperparameters = self._rln.hyperparameters.asdict()
-        compute_dtype = np.float32 if getattr(self._rln, "compute_dtype", None) \
-            == torch.float32 else None
         error: Optional[Exception] = None
         try:
             for slot, grad in zip(self._rln._slots, grads):
@@ -144,14 +141,12 @@ class FusedHooks:
                         if error is None:
                             slot.update(hyperparameters)
                         continue
-                    self._step_one(optimizer, slot, grad, hyperparameters, compute_dtype,
+                    self._step_one(optimizer, slot, grad, hyperparameters,
                                    regularize=error is None)
                 except (ValueError, TypeError) as caught:
                     if error is not None:
                         raise
-                    error = type(caught)(f"RLN update of {slot.name} "
-                                         f"{tuple(slot.param.shape)}: {caught}")
-                    error.__cause__ = caught
+                    error = slot.refused(caught)
         finally:
             for slot, grad in zip(self._rln._slots, grads):
                 slot.param.grad = grad
@@ -159,7 +154,7 @@ class FusedHooks:
             raise error
 
     def _step_one(self, optimizer: torch.optim.Optimizer, slot: Any, grad: torch.Tensor,
-                  hyperparameters: dict, compute_dtype: Optional[type], regularize: bool) -> None:
+                  hyperparameters: dict, regularize: bool) -> None:
         param = slot.param
         if grad.dtype != param.dtype or grad.shape != param.shape:
             raise TypeError(f"the gradient has dtype {grad.dtype} and shape {tuple(grad.shape)}; "
@@ -172,7 +167,7 @@ class FusedHooks:
         self._step(slot.weights, grad.detach().numpy(), slot.state,
                    **{key: value.numpy() if isinstance(value, torch.Tensor) else value
                       for key, value in numbers.items()},
-                   compute_dtype=compute_dtype, regularize=regularize, **hyperparameters)
+                   compute_dtype=slot.compute_dtype, regularize=regularize, **hyperparameters)
 
 
 def _zeros_like(param: torch.Tensor) -> torch.Tensor:

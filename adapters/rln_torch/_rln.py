@@ -161,8 +161,7 @@ class RLN(WithHyperparameters):
                 else:
                     slot.update(hyperparameters)
             except (ValueError, TypeError) as error:
-                raise type(error)(f"RLN update of {slot.name} "
-                                  f"{tuple(slot.param.shape)}: {error}") from error
+                raise slot.refused(error) from error
 
     def attach(self, optimizer: torch.optim.Optimizer, fuse: bool = False) -> "Attachment":
         """Run `step()` after every `optimizer.step()`; `handle.remove()` detaches.

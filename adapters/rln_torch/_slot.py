@@ -75,6 +75,12 @@ class ParamSlot:
                 raise ValueError(f"{self.name}.grad has layout {grad.layout}; mode='gradient' "
                                  "needs dense gradients")
 
+    def refused(self, error: Exception) -> Exception:
+        """`error` (a refused update of this tensor) again, its message naming the tensor."""
+        named = type(error)(f"RLN update of {self.name} {tuple(self.param.shape)}: {error}")
+        named.__cause__ = error
+        return named
+
     def update(self, hyperparameters: dict) -> None:
         """One update that learns from the weight change (mode="delta")."""
         self.implementation.update(self.weights, self.state, compute_dtype=self.compute_dtype,
