@@ -135,7 +135,8 @@ class BaseRLN(BaseEstimator):
                                        min_width=max(MIN_WIDTH, targets.n_outputs))),
             n_outputs=targets.n_outputs, lr=self.lr, l1=self.l1, rln=self.rln,
             avg_reg=self.avg_reg, learning_rate=self.learning_rate, norm=self.norm,
-            rln_precision=self.rln_precision, batch_size=self.batch_size, seed=int(rng.randint(np.iinfo(np.int32).max)))
+            rln_precision=self.rln_precision, batch_size=self.batch_size,
+            seed=int(rng.randint(np.iinfo(np.int32).max)))
         y = targets.values
         validation = None
         if self.early_stopping:
