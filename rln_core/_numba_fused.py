@@ -46,6 +46,7 @@ from numba.extending import intrinsic
 from rln_core import _numba_kernel as _kernel
 from rln_core._layout import as_2d_views
 from rln_core._numba_kernel_codes import OK
+from rln_core._numba_vectors import wide_vectors
 from rln_core.checks import D_SCALE
 from rln_core.hyperparameters import Hyperparameters
 
@@ -203,6 +204,7 @@ def _apply(optimizer: str, variant: Tuple[bool, bool]) -> Callable:
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def apply(w, g, s0, s1, s2, h):  # pragma: no cover - compiled
+        wide_vectors()
         _apply_block(w, g, s0, s1, s2, h, kind, flag_0, flag_1, has_0, has_1, has_2)
 
     return apply
@@ -230,6 +232,7 @@ def _step_and_stats(optimizer: str, variant: Tuple[bool, bool], compute32: bool)
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def step_and_stats(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, d_scale, stepped,
                        learning_rate):  # pragma: no cover - compiled
+        wide_vectors()
         sums = np.zeros(5)  # `_stats32`'s five, or `_stats`'s three and zeros
         for start in range(0, w.size, BLOCK):
             stop = min(start + BLOCK, w.size)

@@ -1,0 +1,74 @@
+"""The numba kernel's 512-bit vectors (`rln_core._numba_vectors`): where they are asked
+for, that LLVM then uses them, and that the written arrays do not change."""
+
+import llvmlite.binding
+import numba
+import numpy as np
+import pytest
+
+from rln_core import _numba_kernel as kernel
+from rln_core import _numba_vectors as vectors
+
+
+def _host_has_avx512() -> bool:
+    return bool(llvmlite.binding.get_host_cpu_features().get("avx512f", False))
+
+
+@pytest.mark.parametrize("cpu", sorted(vectors.NARROW_CPUS))
+def test_narrow_cpus_keep_llvms_width(cpu):
+    assert not vectors.wants_wide(cpu)
+
+
+@pytest.mark.parametrize("cpu", ["icelake-server", "sapphirerapids", "rocketlake", "znver4",
+                                 "haswell", "generic"])
+def test_other_cpus_ask_for_wide_vectors(cpu):
+    assert vectors.wants_wide(cpu)
+
+
+def test_the_decision_follows_numbas_target_cpu(monkeypatch):
+    monkeypatch.setattr(numba.config, "CPU_NAME", "cascadelake")
+    assert vectors.target_cpu() == "cascadelake"
+    monkeypatch.setattr(numba.config, "CPU_NAME", None)
+    assert vectors.target_cpu() == llvmlite.binding.get_host_cpu_name()
+
+
+def _rows(norm, wide):
+    """A driver of the kernel's float64 row write, compiled here (no cache) at one width."""
+    if wide:
+        @numba.njit(fastmath={"contract"}, error_model="numpy")
+        def write(w, lam, prev_w, prev_reg):
+            vectors.wide_vectors()
+            kernel._write_row(w, lam, prev_w, prev_reg, prev_w, False, True, 1e3, 0.25, norm)
+    else:
+        @numba.njit(fastmath={"contract"}, error_model="numpy")
+        def write(w, lam, prev_w, prev_reg):
+            kernel._write_row(w, lam, prev_w, prev_reg, prev_w, False, True, 1e3, 0.25, norm)
+    return write
+
+
+def _inputs(seed):
+    rng = np.random.default_rng(seed)
+    n = 4099  # not a multiple of any vector width: the remainder loop runs too
+    w = rng.standard_normal(n) * 0.05
+    w[rng.random(n) < 0.2] = 0.0
+    lam = -6.0 + 3.0 * rng.standard_normal(n)
+    prev_w = w + 1e-3 * rng.standard_normal(n)
+    prev_reg = 1e-4 * rng.standard_normal(n)
+    return [w, lam, prev_w, prev_reg]
+
+
+@pytest.mark.parametrize("norm", [1, 2])
+def test_wide_vectors_write_the_same_bits(norm):
+    narrow, wide = _inputs(norm), _inputs(norm)
+    _rows(norm, wide=False)(*narrow)
+    _rows(norm, wide=True)(*wide)
+    for a, b in zip(narrow, wide):
+        np.testing.assert_array_equal(a, b)
+    assert (narrow[0] == 0).sum() > 0.2 * narrow[0].size  # clipped elements were exercised
+
+
+def test_llvm_uses_512_bit_registers_where_asked():
+    write = _rows(1, wide=True)
+    write(*_inputs(0))
+    uses_zmm = "zmm" in write.inspect_asm(write.signatures[0])
+    assert uses_zmm == (vectors.WIDE and _host_has_avx512())
