@@ -44,7 +44,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rln_core import _numba_kernel as _kernel
-from rln_core._layout import as_2d_views
 from rln_core._numba_kernel_codes import OK
 from rln_core._numba_vectors import wide_vectors
 from rln_core.checks import D_SCALE
@@ -255,28 +254,25 @@ def _step_and_stats(optimizer: str, variant: Tuple[bool, bool], compute32: bool)
 
 
 def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
-                  arrays: Sequence[np.ndarray], first: bool,
+                  views: Sequence[np.ndarray], first: bool,
                   hyperparameters: Optional[Hyperparameters],
-                  compute32: bool = False) -> Optional[int]:
+                  compute32: bool = False) -> int:
     """The optimizer's step, then the RLN update, on validated arrays; OK or an error code.
 
     Args:
         optimizer, variant: `RMSPROP`/`ADAM`/`SGD` and its structural flags (`_make_*`).
         h: the optimizer's numbers for its element function, in W's dtype.
-        arrays: weights, grad, slot 0, slot 1, slot 2 (unused slots: the grad),
-            lambdas, prev_weights, prev_reg; one shape, one dense layout.
+        views: (1, n) views (`as_2d_views` of one dense layout) of the weights, grad,
+            slot 0, slot 1, slot 2 (unused slots: the grad), lambdas, prev_weights,
+            prev_reg.
         first: the RLN state's first update (no lambda step, no translation).
         hyperparameters: RLN's, or None for the optimizer's step alone.
         compute32: the kernel's float32 compute mode.
 
     Returns:
-        OK (both applied), BAD_WEIGHTS or LAMBDAS_UNSURE (the optimizer's step applied,
-        the RLN state untouched), or None (a layout these drivers cannot walk; nothing
-        done).
+        OK (both applied), or BAD_WEIGHTS or LAMBDAS_UNSURE (the optimizer's step applied,
+        the RLN state untouched).
     """
-    views = as_2d_views(arrays)
-    if views is None or views[0].shape[0] != 1:
-        return None
     weights, grad, s0, s1, s2, lambdas, prev_weights, prev_reg = (view[0] for view in views)
     if hyperparameters is None:
         _apply(optimizer, variant)(weights, grad, s0, s1, s2, h)

@@ -468,26 +468,31 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def update_in_place(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.ndarray,
-                    prev_reg: np.ndarray, delta: Optional[np.ndarray], first: bool,
-                    hyperparameters: Hyperparameters, compute32: bool = False) -> Optional[int]:
-    """Run the kernel on validated arrays of one shape; return OK or an error code.
-
-    On the first update (`first`: no lambda step, no translation) `prev_reg`,
-    `prev_weights` and `delta` are not used (prev_reg and prev_weights are
-    overwritten). `compute32`: float32 arithmetic (float32 weights and state,
-    checked by the caller). Returns None (nothing done) when the arrays cannot
-    be walked in place without a copy.
-    """
-    given = delta is not None
+def views_of(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.ndarray,
+             prev_reg: np.ndarray, delta: Optional[np.ndarray]) -> Optional[Tuple[list, int]]:
+    """(the kernel's 2-D views of the arrays, the number of chunks to run them in), or
+    None when the arrays cannot be walked in place without a copy. Without `delta`,
+    prev_weights stands in for it (see the module)."""
     views = as_2d_views([weights, lambdas, prev_weights, prev_reg,
-                         delta if given else prev_weights])
+                         prev_weights if delta is None else delta])
     if views is None:
         return None
     size = views[0].size
     n_chunks = 1
     if size >= PARALLEL_MIN_ELEMENTS:
         n_chunks = max(1, min(numba.get_num_threads(), size // ELEMENTS_PER_CHUNK_MIN))
+    return views, n_chunks
+
+
+def update_views(views: Sequence[np.ndarray], n_chunks: int, given: bool, first: bool,
+                 hyperparameters: Hyperparameters, compute32: bool = False) -> int:
+    """Run the kernel on `views_of`'s views of validated arrays; OK or an error code.
+
+    `given`: the last view is a delta (else prev_weights standing in for it). On the
+    first update (`first`: no lambda step, no translation) prev_reg, prev_weights and
+    delta are not read (prev_reg and prev_weights are overwritten). `compute32`:
+    float32 arithmetic (float32 weights and state, checked by the caller).
+    """
     return _update(views, given, bool(first), hyperparameters.avg_reg,
                    hyperparameters.learning_rate, hyperparameters.norm, n_chunks,
                    bool(compute32))

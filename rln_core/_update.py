@@ -50,43 +50,125 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
             float64 weights or state (before anything is written).
     """
     hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
-    if not isinstance(weights, np.ndarray):
-        raise TypeError(f"rln_core.update updates NumPy arrays in place, got "
-                        f"{type(weights).__name__}; use an adapter (rln_torch, rln_jax, "
-                        "rln_keras) or the pure rln_core.array_api.update")
-    compute32 = float32_arithmetic(compute_dtype)
-    chosen = implementations.resolve(impl, weights)
-    check_update_inputs(weights, state, delta, in_place=True)
-    if compute32:
-        _check_float32_compute(weights, state)
-    with one_update_at_a_time(state):
-        done = chosen == "numba" and _update_with_numba(weights, state, hyperparameters,
-                                                        delta, compute32)
-        if done is True:
-            return state
-        if impl == "numba" and done is None:
-            arrays = (weights, state.lambdas, state.prev_weights, state.prev_reg, delta)
-            swapped = [a.dtype.str for a in arrays if a is not None and not a.dtype.isnative]
-            if swapped:
-                raise ValueError(f"impl='numba' reads arrays in the machine's byte order, got "
-                                 f"{swapped[0]}; convert them (a.astype(a.dtype.newbyteorder("
-                                 "'='))) or use impl='auto'")
-            raise ValueError(
-                f"impl='numba' cannot update weights of shape {weights.shape} and strides "
-                f"{weights.strides} in place; pass a contiguous array or use impl='auto'")
-        if compute32:
-            new_weights, new_state = array_api.update(
-                weights, state, delta=delta, compute_dtype=np.float32, mean_dtype=np.float64,
-                **hyperparameters.asdict())
-        else:
-            pure = array_api.update if chosen == "array_api" else reference.update
-            new_weights, new_state = pure(weights, state, delta=delta,
-                                          **hyperparameters.asdict())
-        weights[...] = new_weights
-        for name in ("lambdas", "prev_weights", "prev_reg"):
-            getattr(state, name)[...] = getattr(new_state, name)
-        state.steps = new_state.steps
-    return state
+    return PreparedUpdate(weights, state, impl=impl, compute_dtype=compute_dtype)(
+        hyperparameters, delta)
+
+
+class PreparedUpdate:
+    """`rln_core.update` of one tensor, its weights and state checked once: call it after
+    every optimizer step.
+
+        prepared = rln_core.PreparedUpdate(W, state)
+        hp = rln_core.Hyperparameters(avg_reg=-10.0, learning_rate=1e6, norm=1)
+        for ...:
+            optimizer_step(W)
+            prepared(hp)          # rln_core.update(W, state, **hp.asdict())
+
+    Construction checks W and the state as `rln_core.update` does and resolves the
+    implementation; each call checks the state again when it holds other arrays than
+    when last checked (a loaded checkpoint), and a given `delta` with everything. Between
+    calls W and the state's arrays must not be reshaped, retyped or made read-only in
+    place (that is not re-checked): make a new PreparedUpdate after such a change.
+
+    Args:
+        weights: W, a writable float32/float64 ndarray (as `rln_core.update`).
+        state: its `RLNState`, updated in place.
+        impl, compute_dtype: as `rln_core.update`.
+
+    Raises:
+        ValueError, TypeError: as `rln_core.update` (before anything is written).
+    """
+
+    def __init__(self, weights: np.ndarray, state: RLNState, *, impl: str = "auto",
+                 compute_dtype: Optional[Any] = None):
+        if not isinstance(weights, np.ndarray):
+            raise TypeError(f"rln_core.update updates NumPy arrays in place, got "
+                            f"{type(weights).__name__}; use an adapter (rln_torch, rln_jax, "
+                            "rln_keras) or the pure rln_core.array_api.update")
+        self.compute32 = float32_arithmetic(compute_dtype)
+        self.compute_dtype = compute_dtype
+        self.impl = impl
+        self.resolved = implementations.resolve(impl, weights)
+        self.weights = weights
+        self.state = state
+        self._checked: tuple = ()
+        self._views: Optional[tuple] = None  # the numba kernel's (views, n_chunks) or None
+        self._check(None)
+
+    def _check(self, delta: Optional[np.ndarray]) -> None:
+        """Check everything (as `rln_core.update`); remember the state's arrays checked."""
+        weights, state = self.weights, self.state
+        check_update_inputs(weights, state, delta, in_place=True)
+        if self.compute32:
+            _check_float32_compute(weights, state)
+        self._checked = (state.lambdas, state.prev_weights, state.prev_reg)
+        if self.resolved == "numba":
+            self._views = implementations.numba_kernel().views_of(weights, *self._checked, None)
+
+    def __call__(self, hyperparameters: Hyperparameters,
+                 delta: Optional[np.ndarray] = None) -> RLNState:
+        """One RLN update (`rln_core.update`), in place; returns the state.
+
+        Args:
+            hyperparameters: RLN's (a `Hyperparameters`).
+            delta: the weight change to learn from, or None (W - prev_weights).
+        """
+        if not isinstance(hyperparameters, Hyperparameters):
+            raise TypeError(f"hyperparameters must be an rln_core.Hyperparameters, got "
+                            f"{type(hyperparameters).__name__}")
+        state, checked = self.state, self._checked
+        if delta is not None or not (state.lambdas is checked[0]
+                                     and state.prev_weights is checked[1]
+                                     and state.prev_reg is checked[2]):
+            self._check(delta)
+        weights, impl, compute32 = self.weights, self.impl, self.compute32
+        with one_update_at_a_time(state):
+            done = self.resolved == "numba" and self._update_with_numba(hyperparameters, delta)
+            if done is True:
+                return state
+            if impl == "numba" and done is None:
+                arrays = (weights, state.lambdas, state.prev_weights, state.prev_reg, delta)
+                swapped = [a.dtype.str for a in arrays if a is not None and not a.dtype.isnative]
+                if swapped:
+                    raise ValueError(f"impl='numba' reads arrays in the machine's byte order, "
+                                     f"got {swapped[0]}; convert them (a.astype(a.dtype."
+                                     "newbyteorder('='))) or use impl='auto'")
+                raise ValueError(
+                    f"impl='numba' cannot update weights of shape {weights.shape} and strides "
+                    f"{weights.strides} in place; pass a contiguous array or use impl='auto'")
+            if compute32:
+                new_weights, new_state = array_api.update(
+                    weights, state, delta=delta, compute_dtype=np.float32,
+                    mean_dtype=np.float64, **hyperparameters.asdict())
+            else:
+                pure = array_api.update if self.resolved == "array_api" else reference.update
+                new_weights, new_state = pure(weights, state, delta=delta,
+                                              **hyperparameters.asdict())
+            weights[...] = new_weights
+            for name in ("lambdas", "prev_weights", "prev_reg"):
+                getattr(state, name)[...] = getattr(new_state, name)
+            state.steps = new_state.steps
+        return state
+
+    def _update_with_numba(self, hyperparameters: Hyperparameters,
+                           delta: Optional[np.ndarray]) -> Optional[bool]:
+        """Run the numba kernel: True (done), None (a layout it cannot walk) or False (its
+        bound on the lambdas tripped: nothing written, the exact NumPy path decides, so
+        numba refuses exactly what the reference refuses)."""
+        kernel, state = implementations.numba_kernel(), self.state
+        prepared = self._views if delta is None else kernel.views_of(
+            self.weights, state.lambdas, state.prev_weights, state.prev_reg, delta)
+        if prepared is None:
+            return None
+        views, n_chunks = prepared
+        code = kernel.update_views(views, n_chunks, delta is not None, int(state.steps) == 0,
+                                   hyperparameters, self.compute32)
+        if code == BAD_WEIGHTS:
+            raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
+        if code == LAMBDAS_UNSURE:
+            return False
+        state.steps = int(state.steps) + 1
+        return True
 
 
 def _check_float32_compute(weights: np.ndarray, state: RLNState) -> None:
@@ -99,21 +181,3 @@ def _check_float32_compute(weights: np.ndarray, state: RLNState) -> None:
         found = ", ".join(f"{name} {dtype}" for name, dtype in wrong.items())
         raise TypeError(f"compute_dtype=float32 needs float32 weights and a float32 state "
                         f"(rln_core.init(..., state_dtype='float32')); got {found}")
-
-
-def _update_with_numba(weights: np.ndarray, state: RLNState, hyperparameters: Hyperparameters,
-                       delta: Optional[np.ndarray], compute32: bool = False) -> Optional[bool]:
-    """Run the numba kernel: True (done), None (a layout it cannot walk) or False (its
-    bound on the lambdas tripped: nothing written, the exact NumPy path decides, so
-    numba refuses exactly what the reference refuses)."""
-    code = implementations.numba_kernel().update_in_place(
-        weights, state.lambdas, state.prev_weights, state.prev_reg, delta,
-        int(state.steps) == 0, hyperparameters, compute32)
-    if code is None:
-        return None
-    if code == BAD_WEIGHTS:
-        raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
-    if code == LAMBDAS_UNSURE:
-        return False
-    state.steps = int(state.steps) + 1
-    return True

@@ -27,11 +27,12 @@ what "optimizer.step() then RLN.step()" leaves.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from rln_core import implementations
+from rln_core._layout import as_2d_views
 from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE, OK
 from rln_core._update import _check_float32_compute, update
 from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
@@ -43,111 +44,330 @@ OPTIMIZERS = ("rmsprop", "adam", "sgd")
 _N_NUMBERS = 10  # the numbers of every optimizer's element function (the most: Adam's)
 
 
-def rmsprop_step(weights: np.ndarray, grad: np.ndarray, state: RLNState, *,
-                 square_avg: np.ndarray, momentum_buffer: Optional[np.ndarray] = None,
-                 grad_avg: Optional[np.ndarray] = None, lr: float, alpha: float = 0.99,
-                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
-                 centered: bool = False, maximize: bool = False,
-                 avg_reg: float = DEFAULTS.avg_reg,
-                 learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm,
-                 compute_dtype: Optional[Any] = None, regularize: bool = True) -> RLNState:
-    """torch.optim.RMSprop's step of one tensor, then the RLN update, in place.
+class FusedStep:
+    """The fused steps of one tensor: W and its RLN state checked once, then one call per
+    training step (what `rmsprop_step`, `adam_step` and `sgd_step` do in one go).
+
+        fused = rln_core.fused.FusedStep(W, state)
+        hp = rln_core.Hyperparameters(avg_reg=-10.0, learning_rate=1e6, norm=1)
+        for grad in gradients:
+            fused.rmsprop(grad, hp, square_avg=sq, lr=1e-3)
+
+    Construction checks W and the state as `rln_core.update` does. Each call checks the
+    gradient, the optimizer's arrays when they are other objects than at the last call,
+    and the state again when it holds other arrays than when last checked (a loaded
+    checkpoint). Between calls W and those arrays must not be reshaped, retyped or made
+    read-only in place (that is not re-checked): make a new FusedStep after such a change.
 
     Args:
-        weights: W before the step, a writable float32/float64 array (any shape).
+        weights: W, a writable float32/float64 NumPy array (any dense layout), stepped in
+            place by every call.
+        state: W's `RLNState`, updated in place.
+        compute_dtype: None or np.float32, as in `rln_core.update`.
+
+    Raises:
+        ImportError: numba cannot be imported.
+        TypeError, ValueError: W or the state, naming the problem.
+    """
+
+    def __init__(self, weights: np.ndarray, state: RLNState, compute_dtype: Optional[Any] = None):
+        self._dtype = _weights_dtype(weights)
+        self.compute32 = float32_arithmetic(compute_dtype)
+        if implementations.numba_kernel() is None:
+            raise ImportError("a fused optimizer + RLN step needs numba (pip install numba)")
+        self.weights = weights
+        self.state = state
+        self.compute_dtype = compute_dtype
+        self._checked_state: Tuple[np.ndarray, ...] = ()
+        self._checked_slots: Tuple[Optional[np.ndarray], ...] = ()
+        # the kernel's (1, n) views, made by `_check_slots`: W, the three optimizer slots
+        # (None: unused), the state's three arrays
+        self._weights_view: Optional[np.ndarray] = None
+        self._slot_views: List[Optional[np.ndarray]] = []
+        self._state_views: List[np.ndarray] = []
+        self._written: List[np.ndarray] = []  # the arrays the step writes
+        self._numbers_key: tuple = ()  # `_numbers`' last settings and what it made of them
+        self._h: tuple = ()
+        from rln_core import _numba_fused  # imports numba (checked just above)
+
+        self._kernel = _numba_fused
+        self._check_state()
+
+    def rmsprop(self, grad: np.ndarray, hyperparameters: Hyperparameters, *,
+                square_avg: np.ndarray, momentum_buffer: Optional[np.ndarray] = None,
+                grad_avg: Optional[np.ndarray] = None, lr: float, alpha: float = 0.99,
+                eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0,
+                centered: bool = False, maximize: bool = False,
+                regularize: bool = True) -> RLNState:
+        """torch.optim.RMSprop's step of W, then the RLN update, in place.
+
+        Args:
+            grad: W's gradient (W's shape, dtype and strides), read only.
+            hyperparameters: RLN's.
+            square_avg: torch's state["square_avg"] (W's shape and dtype), updated.
+            momentum_buffer: state["momentum_buffer"], required when momentum > 0.
+            grad_avg: state["grad_avg"], required when centered.
+            lr, alpha, eps, weight_decay, momentum, centered, maximize: the param group's.
+            regularize: False applies the optimizer's step alone (the RLN state untouched).
+
+        Returns:
+            the RLN state.
+        """
+        with_momentum = momentum > 0
+        h = self._numbers(_rmsprop_numbers, lr, alpha, eps, weight_decay, momentum, maximize)
+        slots = (("square_avg", square_avg, True),
+                 ("momentum_buffer", momentum_buffer, with_momentum),
+                 ("grad_avg", grad_avg, bool(centered)))
+        return self._step("rmsprop", (bool(centered), with_momentum), h, grad, slots,
+                          hyperparameters, regularize)
+
+    def adam(self, grad: np.ndarray, hyperparameters: Hyperparameters, *,
+             exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
+             max_exp_avg_sq: Optional[np.ndarray] = None, step: int, lr: float,
+             betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+             weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
+             amsgrad: bool = False, maximize: bool = False, regularize: bool = True) -> RLNState:
+        """torch.optim.Adam's (AdamW's: decoupled_weight_decay) step of W, then the RLN
+        update, in place.
+
+        Args:
+            exp_avg, exp_avg_sq: torch's state entries (W's shape and dtype), updated.
+            max_exp_avg_sq: state["max_exp_avg_sq"], required with amsgrad.
+            step: the step count after this step (torch's state["step"] once incremented,
+                >= 1).
+            lr, betas, eps, weight_decay, decoupled_weight_decay, amsgrad, maximize: the
+                param group's.
+            Others: as `rmsprop`.
+
+        Returns:
+            the RLN state.
+        """
+        dtype = self._dtype
+        beta1, beta2 = betas
+        one_minus_beta1 = dtype(1 - beta1)
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2 = 1 - beta2 ** step
+        decoupled = bool(decoupled_weight_decay) and weight_decay != 0
+        lerp_rest, lerp_small = _lerp_terms(one_minus_beta1)
+        h = _numbers(dtype, (-(lr / bias_correction1), one_minus_beta1, lerp_rest, beta2,
+                             1 - beta2, bias_correction2 ** 0.5, eps,
+                             0.0 if decoupled_weight_decay else weight_decay,
+                             1 - lr * weight_decay if decoupled else 1.0, _sign(maximize)),
+                     lerp_small)
+        slots = (("exp_avg", exp_avg, True), ("exp_avg_sq", exp_avg_sq, True),
+                 ("max_exp_avg_sq", max_exp_avg_sq, bool(amsgrad)))
+        return self._step("adam", (bool(amsgrad), False), h, grad, slots, hyperparameters,
+                          regularize)
+
+    def sgd(self, grad: np.ndarray, hyperparameters: Hyperparameters, *,
+            momentum_buffer: Optional[np.ndarray] = None, first_momentum: bool = False,
+            lr: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+            weight_decay: float = 0.0, maximize: bool = False,
+            regularize: bool = True) -> RLNState:
+        """torch.optim.SGD's step of W, then the RLN update, in place.
+
+        Args:
+            momentum_buffer: state["momentum_buffer"] (W's shape and dtype), required when
+                momentum != 0; with `first_momentum` it does not exist in torch yet (its
+                contents are ignored and it becomes the gradient, as torch's clone).
+            lr, momentum, dampening, nesterov, weight_decay, maximize: the param group's.
+            Others: as `rmsprop`.
+
+        Returns:
+            the RLN state.
+        """
+        with_momentum = momentum != 0
+        h = self._numbers(_sgd_numbers, lr, weight_decay, momentum, dampening, maximize,
+                          bool(first_momentum))
+        slots = (("momentum_buffer", momentum_buffer, with_momentum),)
+        return self._step("sgd", (with_momentum, bool(nesterov) and with_momentum), h, grad,
+                          slots, hyperparameters, regularize)
+
+    def _numbers(self, make: Callable[..., tuple], *settings: Any) -> tuple:
+        """make(W's scalar type, *settings): the kernel's numbers, made again only when
+        the settings differ from the last call's (a scheduler changes lr)."""
+        key = (make, settings)
+        if key != self._numbers_key:
+            self._h = make(self._dtype, *settings)
+            self._numbers_key = key
+        return self._h
+
+    def _check_state(self) -> None:
+        """Check W against the state (as `rln_core.update`); the slots are checked again."""
+        weights, state = self.weights, self.state
+        check_update_inputs(weights, state, in_place=True)
+        if self.compute32:
+            _check_float32_compute(weights, state)
+        self._checked_state = (state.lambdas, state.prev_weights, state.prev_reg)
+        self._checked_slots = ()
+
+    def _check_slots(self, slots: Sequence[tuple]) -> None:
+        """Check the optimizer's arrays and make the kernel's views of everything but the
+        gradient."""
+        for name, array, used in slots:
+            if used and array is None:
+                raise ValueError(f"{name} is required by this optimizer's settings, got None")
+        used = {name: array for name, array, is_used in slots if is_used}
+        written = [self.weights, *self._checked_state, *used.values()]
+        _check_arrays(self.weights, used, written, writable=True, first_own=4)
+        views = as_2d_views([self.weights, *used.values(), *self._checked_state])
+        if views is None or views[0].shape[0] != 1:
+            raise ValueError(
+                f"a fused step needs the weights, optimizer state and RLN state in one dense "
+                f"memory layout; got weights of shape {self.weights.shape} and strides "
+                f"{self.weights.strides}")
+        slot_views = iter(views[1:1 + len(used)])
+        self._slot_views = [next(slot_views) if is_used else None for _, _, is_used in slots]
+        self._slot_views += [None] * (3 - len(slots))
+        self._state_views = views[1 + len(used):]
+        self._weights_view = views[0]
+        self._written = written
+        self._checked_slots = _slot_key(slots)
+
+    def _grad_view(self, grad: np.ndarray) -> np.ndarray:
+        """The gradient checked (W's shape, dtype and memory order, its own memory) and
+        viewed as the kernel walks W."""
+        _check_arrays(self.weights, {"grad": grad}, self._written, writable=False)
+        views = as_2d_views([self.weights, grad])
+        if views is None or views[0].shape[0] != 1:
+            raise ValueError(
+                f"a fused step needs the gradient in the weights' dense memory layout; got "
+                f"weights of shape {self.weights.shape} and strides {self.weights.strides}, "
+                f"gradient strides {grad.strides}")
+        return views[1]
+
+    def _step(self, optimizer: str, variant: Tuple[bool, ...], h: tuple, grad: np.ndarray,
+              slots: Sequence[tuple], hyperparameters: Hyperparameters,
+              regularize: bool) -> RLNState:
+        """Check what changed since the last call and the gradient, then run the kernel."""
+        if not isinstance(hyperparameters, Hyperparameters):
+            raise TypeError(f"hyperparameters must be an rln_core.Hyperparameters, got "
+                            f"{type(hyperparameters).__name__}")
+        state, checked = self.state, self._checked_state
+        if not (state.lambdas is checked[0] and state.prev_weights is checked[1]
+                and state.prev_reg is checked[2]):
+            self._check_state()
+        current = _slot_key(slots)
+        if len(current) != len(self._checked_slots) or not all(
+                a is b for a, b in zip(current, self._checked_slots)):
+            self._check_slots(slots)
+        grad_view = self._grad_view(grad)
+        views = [self._weights_view, grad_view,
+                 *(view if view is not None else grad_view for view in self._slot_views),
+                 *self._state_views]
+        with one_update_at_a_time(state):
+            code = self._kernel.step_in_place(
+                optimizer, variant, h, views, int(state.steps) == 0,
+                hyperparameters if regularize else None, self.compute32)
+            if code == BAD_WEIGHTS:
+                raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
+            if code == OK and regularize:
+                state.steps = int(state.steps) + 1
+        if code == LAMBDAS_UNSURE:
+            # the optimizer's step is applied and the RLN state untouched (prev_weights is
+            # W before it): the exact NumPy update decides, as after an unfused step
+            update(self.weights, state, impl="numpy", compute_dtype=self.compute_dtype,
+                   **hyperparameters.asdict())
+        return state
+
+
+def rmsprop_step(weights: np.ndarray, grad: np.ndarray, state: RLNState, *,
+                 avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learning_rate,
+                 norm: int = DEFAULTS.norm, compute_dtype: Optional[Any] = None,
+                 **settings: Any) -> RLNState:
+    """torch.optim.RMSprop's step of one tensor, then the RLN update, in place:
+    `FusedStep(weights, state, compute_dtype).rmsprop(grad, Hyperparameters(avg_reg,
+    learning_rate, norm), **settings)`.
+
+    Args:
+        weights: W before the step, a writable float32/float64 array (any dense layout).
         grad: its gradient (W's shape and dtype), read only.
-        state: W's `RLNState`, updated in place (skipped when `regularize` is False).
-        square_avg: torch's state["square_avg"] (W's shape and dtype), updated.
-        momentum_buffer: state["momentum_buffer"], required when momentum > 0.
-        grad_avg: state["grad_avg"], required when centered.
-        lr, alpha, eps, weight_decay, momentum, centered, maximize: the param group's.
+        state: W's `RLNState`, updated in place.
         avg_reg, learning_rate, norm: RLN's hyperparameters (`rln_core.update`).
         compute_dtype: None or np.float32, as in `rln_core.update`.
-        regularize: False applies the optimizer's step alone (the RLN state untouched).
+        settings: `FusedStep.rmsprop`'s keywords: square_avg (required), momentum_buffer,
+            grad_avg, lr (required), alpha, eps, weight_decay, momentum, centered,
+            maximize, regularize.
 
     Returns:
         `state`.
     """
-    dtype = _weights_dtype(weights)
-    with_momentum = momentum > 0
-    one_minus_alpha = dtype(1 - alpha)
-    lerp_rest, lerp_small = _lerp_terms(one_minus_alpha)
-    h = _numbers(dtype, (-lr, alpha, one_minus_alpha, lerp_rest, eps, weight_decay, momentum,
-                         _sign(maximize)), lerp_small)
-    slots = (("square_avg", square_avg, True), ("momentum_buffer", momentum_buffer, with_momentum),
-             ("grad_avg", grad_avg, bool(centered)))
-    return _step("rmsprop", (bool(centered), with_momentum), h, weights, grad, slots, state,
-                 Hyperparameters(avg_reg, learning_rate, norm), compute_dtype, regularize)
+    return FusedStep(weights, state, compute_dtype).rmsprop(
+        grad, Hyperparameters(avg_reg, learning_rate, norm), **settings)
 
 
 def adam_step(weights: np.ndarray, grad: np.ndarray, state: RLNState, *,
-              exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
-              max_exp_avg_sq: Optional[np.ndarray] = None, step: int, lr: float,
-              betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-              weight_decay: float = 0.0, decoupled_weight_decay: bool = False,
-              amsgrad: bool = False, maximize: bool = False,
               avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learning_rate,
               norm: int = DEFAULTS.norm, compute_dtype: Optional[Any] = None,
-              regularize: bool = True) -> RLNState:
-    """torch.optim.Adam's (AdamW's: decoupled_weight_decay) step of one tensor, then the
-    RLN update, in place.
+              **settings: Any) -> RLNState:
+    """torch.optim.Adam's (AdamW's) step of one tensor, then the RLN update, in place:
+    `FusedStep(...).adam(grad, Hyperparameters(...), **settings)`.
 
     Args:
-        exp_avg, exp_avg_sq: torch's state entries (W's shape and dtype), updated.
-        max_exp_avg_sq: state["max_exp_avg_sq"], required with amsgrad.
-        step: the step count after this step (torch's state["step"] once incremented, >= 1).
-        lr, betas, eps, weight_decay, decoupled_weight_decay, amsgrad, maximize: the
-            param group's.
+        settings: `FusedStep.adam`'s keywords: exp_avg, exp_avg_sq, step, lr (required),
+            max_exp_avg_sq, betas, eps, weight_decay, decoupled_weight_decay, amsgrad,
+            maximize, regularize.
         Others: as `rmsprop_step`.
 
     Returns:
         `state`.
     """
-    dtype = _weights_dtype(weights)
-    beta1, beta2 = betas
-    one_minus_beta1 = dtype(1 - beta1)
-    bias_correction1 = 1 - beta1 ** step
-    bias_correction2 = 1 - beta2 ** step
-    decoupled = bool(decoupled_weight_decay) and weight_decay != 0
-    lerp_rest, lerp_small = _lerp_terms(one_minus_beta1)
-    h = _numbers(dtype, (-(lr / bias_correction1), one_minus_beta1, lerp_rest, beta2,
-                         1 - beta2, bias_correction2 ** 0.5, eps,
-                         0.0 if decoupled_weight_decay else weight_decay,
-                         1 - lr * weight_decay if decoupled else 1.0, _sign(maximize)),
-                 lerp_small)
-    slots = (("exp_avg", exp_avg, True), ("exp_avg_sq", exp_avg_sq, True),
-             ("max_exp_avg_sq", max_exp_avg_sq, bool(amsgrad)))
-    return _step("adam", (bool(amsgrad), False), h, weights, grad, slots, state,
-                 Hyperparameters(avg_reg, learning_rate, norm), compute_dtype, regularize)
+    return FusedStep(weights, state, compute_dtype).adam(
+        grad, Hyperparameters(avg_reg, learning_rate, norm), **settings)
 
 
 def sgd_step(weights: np.ndarray, grad: np.ndarray, state: RLNState, *,
-             momentum_buffer: Optional[np.ndarray] = None, first_momentum: bool = False,
-             lr: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
-             weight_decay: float = 0.0, maximize: bool = False,
              avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learning_rate,
              norm: int = DEFAULTS.norm, compute_dtype: Optional[Any] = None,
-             regularize: bool = True) -> RLNState:
-    """torch.optim.SGD's step of one tensor, then the RLN update, in place.
+             **settings: Any) -> RLNState:
+    """torch.optim.SGD's step of one tensor, then the RLN update, in place:
+    `FusedStep(...).sgd(grad, Hyperparameters(...), **settings)`.
 
     Args:
-        momentum_buffer: state["momentum_buffer"] (W's shape and dtype), required when
-            momentum != 0; with `first_momentum` it does not exist in torch yet (its
-            contents are ignored and it becomes the gradient, as torch's clone).
-        lr, momentum, dampening, nesterov, weight_decay, maximize: the param group's.
+        settings: `FusedStep.sgd`'s keywords: lr (required), momentum_buffer,
+            first_momentum, momentum, dampening, nesterov, weight_decay, maximize,
+            regularize.
         Others: as `rmsprop_step`.
 
     Returns:
         `state`.
     """
-    dtype = _weights_dtype(weights)
-    with_momentum = momentum != 0
-    h = _numbers(dtype, (-lr, weight_decay, momentum, 1 - dampening, _sign(maximize)),
-                 bool(first_momentum))
-    slots = (("momentum_buffer", momentum_buffer, with_momentum),)
-    return _step("sgd", (with_momentum, bool(nesterov) and with_momentum), h, weights, grad,
-                 slots, state, Hyperparameters(avg_reg, learning_rate, norm), compute_dtype,
-                 regularize)
+    return FusedStep(weights, state, compute_dtype).sgd(
+        grad, Hyperparameters(avg_reg, learning_rate, norm), **settings)
+
+
+_UNUSED = object()  # an unused slot in `_slot_key` (a used one may be None: refused)
+
+
+def _slot_key(slots: Sequence[tuple]) -> tuple:
+    """What `FusedStep` compares (by identity) to know the slots checked: each used
+    slot's array (None if missing), `_UNUSED` for the others."""
+    return tuple(array if used else _UNUSED for _, array, used in slots)
+
+
+def _check_arrays(weights: np.ndarray, named: Dict[str, Any], written: Sequence[np.ndarray],
+                  writable: bool, first_own: Optional[int] = None) -> None:
+    """Each named array a NumPy array of W's shape and dtype (writable if `writable`),
+    sharing memory with none of `written`; with `first_own`, the named arrays are
+    written[first_own:] in order and each skips its own entry (and only that one: the
+    same array passed twice shares memory with itself).
+
+    Raises:
+        TypeError, ValueError: naming the array.
+    """
+    for index, (name, array) in enumerate(named.items()):
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"{name} must be a NumPy array, got {type(array).__name__}")
+        if array.shape != weights.shape or array.dtype != weights.dtype:
+            raise ValueError(f"{name} has shape {array.shape} and dtype {array.dtype}; it must "
+                             f"have the weights' shape {weights.shape} and dtype {weights.dtype}")
+        if writable and not array.flags.writeable:
+            raise ValueError(f"{name} is read-only; the optimizer's step updates it in place")
+        own = None if first_own is None else first_own + index
+        if any(k != own and np.may_share_memory(array, other)
+               for k, other in enumerate(written)):
+            raise ValueError(f"{name} shares memory with another array of the fused step; "
+                             "each must be its own")
 
 
 def _weights_dtype(weights: Any) -> type:
@@ -169,78 +389,25 @@ def _sign(maximize: bool) -> float:
     return -1.0 if maximize else 1.0
 
 
+def _rmsprop_numbers(dtype: type, lr: float, alpha: float, eps: float, weight_decay: float,
+                     momentum: float, maximize: bool) -> tuple:
+    """RMSprop's h (`rln_core._numba_fused._rmsprop`)."""
+    one_minus_alpha = dtype(1 - alpha)
+    lerp_rest, lerp_small = _lerp_terms(one_minus_alpha)
+    return _numbers(dtype, (-lr, alpha, one_minus_alpha, lerp_rest, eps, weight_decay, momentum,
+                            _sign(maximize)), lerp_small)
+
+
+def _sgd_numbers(dtype: type, lr: float, weight_decay: float, momentum: float,
+                 dampening: float, maximize: bool, first_momentum: bool) -> tuple:
+    """SGD's h (`rln_core._numba_fused._sgd`)."""
+    return _numbers(dtype, (-lr, weight_decay, momentum, 1 - dampening, _sign(maximize)),
+                    first_momentum)
+
+
 def _numbers(dtype: type, values: Sequence[float], flag: bool) -> tuple:
     """The kernel's h: _N_NUMBERS values in W's dtype (padded with zeros), then the flag:
     one type for every optimizer."""
     padded = list(values) + [0.0] * (_N_NUMBERS - len(values))
     return (*(dtype(value) for value in padded), bool(flag))
 
-
-def _step(optimizer: str, variant: Tuple[bool, ...], h: tuple, weights: np.ndarray,
-          grad: np.ndarray, slots: Sequence[tuple], state: RLNState,
-          hyperparameters: Hyperparameters,
-          compute_dtype: Optional[Any], regularize: bool) -> RLNState:
-    """Check everything, then run the fused kernel; raise the update's errors."""
-    compute32 = float32_arithmetic(compute_dtype)
-    if implementations.numba_kernel() is None:
-        raise ImportError("a fused optimizer + RLN step needs numba (pip install numba)")
-    check_update_inputs(weights, state, in_place=True)
-    if compute32:
-        _check_float32_compute(weights, state)
-    arrays = _check_optimizer_arrays(weights, grad, slots, state)
-    from rln_core import _numba_fused
-
-    with one_update_at_a_time(state):
-        code = _numba_fused.step_in_place(
-            optimizer, variant, h, arrays, int(state.steps) == 0,
-            hyperparameters if regularize else None, compute32)
-        if code is None:
-            raise ValueError(
-                f"a fused step needs the weights, gradient, optimizer state and RLN state "
-                f"in one dense memory layout; got weights of shape {weights.shape} and "
-                f"strides {weights.strides}, gradient strides {grad.strides}")
-        if code == BAD_WEIGHTS:
-            raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
-        if code == OK and regularize:
-            state.steps = int(state.steps) + 1
-    if code == LAMBDAS_UNSURE:
-        # the optimizer's step is applied and the RLN state untouched (prev_weights is W
-        # before it): the exact NumPy update decides, as after an unfused step
-        update(weights, state, impl="numpy", compute_dtype=compute_dtype,
-               **hyperparameters.asdict())
-    return state
-
-
-def _check_optimizer_arrays(weights: np.ndarray, grad: Any, slots: Sequence[tuple],
-                            state: RLNState) -> Sequence[np.ndarray]:
-    """The kernel's arrays: W, grad, three slots (unused ones: the grad), the RLN state.
-
-    Args:
-        slots: (name, array or None, whether the variant uses it), in the kernel's order.
-
-    Raises:
-        TypeError, ValueError: naming the array: a used slot missing, not a NumPy array
-            of W's shape and dtype, read-only, or sharing memory with another array of
-            the step.
-    """
-    for name, array, used in slots:
-        if used and array is None:
-            raise ValueError(f"{name} is required by this optimizer's settings, got None")
-    named = {"grad": grad, **{name: array for name, array, used in slots if used}}
-    for name, array in named.items():
-        if not isinstance(array, np.ndarray):
-            raise TypeError(f"{name} must be a NumPy array, got {type(array).__name__}")
-        if array.shape != weights.shape or array.dtype != weights.dtype:
-            raise ValueError(f"{name} has shape {array.shape} and dtype {array.dtype}; it must "
-                             f"have the weights' shape {weights.shape} and dtype {weights.dtype}")
-        if name != "grad" and not array.flags.writeable:
-            raise ValueError(f"{name} is read-only; the optimizer's step updates it in place")
-    written = [weights, state.lambdas, state.prev_weights, state.prev_reg,
-               *(array for name, array in named.items() if name != "grad")]
-    for name, array in named.items():
-        if any(other is not array and np.may_share_memory(array, other) for other in written):
-            raise ValueError(f"{name} shares memory with another array of the fused step; "
-                             "each must be its own")
-    padded = [array if used else grad for _, array, used in slots]
-    padded += [grad] * (3 - len(padded))
-    return [weights, grad, *padded, state.lambdas, state.prev_weights, state.prev_reg]

@@ -24,7 +24,7 @@ post-hook does not run: the regularized tensors are not stepped and their
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import rln_core
 import torch
@@ -32,9 +32,9 @@ from rln_core import fused
 
 # The optimizer classes whose CPU step `rln_core.fused` reproduces (exact types:
 # a subclass may change the step), and the function of each.
-OPTIMIZERS: Dict[type, Callable[..., Any]] = {
-    torch.optim.RMSprop: fused.rmsprop_step, torch.optim.Adam: fused.adam_step,
-    torch.optim.AdamW: fused.adam_step, torch.optim.SGD: fused.sgd_step,
+OPTIMIZERS: Dict[type, str] = {
+    torch.optim.RMSprop: "rmsprop", torch.optim.Adam: "adam", torch.optim.AdamW: "adam",
+    torch.optim.SGD: "sgd",
 }
 # Param group flags that change torch's step beyond what rln_core.fused reproduces.
 _REFUSED_FLAGS = ("fused", "capturable", "differentiable")
@@ -95,8 +95,14 @@ class FusedHooks:
     def __init__(self, rln: Any, optimizer: torch.optim.Optimizer):
         check_fusable(rln, optimizer)
         self._rln = rln
-        self._step = OPTIMIZERS[type(optimizer)]
+        self._optimizer = OPTIMIZERS[type(optimizer)]  # the FusedStep method's name
+        self._arguments = _OPTIMIZER_ARGUMENTS[self._optimizer]
         self._grads: Optional[List[Optional[torch.Tensor]]] = None
+        # per slot: its `rln_core.fused.FusedStep` (made again when the slot's weights or
+        # state are other objects) and NumPy views of the optimizer's state tensors (the
+        # same ndarrays while the tensors are the same, so FusedStep checks them once)
+        self._prepared: Dict[int, fused.FusedStep] = {}
+        self._arrays: Dict[int, Dict[str, tuple]] = {}
         self._pre = optimizer.register_step_pre_hook(self._before)
         self._post = optimizer.register_step_post_hook(self._after)
 
@@ -132,7 +138,7 @@ class FusedHooks:
         the others not, and the error is raised.
         """
         grads, self._grads = self._grads, None
-        hyperparameters = self._rln.hyperparameters.asdict()
+        hyperparameters = self._rln.hyperparameters
         error: Optional[Exception] = None
         try:
             for slot, grad in zip(self._rln._slots, grads):
@@ -154,7 +160,7 @@ class FusedHooks:
             raise error
 
     def _step_one(self, optimizer: torch.optim.Optimizer, slot: Any, grad: torch.Tensor,
-                  hyperparameters: dict, regularize: bool) -> None:
+                  hyperparameters: Any, regularize: bool) -> None:
         param = slot.param
         if grad.dtype != param.dtype or grad.shape != param.shape:
             raise TypeError(f"the gradient has dtype {grad.dtype} and shape {tuple(grad.shape)}; "
@@ -162,12 +168,25 @@ class FusedHooks:
         if grad.stride() != param.stride():
             grad = torch.empty_like(param).copy_(grad)  # the kernel walks one memory order
         group = _group_of(optimizer, param)
-        state = optimizer.state[param]
-        numbers = _OPTIMIZER_ARGUMENTS[self._step](group, state, param)
-        self._step(slot.weights, grad.detach().numpy(), slot.state,
-                   **{key: value.numpy() if isinstance(value, torch.Tensor) else value
-                      for key, value in numbers.items()},
-                   compute_dtype=slot.compute_dtype, regularize=regularize, **hyperparameters)
+        numbers = self._arguments(group, optimizer.state[param], param)
+        arrays = self._arrays.setdefault(id(slot), {})
+        for key, value in numbers.items():
+            if isinstance(value, torch.Tensor):
+                cached = arrays.get(key)
+                if cached is None or cached[0] is not value:
+                    cached = arrays[key] = (value, value.numpy())
+                numbers[key] = cached[1]
+        getattr(self._fused_step(slot), self._optimizer)(
+            grad.detach().numpy(), hyperparameters, regularize=regularize, **numbers)
+
+    def _fused_step(self, slot: Any) -> fused.FusedStep:
+        """The slot's FusedStep, made again if its weights or state are other objects."""
+        prepared = self._prepared.get(id(slot))
+        if prepared is None or prepared.weights is not slot.weights \
+                or prepared.state is not slot.state:
+            prepared = self._prepared[id(slot)] = fused.FusedStep(
+                slot.weights, slot.state, slot.compute_dtype)
+        return prepared
 
 
 def _zeros_like(param: torch.Tensor) -> torch.Tensor:
@@ -181,7 +200,7 @@ def _scalar_dtype() -> torch.dtype:
 
 def _rmsprop_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, Any]:
     """RMSprop's state, initialized as torch's `_init_group`, its step counted; the
-    keywords of `rln_core.fused.rmsprop_step`."""
+    keywords of `rln_core.fused.FusedStep.rmsprop`."""
     if len(state) == 0:
         state["step"] = torch.zeros((), dtype=_scalar_dtype())
         state["square_avg"] = _zeros_like(param)
@@ -198,7 +217,7 @@ def _rmsprop_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[st
 
 def _adam_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, Any]:
     """Adam's (AdamW's) state, initialized and stepped as torch's; the keywords of
-    `rln_core.fused.adam_step`."""
+    `rln_core.fused.FusedStep.adam`."""
     if len(state) == 0:
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
         state["exp_avg"] = _zeros_like(param)
@@ -216,7 +235,7 @@ def _adam_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, 
 
 def _sgd_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, Any]:
     """SGD's momentum buffer (made on the first step with momentum, as torch's clone of
-    the gradient); the keywords of `rln_core.fused.sgd_step`."""
+    the gradient); the keywords of `rln_core.fused.FusedStep.sgd`."""
     buffer, first = None, False
     if group["momentum"] != 0:
         buffer = state.get("momentum_buffer")
@@ -228,5 +247,5 @@ def _sgd_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, A
                                            "maximize")}}
 
 
-_OPTIMIZER_ARGUMENTS = {fused.rmsprop_step: _rmsprop_arguments,
-                        fused.adam_step: _adam_arguments, fused.sgd_step: _sgd_arguments}
+_OPTIMIZER_ARGUMENTS = {"rmsprop": _rmsprop_arguments, "adam": _adam_arguments,
+                        "sgd": _sgd_arguments}

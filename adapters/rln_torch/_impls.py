@@ -35,11 +35,14 @@ class Implementation:
         name: "torch", or the `impl` handed to `rln_core.update` ("auto", "numba", "numpy").
         on_numpy: True when it runs on NumPy views of the tensors, False on the tensors.
         update: the in-place update, signature of `rln_core.update` without `impl`.
+        prepare: for NumPy views, `rln_core.PreparedUpdate` with this impl (W, the state
+            and compute_dtype checked once, then one call per step); None for "torch".
     """
 
     name: str
     on_numpy: bool
     update: Callable[..., object]
+    prepare: Optional[Callable[..., rln_core.PreparedUpdate]] = None
 
 
 @torch.no_grad()
@@ -103,4 +106,5 @@ def resolve(impl: str, tensor: torch.Tensor) -> Implementation:
     target = tensor.detach().numpy() if on_cpu and core_impl != "array_api" else tensor
     if rln_core.implementations.resolve(core_impl, target) == "array_api":
         return TORCH
-    return Implementation(impl, on_numpy=True, update=functools.partial(rln_core.update, impl=impl))
+    return Implementation(impl, on_numpy=True, update=functools.partial(rln_core.update, impl=impl),
+                          prepare=functools.partial(rln_core.PreparedUpdate, impl=impl))

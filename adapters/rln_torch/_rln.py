@@ -153,7 +153,7 @@ class RLN(WithHyperparameters):
         gradient = self.mode == "gradient"
         for slot in self._slots:
             slot.check(needs_grad=gradient)
-        hyperparameters = self.hyperparameters.asdict()
+        hyperparameters = self.hyperparameters
         for slot in self._slots:
             try:
                 if gradient:

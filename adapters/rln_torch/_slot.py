@@ -8,9 +8,10 @@ memory (`param.data = ...`, `load_state_dict(..., assign=True)`).
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
+import rln_core
 import torch
 
 from rln_torch._impls import Implementation
@@ -39,6 +40,7 @@ class ParamSlot:
         self.compute_dtype = single if compute32 else None
         self.state = init_state(param, avg_reg, state_dtype, implementation.on_numpy)
         self._delta: Optional[torch.Tensor] = None  # gradient mode's -grad, reused
+        self._prepared: Optional[rln_core.PreparedUpdate] = None  # see `_update`
         self._bind()
 
     def _bind(self) -> None:
@@ -81,12 +83,29 @@ class ParamSlot:
         named.__cause__ = error
         return named
 
-    def update(self, hyperparameters: dict) -> None:
+    def update(self, hyperparameters: rln_core.Hyperparameters) -> None:
         """One update that learns from the weight change (mode="delta")."""
-        self.implementation.update(self.weights, self.state, compute_dtype=self.compute_dtype,
-                                   **hyperparameters)
+        self._update(hyperparameters, None)
 
-    def update_from_gradient(self, hyperparameters: dict) -> None:
+    def _update(self, hyperparameters: rln_core.Hyperparameters,
+                delta: Optional[Any]) -> None:
+        """The implementation's update; on NumPy views through a `rln_core.PreparedUpdate`,
+        made again when the weights or the state are other objects (`_bind`, a loaded
+        checkpoint)."""
+        prepare = self.implementation.prepare
+        if prepare is None:
+            self.implementation.update(self.weights, self.state, delta=delta,
+                                       compute_dtype=self.compute_dtype,
+                                       **hyperparameters.asdict())
+            return
+        prepared = self._prepared
+        if prepared is None or prepared.weights is not self.weights \
+                or prepared.state is not self.state:
+            prepared = self._prepared = prepare(self.weights, self.state,
+                                                compute_dtype=self.compute_dtype)
+        prepared(hyperparameters, delta)
+
+    def update_from_gradient(self, hyperparameters: rln_core.Hyperparameters) -> None:
         """One update whose lambda step learns from delta = -grad (mode="gradient").
 
         The lambda step becomes `lambdas += learning_rate * grad * prev_reg`;
@@ -97,6 +116,5 @@ class ParamSlot:
                 or self._delta.device != grad.device:
             self._delta = torch.empty_like(self.tensor)
         torch.neg(grad, out=self._delta)
-        delta = self._delta.numpy() if self.implementation.on_numpy else self._delta
-        self.implementation.update(self.weights, self.state, delta=delta,
-                                   compute_dtype=self.compute_dtype, **hyperparameters)
+        self._update(hyperparameters,
+                     self._delta.numpy() if self.implementation.on_numpy else self._delta)

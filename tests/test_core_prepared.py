@@ -1,0 +1,152 @@
+"""`rln_core.PreparedUpdate` and `rln_core.fused.FusedStep`: checked once, then the same
+results as the functions that check everything on every call; what they check again."""
+
+import copy
+
+import numpy as np
+import pytest
+
+import rln_core
+from rln_core import fused
+
+HP = rln_core.Hyperparameters(avg_reg=-6.0, learning_rate=1e3, norm=1)
+
+
+def _tensor(seed, shape=(37, 53), dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    weights = (rng.standard_normal(shape) * 0.05).astype(dtype)
+    weights[rng.random(shape) < 0.2] = 0
+    return weights
+
+
+def _changes(seed, shape, dtype, n):
+    rng = np.random.default_rng(seed)
+    return [(rng.standard_normal(shape) * 1e-3).astype(dtype) for _ in range(n)]
+
+
+def _assert_same(a_weights, a_state, b_weights, b_state):
+    np.testing.assert_array_equal(a_weights, b_weights)
+    for name in ("lambdas", "prev_weights", "prev_reg"):
+        np.testing.assert_array_equal(getattr(a_state, name), getattr(b_state, name))
+    assert a_state.steps == b_state.steps
+
+
+@pytest.mark.parametrize("impl", ["auto", "numba", "numpy"])
+@pytest.mark.parametrize("compute_dtype", [None, np.float32])
+@pytest.mark.parametrize("with_delta", [False, True])
+def test_prepared_update_equals_update(impl, compute_dtype, with_delta):
+    state_dtype = np.float32 if compute_dtype else np.float64
+    w_a = _tensor(0)
+    w_b = w_a.copy()
+    s_a = rln_core.init(w_a, avg_reg=HP.avg_reg, state_dtype=state_dtype)
+    s_b = copy.deepcopy(s_a)
+    prepared = rln_core.PreparedUpdate(w_b, s_b, impl=impl, compute_dtype=compute_dtype)
+    for change in _changes(1, w_a.shape, w_a.dtype, 6):
+        w_a += change
+        w_b += change
+        delta = change if with_delta else None
+        rln_core.update(w_a, s_a, impl=impl, compute_dtype=compute_dtype, delta=delta,
+                        **HP.asdict())
+        assert prepared(HP, delta) is s_b
+        _assert_same(w_a, s_a, w_b, s_b)
+
+
+def test_prepared_update_checks_a_replaced_state_array():
+    weights = _tensor(2)
+    state = rln_core.init(weights, avg_reg=HP.avg_reg)
+    prepared = rln_core.PreparedUpdate(weights, state)
+    prepared(HP)
+    good = state.lambdas
+    state.lambdas = np.zeros((3, 3))
+    with pytest.raises(ValueError, match="shape"):
+        prepared(HP)
+    state.lambdas = good.copy()  # another array, valid: used from now on
+    reference_w, reference_state = weights.copy(), copy.deepcopy(state)
+    rln_core.update(reference_w, reference_state, **HP.asdict())
+    prepared(HP)
+    _assert_same(reference_w, reference_state, weights, state)
+
+
+def test_prepared_update_refuses_loose_hyperparameters():
+    weights = _tensor(3)
+    prepared = rln_core.PreparedUpdate(weights, rln_core.init(weights))
+    with pytest.raises(TypeError, match="Hyperparameters"):
+        prepared(HP.asdict())
+
+
+def test_prepared_update_checks_delta_every_call():
+    weights = _tensor(4)
+    state = rln_core.init(weights)
+    prepared = rln_core.PreparedUpdate(weights, state)
+    prepared(HP)
+    before_w, before = weights.copy(), copy.deepcopy(state)
+    with pytest.raises(ValueError, match="share memory"):
+        prepared(HP, weights)
+    with pytest.raises(ValueError, match="delta has shape"):
+        prepared(HP, np.zeros(3, np.float32))
+    _assert_same(before_w, before, weights, state)
+
+
+def _rmsprop_run(prepared_step, seed=5, n=5, lr_schedule=(1e-3,)):
+    weights = _tensor(seed)
+    state = rln_core.init(weights, avg_reg=HP.avg_reg)
+    square_avg = np.zeros_like(weights)
+    runner = fused.FusedStep(weights, state) if prepared_step else None
+    for step, grad in enumerate(_changes(seed + 1, weights.shape, weights.dtype, n)):
+        lr = lr_schedule[step % len(lr_schedule)]
+        if runner is None:
+            fused.rmsprop_step(weights, grad, state, square_avg=square_avg, lr=lr,
+                               **HP.asdict())
+        else:
+            runner.rmsprop(grad, HP, square_avg=square_avg, lr=lr)
+    return weights, state, square_avg
+
+
+@pytest.mark.parametrize("lr_schedule", [(1e-3,), (1e-3, 3e-3, 5e-4)])
+def test_fused_step_equals_the_fused_functions(lr_schedule):
+    w_a, s_a, sq_a = _rmsprop_run(False, lr_schedule=lr_schedule)
+    w_b, s_b, sq_b = _rmsprop_run(True, lr_schedule=lr_schedule)
+    _assert_same(w_a, s_a, w_b, s_b)
+    np.testing.assert_array_equal(sq_a, sq_b)
+
+
+def test_fused_step_checks_new_optimizer_arrays_and_every_gradient():
+    weights = _tensor(6)
+    state = rln_core.init(weights)
+    square_avg = np.zeros_like(weights)
+    runner = fused.FusedStep(weights, state)
+    grad = np.full_like(weights, 1e-3)
+    runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3)
+    read_only = np.zeros_like(weights)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="square_avg is read-only"):
+        runner.rmsprop(grad, HP, square_avg=read_only, lr=1e-3)
+    with pytest.raises(ValueError, match="grad shares memory"):
+        runner.rmsprop(square_avg, HP, square_avg=square_avg, lr=1e-3)
+    momentum = np.zeros_like(weights)
+    with pytest.raises(ValueError, match="square_avg shares memory"):
+        runner.rmsprop(grad, HP, square_avg=momentum, momentum_buffer=momentum, lr=1e-3,
+                       momentum=0.9)
+    with pytest.raises(ValueError, match="grad has shape"):
+        runner.rmsprop(grad[:1], HP, square_avg=square_avg, lr=1e-3)
+    with pytest.raises(ValueError, match="momentum_buffer is required"):
+        runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3, momentum=0.9)
+    with pytest.raises(TypeError, match="Hyperparameters"):
+        runner.rmsprop(grad, HP.asdict(), square_avg=square_avg, lr=1e-3)
+    before = weights.copy()
+    runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3)  # still works after refusals
+    assert not np.array_equal(before, weights)
+
+
+def test_fused_step_checks_a_replaced_state():
+    weights = _tensor(7)
+    state = rln_core.init(weights, state_dtype=np.float32)
+    runner = fused.FusedStep(weights, state)
+    square_avg = np.zeros_like(weights)
+    grad = np.full_like(weights, 1e-3)
+    runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3)
+    state.prev_reg = weights  # the weights' own memory: refused before anything is written
+    before = weights.copy()
+    with pytest.raises(ValueError, match="share memory"):
+        runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3)
+    np.testing.assert_array_equal(before, weights)
