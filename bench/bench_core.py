@@ -7,7 +7,9 @@ formulation (`bench/pandas_rln.py`), one copy of the state's bytes (the memory
 floor), the numba kernel with a float32 state (and the copy of that state), the
 numba kernel's float32 compute mode (float32 state, compute_dtype=np.float32), and
 a torch RMSprop step on a tensor of the same size (on as many threads as numba
-has: NUMBA_NUM_THREADS=1 compares one thread with one; each the best of 3 rounds
+has: NUMBA_NUM_THREADS=1 compares one thread with one), and that RMSprop step fused
+with the RLN update in one kernel (`rln_core.fused.FusedStep`, both state modes;
+its ratio to torch's step is what RLN adds to an optimizer step); each the best of 3 rounds
 over all columns, so a slow spell of a shared machine hits every column
 alike); then the ratios, with the speed issue's targets next to them: against
 torch RMSprop and pandas on the tutorial's first layer (179 x 1013, kernel
@@ -69,7 +71,7 @@ TARGET_IMPORT_S = 0.3
 
 COLUMNS = ("reference", "numba 1 thread", "numba all threads", "numpy in place", "pandas",
            "state copy", "numba f32 state", "numba f32 compute", "f32 state copy",
-           "torch RMSprop")
+           "torch RMSprop", "fused RMSprop+RLN", "fused f32 compute")
 
 
 # --- timing ---------------------------------------------------------------------------------
@@ -203,6 +205,27 @@ def time_torch_rmsprop(inputs: CoreInputs, repeats: int, budget_s: float) -> Opt
         torch.set_num_threads(default)
 
 
+def time_fused_rmsprop(inputs: CoreInputs, repeats: int, budget_s: float,
+                       compute_dtype: Optional[type] = None) -> float:
+    """One `rln_core.fused.FusedStep.rmsprop` (torch's RMSprop step and the RLN update in
+    one kernel) on numba's threads, from the same inputs every time: what RLN costs on top
+    of an optimizer step when fused with it (compare the torch RMSprop column)."""
+    rng = np.random.default_rng(0)
+    grad = rng.normal(0.0, 1e-3, size=inputs.weights.shape).astype(inputs.weights.dtype)
+    square_avg = np.full_like(inputs.weights, 1e-6)
+    saved = square_avg.copy()
+    step = rln_core.fused.FusedStep(inputs.weights, inputs.state, compute_dtype)
+    hyperparameters = rln_core.Hyperparameters(**HYPERPARAMETERS)
+
+    def prepare() -> None:
+        inputs.restore()
+        np.copyto(square_avg, saved)
+
+    return median_seconds(
+        lambda: step.rmsprop(grad, hyperparameters, square_avg=square_avg, lr=1e-3),
+        prepare=prepare, repeats=repeats, budget_s=budget_s)
+
+
 def measure_size(shape: Tuple[int, ...], repeats: int, budget_s: float, pandas_max: int,
                  rounds: int) -> Dict[str, Optional[float]]:
     """Median seconds per update of every column of COLUMNS for one weight shape, the
@@ -231,11 +254,13 @@ def measure_size_once(shape: Tuple[int, ...], repeats: int, budget_s: float,
                    if inputs.weights.size <= pandas_max else None),
         "state copy": time_state_copy(inputs, repeats, budget_s),
         "torch RMSprop": time_torch_rmsprop(inputs, repeats, budget_s),
+        "fused RMSprop+RLN": time_fused_rmsprop(inputs, repeats, budget_s),
     }
     f32 = CoreInputs(shape, state_dtype="float32")
     times["numba f32 state"] = time_numba(f32, all_threads, repeats, budget_s)
     times["numba f32 compute"] = time_numba(f32, all_threads, repeats, budget_s, np.float32)
     times["f32 state copy"] = time_state_copy(f32, repeats, budget_s)
+    times["fused f32 compute"] = time_fused_rmsprop(f32, repeats, budget_s, np.float32)
     return times
 
 
@@ -390,6 +415,10 @@ RATIOS = (
      large),
     ("numba 1 thread / all threads", "numba 1 thread", "numba all threads",
      TARGET_LARGE_ONE_OVER_ALL_THREADS, False, large),
+    ("fused RMSprop+RLN / torch RMSprop", "fused RMSprop+RLN", "torch RMSprop", None, True,
+     None),
+    ("fused f32 compute / torch RMSprop", "fused f32 compute", "torch RMSprop", None, True,
+     None),
     ("numba f32 state / state copy", "numba f32 state", "state copy", None, True, None),
     ("reference / numba", "reference", "numba 1 thread", None, False, None),
 )

@@ -12,7 +12,9 @@ Two passes over memory:
 2. if the kernel's checks pass (`decide`), its write driver over the tensor.
 The optimizer's step is applied whatever the RLN update decides, and a refused
 RLN update writes nothing of the RLN state: what "optimizer step, then
-`rln_core.update`" leaves. Measured alternative, dropped: pass 1 read only
+`rln_core.update`" leaves. Tensors of `_numba_kernel.PARALLEL_MIN_ELEMENTS` or
+more run both passes on column chunks in the kernel's thread pool, as an unfused
+update does (`_numba_kernel.in_chunks`). Measured alternative, dropped: pass 1 read only
 (the optimizer's step recomputed in pass 2, delta handed to the kernel) costs
 the optimizer's sqrt and division twice (0.7 ns per element each on the
 tutorial layer, more than the prev_weights traffic it saves).
@@ -273,18 +275,28 @@ def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
         OK (both applied), or BAD_WEIGHTS or LAMBDAS_UNSURE (the optimizer's step applied,
         the RLN state untouched).
     """
-    weights, grad, s0, s1, s2, lambdas, prev_weights, prev_reg = (view[0] for view in views)
+    n_chunks = _kernel.chunk_count(views[0].size)
     if hyperparameters is None:
-        _apply(optimizer, variant)(weights, grad, s0, s1, s2, h)
+        apply = _apply(optimizer, variant)
+        _kernel.in_chunks(lambda part: apply(*(view[0] for view in part[:5]), h), views,
+                          n_chunks)
         return OK
     learning_rate, norm = hyperparameters.learning_rate, hyperparameters.norm
-    sums = _step_and_stats(optimizer, variant, compute32)(
-        weights, grad, s0, s1, s2, h, lambdas, prev_weights, prev_reg, D_SCALE[norm],
-        not first, learning_rate)
+    step_and_stats = _step_and_stats(optimizer, variant, compute32)
+    flags = (D_SCALE[norm], not first, learning_rate)
+
+    def first_pass(part):
+        weights, grad, s0, s1, s2, lambdas, prev_weights, prev_reg = (view[0] for view in part)
+        return step_and_stats(weights, grad, s0, s1, s2, h, lambdas, prev_weights, prev_reg,
+                              *flags)
+
+    sums = _kernel.add_up(_kernel.in_chunks(first_pass, views, n_chunks))
     status, shift, writer = _kernel.decide(
-        sums if compute32 else sums[:3], weights.size, first, hyperparameters.avg_reg,
-        learning_rate, norm, compute32, lambdas.dtype)
+        sums if compute32 else sums[:3], views[0].size, first, hyperparameters.avg_reg,
+        learning_rate, norm, compute32, views[5].dtype)
     if status == OK:
+        write = _kernel._WRITE[writer, norm, False]
         rln_views = [views[0], views[5], views[6], views[7], views[6]]
-        _kernel._WRITE[writer, norm, False](*rln_views, not first, learning_rate, shift)
+        _kernel.in_chunks(lambda part: write(*part, not first, learning_rate, shift), rln_views,
+                          n_chunks)
     return status

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numba
 import numpy as np
@@ -424,21 +424,20 @@ def _update(views: Sequence[np.ndarray], given: bool, first: bool, avg_reg: floa
     flags = (not first, learning_rate)
     checks = (given, D_SCALE[norm])
     stats = _stats32 if compute32 else _stats
-    if n_chunks == 1:
-        sums = stats(*views, *checks, *flags)
-    else:
-        parts = _chunks(views, n_chunks)
-        per_chunk = list(_pool().map(lambda part: stats(*part, *checks, *flags), parts))
-        sums = tuple(sum(s[k] for s in per_chunk) for k in range(len(per_chunk[0])))
+    sums = add_up(in_chunks(lambda part: stats(*part, *checks, *flags), views, n_chunks))
     status, shift, writer = decide(sums, views[0].size, first, avg_reg, learning_rate, norm,
                                    compute32, views[1].dtype)
     if status == OK:
         write = _WRITE[writer, norm, given]
-        if n_chunks == 1:
-            write(*views, *flags, shift)
-        else:
-            list(_pool().map(lambda part: write(*part, *flags, shift), parts))
+        in_chunks(lambda part: write(*part, *flags, shift), views, n_chunks)
     return status
+
+
+def add_up(per_chunk: Sequence[Sequence[float]]) -> Tuple[float, ...]:
+    """The sums of `_stats` (or `_stats32`) over all chunks, from each chunk's."""
+    if len(per_chunk) == 1:
+        return tuple(per_chunk[0])
+    return tuple(sum(s[k] for s in per_chunk) for k in range(len(per_chunk[0])))
 
 
 def decide(sums: Sequence[float], n: int, first: bool, avg_reg: float, learning_rate: float,
@@ -477,11 +476,25 @@ def views_of(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.ndarray,
                          prev_weights if delta is None else delta])
     if views is None:
         return None
-    size = views[0].size
-    n_chunks = 1
-    if size >= PARALLEL_MIN_ELEMENTS:
-        n_chunks = max(1, min(numba.get_num_threads(), size // ELEMENTS_PER_CHUNK_MIN))
-    return views, n_chunks
+    return views, chunk_count(views[0].size)
+
+
+def chunk_count(size: int) -> int:
+    """In how many chunks (threads) to update a tensor of `size` elements: 1 below
+    PARALLEL_MIN_ELEMENTS, else up to numba's thread count, each chunk at least
+    ELEMENTS_PER_CHUNK_MIN elements."""
+    if size < PARALLEL_MIN_ELEMENTS:
+        return 1
+    return max(1, min(numba.get_num_threads(), size // ELEMENTS_PER_CHUNK_MIN))
+
+
+def in_chunks(task: Callable[[Sequence[np.ndarray]], Any], views: Sequence[np.ndarray],
+              n_chunks: int) -> List[Any]:
+    """[task(part) for each of `n_chunks` parts of the views] (`_chunks`), on this thread
+    (1 chunk) or on the pool's threads (the kernels drop the GIL)."""
+    if n_chunks == 1:
+        return [task(views)]
+    return list(_pool().map(task, _chunks(views, n_chunks)))
 
 
 def update_views(views: Sequence[np.ndarray], n_chunks: int, given: bool, first: bool,

@@ -150,3 +150,35 @@ def test_fused_step_checks_a_replaced_state():
     with pytest.raises(ValueError, match="share memory"):
         runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3)
     np.testing.assert_array_equal(before, weights)
+
+
+@pytest.mark.parametrize("compute_dtype", [None, np.float32])
+def test_fused_step_in_chunks_matches_one_chunk(monkeypatch, compute_dtype):
+    """Large tensors run the fused passes on chunks in the thread pool: the same step,
+    up to the order of the mean's sum."""
+    import numba
+
+    from rln_core import _numba_kernel
+
+    state_dtype = np.float32 if compute_dtype else np.float64
+    runs = []
+    for chunked in (False, True):
+        if chunked:
+            monkeypatch.setattr(_numba_kernel, "PARALLEL_MIN_ELEMENTS", 1000)
+            monkeypatch.setattr(_numba_kernel, "ELEMENTS_PER_CHUNK_MIN", 300)
+            monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
+            assert _numba_kernel.chunk_count(37 * 53) == 3
+        weights = _tensor(8)
+        state = rln_core.init(weights, avg_reg=HP.avg_reg, state_dtype=state_dtype)
+        square_avg = np.zeros_like(weights)
+        runner = fused.FusedStep(weights, state, compute_dtype)
+        for grad in _changes(9, weights.shape, weights.dtype, 4):
+            runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3)
+        runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3, regularize=False)
+        runs.append((weights, state, square_avg))
+    (w_a, s_a, sq_a), (w_b, s_b, sq_b) = runs
+    np.testing.assert_array_equal(sq_a, sq_b)
+    np.testing.assert_allclose(s_b.lambdas, s_a.lambdas, rtol=1e-6 if compute_dtype else 1e-12)
+    np.testing.assert_allclose(w_b, w_a, rtol=1e-5, atol=1e-12)
+    np.testing.assert_array_equal(w_a == 0, w_b == 0)
+    assert s_a.steps == s_b.steps == 4
