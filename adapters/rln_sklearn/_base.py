@@ -181,7 +181,7 @@ class BaseRLN(BaseEstimator):
                     ConvergenceWarning, stacklevel=_USER_FRAME)
         if len(X) < 2 or not (np.ptp(X, axis=0) > 0).any():
             return  # identical rows: a constant prediction is all there is
-        outputs = forward(NetworkWeights(self.coefs_, self.intercepts_), X).astype(np.float64)
+        outputs = forward(NetworkWeights(self.coefs_, self.intercepts_), X)
         spread = np.std(outputs, axis=0)
         if targets.loss == "squared_error":
             reference = np.std(targets.values.astype(np.float64), axis=0)

@@ -47,8 +47,14 @@ class NetworkWeights:
 
 
 def forward(weights: NetworkWeights, X: np.ndarray) -> np.ndarray:
-    """Raw network outputs (no output activation), shape (n_samples, n_outputs)."""
-    activation = np.asarray(X, dtype=np.float32)
+    """Raw network outputs (no output activation), shape (n_samples, n_outputs), float64.
+
+    Computed in float64 from the float32 weights: BLAS's float32 products round a row
+    differently with its position in the batch (by up to 1e-5 relative where the
+    output nearly cancels, measured), so a prediction would depend on the other rows;
+    in float64 that difference is about 1e-16.
+    """
+    activation = np.asarray(X, dtype=np.float64)
     last = len(weights.coefs) - 1
     for i, (coef, intercept) in enumerate(zip(weights.coefs, weights.intercepts)):
         activation = activation @ coef + intercept
