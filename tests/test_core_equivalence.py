@@ -20,7 +20,7 @@ def test_conformance_kit_passes(impl):
 
 @pytest.mark.parametrize("norm", [1, 2])
 def test_numba_threaded_path_matches_on_a_large_tensor(norm):
-    """Tensors of >= 2**20 elements run on row chunks in a thread pool (when numba has threads)."""
+    """Tensors of >= 2**19 elements run on row chunks in a thread pool (when numba has threads)."""
     case = testing.UpdateCase(f"threaded_{norm=}", (1100, 1000), norm=norm, avg_reg=-4.0,
                               learning_rate=1e7, seed=600 + norm)
     testing.check_update(functools.partial(rln_core.update, impl="numba"), [case])

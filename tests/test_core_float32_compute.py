@@ -175,7 +175,7 @@ def test_large_lambdas():
 
 @pytest.mark.parametrize("norm", [1, 2])
 def test_numba_threaded_path(norm):
-    """Tensors of >= 2**20 elements run on chunks in a thread pool (when numba has threads)."""
+    """Tensors of >= 2**19 elements run on chunks in a thread pool (when numba has threads)."""
     case = testing.UpdateCase(f"threaded_{norm=}", (1100, 1000), norm=norm, avg_reg=-4.0,
                               learning_rate=1e7, state_dtype="float32", seed=1100 + norm)
     check_f32_update(f32_update("numba"), [case])

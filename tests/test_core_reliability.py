@@ -18,7 +18,7 @@ def test_a_forked_child_updates_a_large_tensor_after_its_parent_did():
     script = textwrap.dedent("""
         import os, sys, time
         import numpy as np, rln_core
-        w = np.random.default_rng(0).normal(0, 0.1, size=(1100, 1000))  # >= 2**20: threads
+        w = np.random.default_rng(0).normal(0, 0.1, size=(1100, 1000))  # >= 2**19: threads
         state = rln_core.init(w)
         rln_core.update(w, state, impl="numba")
         pid = os.fork()
