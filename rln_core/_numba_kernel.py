@@ -14,8 +14,9 @@ W - prev_weights: a select per element (without `delta`, the kernel is handed
 prev_weights in its place, so no extra memory is read).
 Both walk 2-D views row by row (contiguous arrays are one long row) and
 vectorize (SIMD): `_stats` by letting LLVM reassociate its sums, `write` by
-using `_numba_math`'s exp and log; every driver asks for 512-bit vectors
-(`rln_core._numba_vectors`: writes 18-30% faster where the CPU has AVX-512).
+using `_numba_math`'s exp and log; the write drivers ask for 512-bit vectors
+(`rln_core._numba_vectors`: 18-30% faster where the CPU has AVX-512, except
+Skylake-SP-era cores; `_stats`, memory-bound, keeps LLVM's width).
 `_update` runs them on one thread, or on chunks in a thread pool (the kernels
 release the GIL; large tensors only).
 
@@ -76,7 +77,6 @@ def _stats(weights, lambdas, prev_weights, prev_reg, delta, given, d_scale, step
     "reassoc" lets LLVM split the sums into SIMD lanes (the mean's rounding
     changes, within the spec's tolerance); it does not assume finite values.
     """
-    wide_vectors()
     total = 0.0
     total_abs = 0.0
     n_bad = 0
@@ -197,7 +197,6 @@ def _stats32(weights, lambdas, prev_weights, prev_reg, delta, given, d_scale, st
     one does not; `log32_normal` takes normal weights only). Weights need only
     be finite (`_write_row32` never forms D = 2W); `d_scale` is unused.
     """
-    wide_vectors()
     total = 0.0
     total_abs = 0.0
     change_abs = 0.0
@@ -469,15 +468,11 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def views_of(weights: np.ndarray, lambdas: np.ndarray, prev_weights: np.ndarray,
-             prev_reg: np.ndarray, delta: Optional[np.ndarray]) -> Optional[Tuple[list, int]]:
-    """(the kernel's 2-D views of the arrays, the number of chunks to run them in), or
-    None when the arrays cannot be walked in place without a copy. Without `delta`,
-    prev_weights stands in for it (see the module)."""
-    views = as_2d_views([weights, lambdas, prev_weights, prev_reg,
-                         prev_weights if delta is None else delta])
-    if views is None:
-        return None
-    return views, chunk_count(views[0].size)
+             prev_reg: np.ndarray, delta: Optional[np.ndarray]) -> Optional[list]:
+    """The kernel's 2-D views of the arrays, or None when they cannot be walked in place
+    without a copy. Without `delta`, prev_weights stands in for it (see the module)."""
+    return as_2d_views([weights, lambdas, prev_weights, prev_reg,
+                        prev_weights if delta is None else delta])
 
 
 def chunk_count(size: int) -> int:
@@ -498,9 +493,10 @@ def in_chunks(task: Callable[[Sequence[np.ndarray]], Any], views: Sequence[np.nd
     return list(_pool().map(task, _chunks(views, n_chunks)))
 
 
-def update_views(views: Sequence[np.ndarray], n_chunks: int, given: bool, first: bool,
+def update_views(views: Sequence[np.ndarray], given: bool, first: bool,
                  hyperparameters: Hyperparameters, compute32: bool = False) -> int:
-    """Run the kernel on `views_of`'s views of validated arrays; OK or an error code.
+    """Run the kernel on `views_of`'s views of validated arrays (in `chunk_count` chunks,
+    decided now: numba's thread count may have changed); OK or an error code.
 
     `given`: the last view is a delta (else prev_weights standing in for it). On the
     first update (`first`: no lambda step, no translation) prev_reg, prev_weights and
@@ -508,5 +504,5 @@ def update_views(views: Sequence[np.ndarray], n_chunks: int, given: bool, first:
     float32 arithmetic (float32 weights and state, checked by the caller).
     """
     return _update(views, given, bool(first), hyperparameters.avg_reg,
-                   hyperparameters.learning_rate, hyperparameters.norm, n_chunks,
-                   bool(compute32))
+                   hyperparameters.learning_rate, hyperparameters.norm,
+                   chunk_count(views[0].size), bool(compute32))

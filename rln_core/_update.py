@@ -11,7 +11,7 @@ from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE
 from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, dtype_name,
                              float32_arithmetic, one_update_at_a_time)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
-from rln_core.state import RLNState
+from rln_core.state import RLNState, check_steps, holds, state_arrays
 
 
 def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
@@ -92,18 +92,20 @@ class PreparedUpdate:
         self.weights = weights
         self.state = state
         self._checked: tuple = ()
-        self._views: Optional[tuple] = None  # the numba kernel's (views, n_chunks) or None
+        self._views: Optional[list] = None  # the numba kernel's views (None: cannot walk)
         self._check(None)
 
     def _check(self, delta: Optional[np.ndarray]) -> None:
-        """Check everything (as `rln_core.update`); remember the state's arrays checked."""
+        """Check everything (as `rln_core.update`); the views again for other state arrays."""
         weights, state = self.weights, self.state
         check_update_inputs(weights, state, delta, in_place=True)
         if self.compute32:
             _check_float32_compute(weights, state)
-        self._checked = (state.lambdas, state.prev_weights, state.prev_reg)
-        if self.resolved == "numba":
-            self._views = implementations.numba_kernel().views_of(weights, *self._checked, None)
+        if not holds(state, self._checked):
+            self._checked = state_arrays(state)
+            if self.resolved == "numba":
+                self._views = implementations.numba_kernel().views_of(weights, *self._checked,
+                                                                       None)
 
     def __call__(self, hyperparameters: Hyperparameters,
                  delta: Optional[np.ndarray] = None) -> RLNState:
@@ -113,14 +115,12 @@ class PreparedUpdate:
             hyperparameters: RLN's (a `Hyperparameters`).
             delta: the weight change to learn from, or None (W - prev_weights).
         """
-        if not isinstance(hyperparameters, Hyperparameters):
-            raise TypeError(f"hyperparameters must be an rln_core.Hyperparameters, got "
-                            f"{type(hyperparameters).__name__}")
-        state, checked = self.state, self._checked
-        if delta is not None or not (state.lambdas is checked[0]
-                                     and state.prev_weights is checked[1]
-                                     and state.prev_reg is checked[2]):
+        Hyperparameters.check(hyperparameters)
+        state = self.state
+        if delta is not None or not holds(state, self._checked):
             self._check(delta)
+        else:
+            check_steps(state.steps)
         weights, impl, compute32 = self.weights, self.impl, self.compute32
         with one_update_at_a_time(state):
             done = self.resolved == "numba" and self._update_with_numba(hyperparameters, delta)
@@ -156,12 +156,11 @@ class PreparedUpdate:
         bound on the lambdas tripped: nothing written, the exact NumPy path decides, so
         numba refuses exactly what the reference refuses)."""
         kernel, state = implementations.numba_kernel(), self.state
-        prepared = self._views if delta is None else kernel.views_of(
+        views = self._views if delta is None else kernel.views_of(
             self.weights, state.lambdas, state.prev_weights, state.prev_reg, delta)
-        if prepared is None:
+        if views is None:
             return None
-        views, n_chunks = prepared
-        code = kernel.update_views(views, n_chunks, delta is not None, int(state.steps) == 0,
+        code = kernel.update_views(views, delta is not None, int(state.steps) == 0,
                                    hyperparameters, self.compute32)
         if code == BAD_WEIGHTS:
             raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)

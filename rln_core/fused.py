@@ -38,7 +38,7 @@ from rln_core._update import _check_float32_compute, update
 from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
                              float32_arithmetic, one_update_at_a_time)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
-from rln_core.state import RLNState
+from rln_core.state import RLNState, check_steps, holds, state_arrays
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 _N_NUMBERS = 10  # the numbers of every optimizer's element function (the most: Adam's)
@@ -185,8 +185,9 @@ class FusedStep:
 
     def _numbers(self, make: Callable[..., tuple], *settings: Any) -> tuple:
         """make(W's scalar type, *settings): the kernel's numbers, made again only when
-        the settings differ from the last call's (a scheduler changes lr)."""
-        key = (make, settings)
+        the settings' values differ from the last call's (a scheduler changes lr; a 0-d
+        array changed in place is a new value: the key holds floats)."""
+        key = (make, tuple(float(setting) for setting in settings))
         if key != self._numbers_key:
             self._h = make(self._dtype, *settings)
             self._numbers_key = key
@@ -198,7 +199,7 @@ class FusedStep:
         check_update_inputs(weights, state, in_place=True)
         if self.compute32:
             _check_float32_compute(weights, state)
-        self._checked_state = (state.lambdas, state.prev_weights, state.prev_reg)
+        self._checked_state = state_arrays(state)
         self._checked_slots = ()
 
     def _check_slots(self, slots: Sequence[tuple]) -> None:
@@ -240,12 +241,11 @@ class FusedStep:
               slots: Sequence[tuple], hyperparameters: Hyperparameters,
               regularize: bool) -> RLNState:
         """Check what changed since the last call and the gradient, then run the kernel."""
-        if not isinstance(hyperparameters, Hyperparameters):
-            raise TypeError(f"hyperparameters must be an rln_core.Hyperparameters, got "
-                            f"{type(hyperparameters).__name__}")
-        state, checked = self.state, self._checked_state
-        if not (state.lambdas is checked[0] and state.prev_weights is checked[1]
-                and state.prev_reg is checked[2]):
+        Hyperparameters.check(hyperparameters)
+        state = self.state
+        if holds(state, self._checked_state):
+            check_steps(state.steps)
+        else:
             self._check_state()
         current = _slot_key(slots)
         if len(current) != len(self._checked_slots) or not all(

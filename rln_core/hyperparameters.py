@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import numpy as np
 
@@ -74,6 +74,14 @@ class Hyperparameters:
         """{"avg_reg": float, "learning_rate": float, "norm": int}: the keywords of
         `rln_core.update`, a `get_config` or a `state_dict` entry."""
         return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
+
+    @classmethod
+    def check(cls, value: Any) -> "Hyperparameters":
+        """`value` itself if it is a Hyperparameters (validated when made); TypeError else."""
+        if not isinstance(value, cls):
+            raise TypeError(f"hyperparameters must be an rln_core.Hyperparameters, got "
+                            f"{type(value).__name__}")
+        return value
 
     @classmethod
     def fields(cls) -> tuple:

@@ -145,6 +145,18 @@ def check_state(state: RLNState) -> None:
     check_steps(state.steps)
 
 
+def holds(state: RLNState, arrays: tuple) -> bool:
+    """Whether `state` holds exactly these array objects (lambdas, prev_weights, prev_reg),
+    as when they were last checked; `state_arrays(state)` gives the tuple."""
+    return len(arrays) == 3 and state.lambdas is arrays[0] \
+        and state.prev_weights is arrays[1] and state.prev_reg is arrays[2]
+
+
+def state_arrays(state: RLNState) -> tuple:
+    """(state.lambdas, state.prev_weights, state.prev_reg): what `holds` compares."""
+    return state.lambdas, state.prev_weights, state.prev_reg
+
+
 def check_steps(steps: Any, where: str = "state.steps") -> int:
     """`steps` as an int >= 0 (an int, a NumPy integer or a 0-d integer array); raise otherwise."""
     try:

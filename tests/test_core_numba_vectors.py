@@ -32,43 +32,62 @@ def test_the_decision_follows_numbas_target_cpu(monkeypatch):
     assert vectors.target_cpu() == llvmlite.binding.get_host_cpu_name()
 
 
-def _rows(norm, wide):
-    """A driver of the kernel's float64 row write, compiled here (no cache) at one width."""
+def _rows(writer, wide):
+    """A driver of one of the kernel's row writers, compiled here (no cache) at one width:
+    "float64" (`_write_row`, L1 or L2 by the suffix), "float64 split" (the L1 writer of
+    a float64 state), "float32" (`_write_row32`, L1 or L2)."""
+    name, norm = writer.rsplit(" ", 1)
+    norm = int(norm)
+
+    def body(w, lam, prev_w, prev_reg):
+        if name == "float64":
+            kernel._write_row(w, lam, prev_w, prev_reg, prev_w, False, True, 1e3, 0.25, norm)
+        elif name == "float64 split":
+            kernel._write_row_l1_split(w, lam, prev_w, prev_reg, prev_w, False, True, 1e3, 0.25)
+        else:
+            kernel._write_row32(w, lam, prev_w, prev_reg, prev_w, False, True, np.float32(1e3),
+                                np.float32(0.25), norm)
+
+    inner = numba.njit(fastmath={"contract"}, error_model="numpy", inline="always")(body)
     if wide:
         @numba.njit(fastmath={"contract"}, error_model="numpy")
         def write(w, lam, prev_w, prev_reg):
             vectors.wide_vectors()
-            kernel._write_row(w, lam, prev_w, prev_reg, prev_w, False, True, 1e3, 0.25, norm)
+            inner(w, lam, prev_w, prev_reg)
     else:
         @numba.njit(fastmath={"contract"}, error_model="numpy")
         def write(w, lam, prev_w, prev_reg):
-            kernel._write_row(w, lam, prev_w, prev_reg, prev_w, False, True, 1e3, 0.25, norm)
+            inner(w, lam, prev_w, prev_reg)
     return write
 
 
-def _inputs(seed):
+WRITERS = ["float64 1", "float64 2", "float64 split 1", "float32 1", "float32 2"]
+
+
+def _inputs(seed, dtype=np.float64):
     rng = np.random.default_rng(seed)
     n = 4099  # not a multiple of any vector width: the remainder loop runs too
-    w = rng.standard_normal(n) * 0.05
+    w = (rng.standard_normal(n) * 0.05).astype(np.float32)
     w[rng.random(n) < 0.2] = 0.0
-    lam = -6.0 + 3.0 * rng.standard_normal(n)
-    prev_w = w + 1e-3 * rng.standard_normal(n)
-    prev_reg = 1e-4 * rng.standard_normal(n)
+    lam = (-6.0 + 3.0 * rng.standard_normal(n)).astype(dtype)
+    prev_w = (w + 1e-3 * rng.standard_normal(n)).astype(np.float32)
+    prev_reg = (1e-4 * rng.standard_normal(n)).astype(dtype)
     return [w, lam, prev_w, prev_reg]
 
 
-@pytest.mark.parametrize("norm", [1, 2])
-def test_wide_vectors_write_the_same_bits(norm):
-    narrow, wide = _inputs(norm), _inputs(norm)
-    _rows(norm, wide=False)(*narrow)
-    _rows(norm, wide=True)(*wide)
+@pytest.mark.parametrize("writer", WRITERS)
+def test_wide_vectors_write_the_same_bits(writer):
+    dtype = np.float32 if writer.startswith("float32") else np.float64
+    narrow, wide = _inputs(1, dtype), _inputs(1, dtype)
+    _rows(writer, wide=False)(*narrow)
+    _rows(writer, wide=True)(*wide)
     for a, b in zip(narrow, wide):
         np.testing.assert_array_equal(a, b)
     assert (narrow[0] == 0).sum() > 0.2 * narrow[0].size  # clipped elements were exercised
 
 
 def test_llvm_uses_512_bit_registers_where_asked():
-    write = _rows(1, wide=True)
+    write = _rows("float64 split 1", wide=True)
     write(*_inputs(0))
     uses_zmm = "zmm" in write.inspect_asm(write.signatures[0])
     assert uses_zmm == (vectors.WIDE and _host_has_avx512())

@@ -182,3 +182,61 @@ def test_fused_step_in_chunks_matches_one_chunk(monkeypatch, compute_dtype):
     np.testing.assert_allclose(w_b, w_a, rtol=1e-5, atol=1e-12)
     np.testing.assert_array_equal(w_a == 0, w_b == 0)
     assert s_a.steps == s_b.steps == 4
+
+
+def test_prepared_update_takes_numbas_thread_count_at_each_call(monkeypatch):
+    import numba
+
+    from rln_core import _numba_kernel
+
+    weights = _tensor(10)
+    state = rln_core.init(weights)
+    prepared = rln_core.PreparedUpdate(weights, state, impl="numba")  # made on one chunk
+    monkeypatch.setattr(_numba_kernel, "PARALLEL_MIN_ELEMENTS", 1000)
+    monkeypatch.setattr(_numba_kernel, "ELEMENTS_PER_CHUNK_MIN", 300)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
+    split = []
+    chunks = _numba_kernel._chunks
+    monkeypatch.setattr(_numba_kernel, "_chunks",
+                        lambda views, n: split.append(n) or chunks(views, n))
+    prepared(HP)
+    assert split and set(split) == {3}
+
+
+def test_prepared_and_fused_steps_check_steps_every_call():
+    weights = _tensor(11)
+    state = rln_core.init(weights)
+    prepared = rln_core.PreparedUpdate(weights, state)
+    runner = fused.FusedStep(weights, state)
+    square_avg = np.zeros_like(weights)
+    grad = np.full_like(weights, 1e-3)
+    prepared(HP)
+    runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3)
+    before_w, before = weights.copy(), copy.deepcopy(state)
+    for bad in (-1, 2.5):
+        state.steps = bad
+        with pytest.raises(ValueError, match="steps"):
+            prepared(HP)
+        with pytest.raises(ValueError, match="steps"):
+            runner.rmsprop(grad, HP, square_avg=square_avg, lr=1e-3)
+    state.steps = before.steps
+    _assert_same(before_w, before, weights, state)
+
+
+def test_fused_step_reads_a_learning_rate_changed_in_place():
+    lr = np.array(1e-3)
+    runs = []
+    for in_place in (False, True):
+        weights = _tensor(12)
+        state = rln_core.init(weights, avg_reg=HP.avg_reg)
+        square_avg = np.zeros_like(weights)
+        runner = fused.FusedStep(weights, state)
+        for step, grad in enumerate(_changes(13, weights.shape, weights.dtype, 3)):
+            value = 1e-3 * (step + 1)
+            if in_place:
+                lr[...] = value
+                runner.rmsprop(grad, HP, square_avg=square_avg, lr=lr)
+            else:
+                runner.rmsprop(grad, HP, square_avg=square_avg, lr=value)
+        runs.append((weights, state))
+    _assert_same(*runs[0], *runs[1])

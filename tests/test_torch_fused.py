@@ -340,3 +340,21 @@ def test_the_double_registration_guard_applies_and_remove_detaches_both_hooks():
     optimizer.step()  # plain SGD now
     assert torch.equal(weight, before - 1e-2)
     rln.attach(optimizer, fuse=True).remove()
+
+
+@pytest.mark.parametrize("rebind", ["data", "set_"])
+def test_optimizer_state_whose_memory_is_rebound_is_stepped_where_it_now_lives(rebind):
+    """`state[...].data = ...` (e.g. moving an optimizer's state) keeps the tensor object
+    and changes its memory: the fused step must write the new memory."""
+    run = _make(torch.optim.RMSprop, {}, torch.float32, {"norm": 1}, fuse=True)
+    _train(run, 2)
+    square_avg = run[2].state[run[0]]["square_avg"]
+    fresh = torch.zeros_like(square_avg)
+    if rebind == "data":
+        square_avg.data = fresh
+    else:
+        square_avg.set_(fresh)
+    assert square_avg.data_ptr() == fresh.data_ptr()
+    _train(run, 1, start=2)
+    assert run[2].state[run[0]]["square_avg"] is square_avg
+    assert bool((fresh != 0).any())  # the step wrote the tensor's memory as it is now

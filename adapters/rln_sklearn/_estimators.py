@@ -144,7 +144,7 @@ class RLNClassifier(ClassifierMixin, BaseRLN):
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes), columns in `classes_` order."""
-        logits = self._raw_outputs(X).astype(np.float64)
+        logits = self._raw_outputs(X)
         if logits.shape[1] == 1:
             positive = expit(logits[:, 0])
             return np.column_stack([1.0 - positive, positive])

@@ -31,7 +31,7 @@ import torch
 from rln_core import fused
 
 # The optimizer classes whose CPU step `rln_core.fused` reproduces (exact types:
-# a subclass may change the step), and the function of each.
+# a subclass may change the step), and the `rln_core.fused.FusedStep` method of each.
 OPTIMIZERS: Dict[type, str] = {
     torch.optim.RMSprop: "rmsprop", torch.optim.Adam: "adam", torch.optim.AdamW: "adam",
     torch.optim.SGD: "sgd",
@@ -95,12 +95,13 @@ class FusedHooks:
     def __init__(self, rln: Any, optimizer: torch.optim.Optimizer):
         check_fusable(rln, optimizer)
         self._rln = rln
-        self._optimizer = OPTIMIZERS[type(optimizer)]  # the FusedStep method's name
-        self._arguments = _OPTIMIZER_ARGUMENTS[self._optimizer]
+        self._method = OPTIMIZERS[type(optimizer)]  # the FusedStep method's name
+        self._arguments = _OPTIMIZER_ARGUMENTS[self._method]
         self._grads: Optional[List[Optional[torch.Tensor]]] = None
         # per slot: its `rln_core.fused.FusedStep` (made again when the slot's weights or
         # state are other objects) and NumPy views of the optimizer's state tensors (the
-        # same ndarrays while the tensors are the same, so FusedStep checks them once)
+        # same ndarrays while the tensors and their memory are, so FusedStep checks them
+        # once): {key: (tensor, `_memory(tensor)`, view)}
         self._prepared: Dict[int, fused.FusedStep] = {}
         self._arrays: Dict[int, Dict[str, tuple]] = {}
         self._pre = optimizer.register_step_pre_hook(self._before)
@@ -172,11 +173,12 @@ class FusedHooks:
         arrays = self._arrays.setdefault(id(slot), {})
         for key, value in numbers.items():
             if isinstance(value, torch.Tensor):
+                memory = _memory(value)
                 cached = arrays.get(key)
-                if cached is None or cached[0] is not value:
-                    cached = arrays[key] = (value, value.numpy())
-                numbers[key] = cached[1]
-        getattr(self._fused_step(slot), self._optimizer)(
+                if cached is None or cached[0] is not value or cached[1] != memory:
+                    cached = arrays[key] = (value, memory, value.numpy())
+                numbers[key] = cached[2]
+        getattr(self._fused_step(slot), self._method)(
             grad.detach().numpy(), hyperparameters, regularize=regularize, **numbers)
 
     def _fused_step(self, slot: Any) -> fused.FusedStep:
@@ -187,6 +189,12 @@ class FusedHooks:
             prepared = self._prepared[id(slot)] = fused.FusedStep(
                 slot.weights, slot.state, slot.compute_dtype)
         return prepared
+
+
+def _memory(tensor: torch.Tensor) -> tuple:
+    """What a NumPy view of `tensor` depends on besides its identity: `.data = ...`,
+    `set_` and `resize_` keep the object and change these."""
+    return tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype
 
 
 def _zeros_like(param: torch.Tensor) -> torch.Tensor:
