@@ -52,6 +52,18 @@ def wants_wide(cpu: str) -> bool:
 WIDE = wants_wide(target_cpu())
 
 
+def target_features() -> str:
+    """The features numba compiles for: NUMBA_CPU_FEATURES if set, else the host's."""
+    if numba.config.CPU_FEATURES is not None:
+        return numba.config.CPU_FEATURES
+    return llvmlite.binding.get_host_cpu_features().flatten()
+
+
+AVX512 = "+avx512f" in target_features().split(",")
+"""Whether the target has AVX-512, hence 32 vector registers (16 with AVX2): a loop that
+needs more than 16 can then stay one loop (`_numba_kernel._write_row32`)."""
+
+
 @intrinsic
 def wide_vectors(typingctx):
     """Ask LLVM for 512-bit vectors in the calling jitted function (see the module);

@@ -91,3 +91,23 @@ def test_llvm_uses_512_bit_registers_where_asked():
     write(*_inputs(0))
     uses_zmm = "zmm" in write.inspect_asm(write.signatures[0])
     assert uses_zmm == (vectors.WIDE and _host_has_avx512())
+
+
+def test_the_one_loop_float32_l1_writer_writes_the_same_bits_as_two_loops(monkeypatch):
+    """`_write_row32`'s L1 runs one loop where the target has AVX-512, two elsewhere."""
+    outputs = []
+    for one_loop in (False, True):
+        monkeypatch.setattr(kernel, "_L1_ONE_LOOP_F32", one_loop)
+        arrays = _inputs(2, np.float32)
+        _rows("float32 1", wide=True)(*arrays)
+        outputs.append(arrays)
+    for a, b in zip(*outputs):
+        np.testing.assert_array_equal(a, b)
+    assert (outputs[0][0] == 0).sum() > 0.2 * outputs[0][0].size  # clipped ones exercised
+
+
+def test_the_avx512_flag_reads_numbas_target_features(monkeypatch):
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,-avx512f")
+    assert "+avx512f" not in vectors.target_features().split(",")
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", "+avx2,+avx512f")
+    assert "+avx512f" in vectors.target_features().split(",")
