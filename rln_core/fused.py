@@ -2,6 +2,8 @@
 in one numba kernel (two passes over memory), as "optimizer step, then `rln_core.update`".
 
     rln_core.fused.rmsprop_step(W, grad, state, square_avg=sq, lr=1e-3, **hp.asdict())
+    step = rln_core.fused.FusedStep(W, state)      # checked once: one call per step
+    step.rmsprop(grad, hp, square_avg=sq, lr=1e-3)
 
 The optimizer math is torch.optim's single-tensor CPU step, op by op in W's dtype
 (`rmsprop_step`, `adam_step` for Adam and AdamW, `sgd_step`), on the optimizer
@@ -16,6 +18,8 @@ then within the kit's tolerance plus nu * (that difference) * |prev_reg|.
 
 Needs numba (`rln_core.implementations.numba_available()`) and arrays of one
 dense layout (C- or F-contiguous, or any permutation of a contiguous block).
+Tensors of 2**19 elements or more run on the kernel's thread pool, as
+`rln_core.update` does.
 
 Errors: every input is checked before anything is written (ValueError /
 TypeError naming it). A refused RLN update (non-finite weights after the
