@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CLIP_MARGIN", "DEFAULTS", "Hyperparameters", "IMPLS", "ORIGINAL_CALLBACK_DEFAULTS", "RLN",
-    "RLNState", "STATE_FIELDS", "NumbaUnavailableWarning", "PreparedUpdate", "active_inputs", "array_api",
-    "checks", "fused", "implementations", "init", "input_importance", "inspection",
-    "numba_available", "reference", "sparsity", "state", "update",
+    "RLNState", "STATE_FIELDS", "NumbaUnavailableWarning", "PreparedUpdate", "active_inputs",
+    "array_api", "checks", "fused", "implementations", "init", "input_importance",
+    "inspection", "numba_available", "reference", "sparsity", "state", "update",
 ]

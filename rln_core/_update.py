@@ -8,8 +8,8 @@ import numpy as np
 
 from rln_core import array_api, implementations, reference
 from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE
-from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, dtype_name,
-                             float32_arithmetic, one_update_at_a_time)
+from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_delta, check_update_inputs,
+                             dtype_name, float32_arithmetic, one_update_at_a_time)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState, check_steps, holds, state_arrays
 
@@ -65,8 +65,9 @@ class PreparedUpdate:
             prepared(hp)          # rln_core.update(W, state, **hp.asdict())
 
     Construction checks W and the state as `rln_core.update` does and resolves the
-    implementation; each call checks the state again when it holds other arrays than
-    when last checked (a loaded checkpoint), and a given `delta` with everything. Between
+    implementation; each call checks steps, the state again when it holds other arrays
+    than when last checked (a loaded checkpoint), and a given `delta`
+    (`rln_core.checks.check_delta`). Between
     calls W and the state's arrays must not be reshaped, retyped or made read-only in
     place (that is not re-checked): make a new PreparedUpdate after such a change.
 
@@ -117,10 +118,12 @@ class PreparedUpdate:
         """
         Hyperparameters.check(hyperparameters)
         state = self.state
-        if delta is not None or not holds(state, self._checked):
+        if not holds(state, self._checked):
             self._check(delta)
         else:
             check_steps(state.steps)
+            if delta is not None:
+                check_delta(self.weights, state, delta, in_place=True)
         weights, impl, compute32 = self.weights, self.impl, self.compute32
         with one_update_at_a_time(state):
             done = self.resolved == "numba" and self._update_with_numba(hyperparameters, delta)

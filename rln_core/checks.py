@@ -196,14 +196,27 @@ def check_update_inputs(weights: Any, state: "RLNState", delta: Optional[Any] = 
         raise TypeError(f"weights have dtype {dtype_name(weights)} but the RLN state was made "
                         f"for {dtype_name(state.prev_weights)}")
     _check_same_library_and_device(weights, state.lambdas, "the RLN state")
-    if delta is not None:
-        check_weights(delta, name="delta")
-        if tuple(delta.shape) != shape:
-            raise ValueError(f"delta has shape {tuple(delta.shape)}; it must have the weights' "
-                             f"shape {shape}")
-        _check_same_library_and_device(weights, delta, "delta")
     if in_place and isinstance(weights, np.ndarray):
-        _check_no_overlap(weights, state, delta)
+        _check_no_overlap(_in_place_arrays(weights, state))
+    if delta is not None:
+        check_delta(weights, state, delta, in_place=in_place)
+
+
+def check_delta(weights: Any, state: "RLNState", delta: Any, *, in_place: bool) -> None:
+    """Check a given weight change against W and its state, both already checked
+    (`check_update_inputs`, which calls this for its `delta`); raise before any write.
+
+    Raises:
+        TypeError, ValueError: naming delta and what does not fit.
+    """
+    check_weights(delta, name="delta")
+    shape = tuple(state.lambdas.shape)
+    if tuple(delta.shape) != shape:
+        raise ValueError(f"delta has shape {tuple(delta.shape)}; it must have the weights' "
+                         f"shape {shape}")
+    _check_same_library_and_device(weights, delta, "delta")
+    if in_place and isinstance(weights, np.ndarray):
+        _check_no_overlap({**_in_place_arrays(weights, state), "delta": delta}, only="delta")
 
 
 def _check_same_library_and_device(weights: Any, other: Any, what: str) -> None:
@@ -215,20 +228,25 @@ def _check_same_library_and_device(weights: Any, other: Any, what: str) -> None:
                          f"{device(weights)}")
 
 
-def _check_no_overlap(weights: np.ndarray, state: "RLNState",
-                      delta: Optional[np.ndarray]) -> None:
-    """Every array of an in-place update is writable and overlaps none of the others."""
-    arrays = {"weights": weights, "state.lambdas": state.lambdas,
-              "state.prev_weights": state.prev_weights, "state.prev_reg": state.prev_reg}
-    for name, array in arrays.items():
-        if name != "weights" and not array.flags.writeable:
-            raise ValueError(f"{name} is read-only; it is updated in place")
-    if delta is not None:
-        arrays["delta"] = delta
+def _in_place_arrays(weights: np.ndarray, state: "RLNState") -> dict:
+    """The arrays an in-place update writes, by the names its errors use."""
+    return {"weights": weights, "state.lambdas": state.lambdas,
+            "state.prev_weights": state.prev_weights, "state.prev_reg": state.prev_reg}
+
+
+def _check_no_overlap(arrays: dict, only: Optional[str] = None) -> None:
+    """The state's arrays are writable and no two of `arrays` overlap (with `only`: no
+    other array overlaps that one; the others were checked already)."""
+    if only is None:
+        for name, array in arrays.items():
+            if name != "weights" and not array.flags.writeable:
+                raise ValueError(f"{name} is read-only; it is updated in place")
     names = list(arrays)
     owners = {name: array.flags.owndata for name, array in arrays.items()}
     for i, first in enumerate(names):
         for second in names[i + 1:]:
+            if only is not None and only not in (first, second):
+                continue
             if owners[first] and owners[second] and arrays[first] is not arrays[second]:
                 continue  # two arrays that own their memory: two allocations
             if np.may_share_memory(arrays[first], arrays[second]):

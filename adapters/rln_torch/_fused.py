@@ -184,8 +184,7 @@ class FusedHooks:
     def _fused_step(self, slot: Any) -> fused.FusedStep:
         """The slot's FusedStep, made again if its weights or state are other objects."""
         prepared = self._prepared.get(id(slot))
-        if prepared is None or prepared.weights is not slot.weights \
-                or prepared.state is not slot.state:
+        if not slot.made_for(prepared):
             prepared = self._prepared[id(slot)] = fused.FusedStep(
                 slot.weights, slot.state, slot.compute_dtype)
         return prepared

@@ -106,5 +106,6 @@ def resolve(impl: str, tensor: torch.Tensor) -> Implementation:
     target = tensor.detach().numpy() if on_cpu and core_impl != "array_api" else tensor
     if rln_core.implementations.resolve(core_impl, target) == "array_api":
         return TORCH
-    return Implementation(impl, on_numpy=True, update=functools.partial(rln_core.update, impl=impl),
+    return Implementation(impl, on_numpy=True,
+                          update=functools.partial(rln_core.update, impl=impl),
                           prepare=functools.partial(rln_core.PreparedUpdate, impl=impl))

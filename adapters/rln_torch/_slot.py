@@ -99,11 +99,16 @@ class ParamSlot:
                                        **hyperparameters.asdict())
             return
         prepared = self._prepared
-        if prepared is None or prepared.weights is not self.weights \
-                or prepared.state is not self.state:
+        if not self.made_for(prepared):
             prepared = self._prepared = prepare(self.weights, self.state,
                                                 compute_dtype=self.compute_dtype)
         prepared(hyperparameters, delta)
+
+    def made_for(self, prepared: Any) -> bool:
+        """Whether `prepared` (a `rln_core.PreparedUpdate` or `fused.FusedStep`, or None)
+        was made for this slot's weights and state as they are now."""
+        return prepared is not None and prepared.weights is self.weights \
+            and prepared.state is self.state
 
     def update_from_gradient(self, hyperparameters: rln_core.Hyperparameters) -> None:
         """One update whose lambda step learns from delta = -grad (mode="gradient").
