@@ -226,14 +226,17 @@ def _step_and_stats(optimizer: str, variant: Tuple[bool, bool], compute32: bool)
     stepped, learning_rate): the optimizer's step in place, block by block, each block
     then read by the kernel's stats (`_stats`, or `_stats32` for float32 compute) as an
     unfused update would read it; returns their sums (5 floats, the last two 0 without
-    compute32)."""
+    compute32). The arrays are (1, n) views (`step_in_place`'s); their row is taken
+    here, not in Python (it runs per step)."""
     kind, (flag_0, flag_1) = KINDS[optimizer], variant
     has_0, has_1, has_2 = slots_used(optimizer, variant)
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def step_and_stats(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, d_scale, stepped,
-                       learning_rate):  # pragma: no cover - compiled
+    def step_and_stats(w2, g2, s0_2, s1_2, s2_2, h, lambdas2, prev_weights2, prev_reg2, d_scale,
+                       stepped, learning_rate):  # pragma: no cover - compiled
         wide_vectors()
+        w, g, s0, s1, s2 = w2[0], g2[0], s0_2[0], s1_2[0], s2_2[0]
+        lambdas, prev_weights, prev_reg = lambdas2[0], prev_weights2[0], prev_reg2[0]
         sums = np.zeros(5)  # `_stats32`'s five, or `_stats`'s three and zeros
         for start in range(0, w.size, BLOCK):
             stop = min(start + BLOCK, w.size)
@@ -283,20 +286,27 @@ def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
         return OK
     learning_rate, norm = hyperparameters.learning_rate, hyperparameters.norm
     step_and_stats = _step_and_stats(optimizer, variant, compute32)
-    flags = (D_SCALE[norm], not first, learning_rate)
+    stepped = not first
+    d_scale = D_SCALE[norm]
 
     def first_pass(part):
-        weights, grad, s0, s1, s2, lambdas, prev_weights, prev_reg = (view[0] for view in part)
+        weights, grad, s0, s1, s2, lambdas, prev_weights, prev_reg = part
         return step_and_stats(weights, grad, s0, s1, s2, h, lambdas, prev_weights, prev_reg,
-                              *flags)
+                              d_scale, stepped, learning_rate)
 
-    sums = _kernel.add_up(_kernel.in_chunks(first_pass, views, n_chunks))
+    sums = first_pass(views) if n_chunks == 1 else _kernel.add_up(
+        _kernel.in_chunks(first_pass, views, n_chunks))
     status, shift, writer = _kernel.decide(
         sums if compute32 else sums[:3], views[0].size, first, hyperparameters.avg_reg,
         learning_rate, norm, compute32, views[5].dtype)
     if status == OK:
         write = _kernel._WRITE[writer, norm, False]
-        rln_views = [views[0], views[5], views[6], views[7], views[6]]
-        _kernel.in_chunks(lambda part: write(*part, not first, learning_rate, shift), rln_views,
-                          n_chunks)
+        weights, lambdas, prev_weights, prev_reg = views[0], views[5], views[6], views[7]
+        if n_chunks == 1:  # on this thread, without `in_chunks`' Python (it runs per step)
+            write(weights, lambdas, prev_weights, prev_reg, prev_weights, stepped,
+                  learning_rate, shift)
+        else:
+            _kernel.in_chunks(lambda part: write(*part, stepped, learning_rate, shift),
+                              [weights, lambdas, prev_weights, prev_reg, prev_weights],
+                              n_chunks)
     return status

@@ -170,6 +170,8 @@ _ABS_BITS_F32 = np.int32(0x7FFFFFFF)
 _LARGEST_FINITE_BITS_F32 = np.int32(0x7F7FFFFF)
 _LARGEST_SUBNORMAL_BITS_F32 = np.int32(0x007FFFFF)
 _F32_MAX = float(np.finfo(np.float32).max)
+_LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
+"""The largest finite value of each state dtype (`decide` runs per update: no np.finfo)."""
 _L1_ONE_LOOP_F32 = AVX512  # see `_write_row32` (a compile-time constant, as the CPU is)
 # The float32 lambda step cannot overflow while learning_rate * sum|change| and
 # sum|change| stay below this (each |change| and |learning_rate * change| then does).
@@ -474,7 +476,7 @@ def decide(sums: Sequence[float], n: int, first: bool, avg_reg: float, learning_
     if compute32:
         status, shift, safe = _shift32(*sums, n, first, avg_reg, learning_rate, norm)
     else:
-        status, shift = _shift(*sums, n, first, avg_reg, float(np.finfo(state_dtype).max))
+        status, shift = _shift(*sums, n, first, avg_reg, _LARGEST[state_dtype])
         safe = False
     return status, shift, _writer(safe, state_dtype)
 

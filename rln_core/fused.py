@@ -31,6 +31,7 @@ what "optimizer.step() then RLN.step()" leaves.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -191,7 +192,7 @@ class FusedStep:
         """make(W's scalar type, *settings): the kernel's numbers, made again only when
         the settings' values differ from the last call's (a scheduler changes lr; a 0-d
         array changed in place is a new value: the key holds floats)."""
-        key = (make, tuple(float(setting) for setting in settings))
+        key = (make, tuple(map(float, settings)))
         if key != self._numbers_key:
             self._h = make(self._dtype, *settings)
             self._numbers_key = key
@@ -231,8 +232,11 @@ class FusedStep:
 
     def _grad_view(self, grad: np.ndarray) -> np.ndarray:
         """The gradient checked (W's shape, dtype and memory order, its own memory) and
-        viewed as the kernel walks W."""
+        viewed as the kernel walks W (it runs per step: C-contiguous arrays, the common
+        case, skip `as_2d_views`)."""
         _check_arrays(self.weights, {"grad": grad}, self._written, writable=False)
+        if grad.flags.c_contiguous and self.weights.flags.c_contiguous:
+            return grad.reshape(1, -1)  # what as_2d_views gives (grad has W's native dtype)
         views = as_2d_views([self.weights, grad])
         if views is None or views[0].shape[0] != 1:
             raise ValueError(
@@ -252,12 +256,12 @@ class FusedStep:
         else:
             self._check_state()
         current = _slot_key(slots)
-        if len(current) != len(self._checked_slots) or not all(
-                a is b for a, b in zip(current, self._checked_slots)):
+        checked = self._checked_slots
+        if len(current) != len(checked) or not all(map(operator.is_, current, checked)):
             self._check_slots(slots)
         grad_view = self._grad_view(grad)
         views = [self._weights_view, grad_view,
-                 *(view if view is not None else grad_view for view in self._slot_views),
+                 *[grad_view if view is None else view for view in self._slot_views],
                  *self._state_views]
         with one_update_at_a_time(state):
             code = self._kernel.step_in_place(
@@ -346,7 +350,7 @@ _UNUSED = object()  # an unused slot in `_slot_key` (a used one may be None: ref
 def _slot_key(slots: Sequence[tuple]) -> tuple:
     """What `FusedStep` compares (by identity) to know the slots checked: each used
     slot's array (None if missing), `_UNUSED` for the others."""
-    return tuple(array if used else _UNUSED for _, array, used in slots)
+    return tuple([array if used else _UNUSED for _, array, used in slots])
 
 
 def _check_arrays(weights: np.ndarray, named: Dict[str, Any], written: Sequence[np.ndarray],
@@ -367,11 +371,11 @@ def _check_arrays(weights: np.ndarray, named: Dict[str, Any], written: Sequence[
                              f"have the weights' shape {weights.shape} and dtype {weights.dtype}")
         if writable and not array.flags.writeable:
             raise ValueError(f"{name} is read-only; the optimizer's step updates it in place")
-        own = None if first_own is None else first_own + index
-        if any(k != own and np.may_share_memory(array, other)
-               for k, other in enumerate(written)):
-            raise ValueError(f"{name} shares memory with another array of the fused step; "
-                             "each must be its own")
+        own = -1 if first_own is None else first_own + index
+        for k, other in enumerate(written):
+            if k != own and np.may_share_memory(array, other):
+                raise ValueError(f"{name} shares memory with another array of the fused "
+                                 "step; each must be its own")
 
 
 def _weights_dtype(weights: Any) -> type:
