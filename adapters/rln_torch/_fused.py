@@ -24,7 +24,7 @@ post-hook does not run: the regularized tensors are not stepped and their
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import rln_core
 import torch
@@ -169,15 +169,16 @@ class FusedHooks:
         if grad.stride() != param.stride():
             grad = torch.empty_like(param).copy_(grad)  # the kernel walks one memory order
         group = _group_of(optimizer, param)
-        numbers = self._arguments(group, optimizer.state[param], param)
+        tensors, numbers = self._arguments(group, optimizer.state[param], param)
         arrays = self._arrays.setdefault(id(slot), {})
-        for key, value in numbers.items():
-            if isinstance(value, torch.Tensor):
+        for key, value in tensors.items():
+            if value is not None:
                 memory = _memory(value)
                 cached = arrays.get(key)
                 if cached is None or cached[0] is not value or cached[1] != memory:
                     cached = arrays[key] = (value, memory, value.numpy())
-                numbers[key] = cached[2]
+                value = cached[2]
+            numbers[key] = value
         getattr(self._fused_step(slot), self._method)(
             grad.detach().numpy(), hyperparameters, regularize=regularize, **numbers)
 
@@ -196,6 +197,11 @@ def _memory(tensor: torch.Tensor) -> tuple:
     return tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype
 
 
+Arguments = Tuple[Dict[str, Optional[torch.Tensor]], Dict[str, Any]]
+"""An optimizer's FusedStep keywords: (its state tensors by keyword, None where unused; its
+numbers and flags by keyword)."""
+
+
 def _zeros_like(param: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(param, memory_format=torch.preserve_format)
 
@@ -205,9 +211,9 @@ def _scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def _rmsprop_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, Any]:
+def _rmsprop_arguments(group: dict, state: dict, param: torch.Tensor) -> Arguments:
     """RMSprop's state, initialized as torch's `_init_group`, its step counted; the
-    keywords of `rln_core.fused.FusedStep.rmsprop`."""
+    keywords of `rln_core.fused.FusedStep.rmsprop` (its state tensors, its numbers)."""
     if len(state) == 0:
         state["step"] = torch.zeros((), dtype=_scalar_dtype())
         state["square_avg"] = _zeros_like(param)
@@ -216,15 +222,16 @@ def _rmsprop_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[st
         if group["centered"]:
             state["grad_avg"] = _zeros_like(param)
     state["step"] += 1
-    return {"square_avg": state["square_avg"], "momentum_buffer": state.get("momentum_buffer"),
-            "grad_avg": state.get("grad_avg"), "lr": float(group["lr"]),
-            **{key: group[key] for key in ("alpha", "eps", "weight_decay", "momentum",
-                                           "centered", "maximize")}}
+    return ({"square_avg": state["square_avg"], "momentum_buffer": state.get("momentum_buffer"),
+             "grad_avg": state.get("grad_avg")},
+            {"lr": float(group["lr"]), "alpha": group["alpha"], "eps": group["eps"],
+             "weight_decay": group["weight_decay"], "momentum": group["momentum"],
+             "centered": group["centered"], "maximize": group["maximize"]})
 
 
-def _adam_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, Any]:
+def _adam_arguments(group: dict, state: dict, param: torch.Tensor) -> Arguments:
     """Adam's (AdamW's) state, initialized and stepped as torch's; the keywords of
-    `rln_core.fused.FusedStep.adam`."""
+    `rln_core.fused.FusedStep.adam` (as `_rmsprop_arguments`)."""
     if len(state) == 0:
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
         state["exp_avg"] = _zeros_like(param)
@@ -233,25 +240,28 @@ def _adam_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, 
             state["max_exp_avg_sq"] = _zeros_like(param)
     state["step"] += 1
     beta1, beta2 = group["betas"]
-    return {"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"],
-            "max_exp_avg_sq": state.get("max_exp_avg_sq"), "step": state["step"].item(),
-            "lr": float(group["lr"]), "betas": (float(beta1), float(beta2)),
-            "decoupled_weight_decay": group.get("decoupled_weight_decay", False),
-            **{key: group[key] for key in ("eps", "weight_decay", "amsgrad", "maximize")}}
+    return ({"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"],
+             "max_exp_avg_sq": state.get("max_exp_avg_sq")},
+            {"step": state["step"].item(), "lr": float(group["lr"]),
+             "betas": (float(beta1), float(beta2)),
+             "decoupled_weight_decay": group.get("decoupled_weight_decay", False),
+             **{key: group[key] for key in ("eps", "weight_decay", "amsgrad", "maximize")}})
 
 
-def _sgd_arguments(group: dict, state: dict, param: torch.Tensor) -> Dict[str, Any]:
+def _sgd_arguments(group: dict, state: dict, param: torch.Tensor) -> Arguments:
     """SGD's momentum buffer (made on the first step with momentum, as torch's clone of
-    the gradient); the keywords of `rln_core.fused.FusedStep.sgd`."""
+    the gradient); the keywords of `rln_core.fused.FusedStep.sgd` (as
+    `_rmsprop_arguments`)."""
     buffer, first = None, False
     if group["momentum"] != 0:
         buffer = state.get("momentum_buffer")
         first = buffer is None
         if first:
             buffer = state["momentum_buffer"] = _zeros_like(param)
-    return {"momentum_buffer": buffer, "first_momentum": first, "lr": float(group["lr"]),
-            **{key: group[key] for key in ("momentum", "dampening", "nesterov", "weight_decay",
-                                           "maximize")}}
+    return ({"momentum_buffer": buffer},
+            {"first_momentum": first, "lr": float(group["lr"]),
+             **{key: group[key] for key in ("momentum", "dampening", "nesterov",
+                                            "weight_decay", "maximize")}})
 
 
 _OPTIMIZER_ARGUMENTS = {"rmsprop": _rmsprop_arguments, "adam": _adam_arguments,
