@@ -28,9 +28,10 @@ matched: torch's CPU sqrt is not correctly rounded (1 in 6 float32 results is
 1 ulp off, measured), this module's is, so RMSprop and Adam agree with torch
 within a few ulp of the optimizer's step, not bit for bit (SGD: bit for bit).
 
-The drivers take 1-D contiguous arrays (`as_2d_views` of a dense layout, row 0)
-and hand the kernel each block as a (1, m) C array: the specialization the
-kernel runs for contiguous arrays.
+The drivers walk 1-D contiguous arrays (row 0 of `as_2d_views` of a dense layout;
+`step_and_stats` is handed the (1, n) views and takes the row itself) and hand the
+kernel each block as a (1, m) C array: the specialization the kernel runs for
+contiguous arrays.
 """
 
 from __future__ import annotations
