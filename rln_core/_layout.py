@@ -24,9 +24,12 @@ def as_2d_views(arrays: Sequence[np.ndarray]) -> Optional[List[np.ndarray]]:
         2-D views sharing memory with the inputs, or None if one would need a copy
         or is not in the machine's byte order (compiled kernels cannot read it).
     """
-    if not all(array.dtype.isnative for array in arrays):
-        return None
-    if all(array.flags.c_contiguous for array in arrays):  # the common case, fast
+    c_order = True  # one loop: the fused step views its gradient this way at every step
+    for array in arrays:
+        if not array.dtype.isnative:
+            return None
+        c_order = c_order and array.flags.c_contiguous
+    if c_order:  # the common case, fast
         return [array.reshape(1, -1) for array in arrays]
     lead = arrays[0]
     order = sorted(range(lead.ndim), key=lambda axis: -abs(lead.strides[axis]))

@@ -295,19 +295,13 @@ def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
         return step_and_stats(weights, grad, s0, s1, s2, h, lambdas, prev_weights, prev_reg,
                               d_scale, stepped, learning_rate)
 
-    sums = first_pass(views) if n_chunks == 1 else _kernel.add_up(
-        _kernel.in_chunks(first_pass, views, n_chunks))
+    sums = _kernel.add_up(_kernel.in_chunks(first_pass, views, n_chunks))
     status, shift, writer = _kernel.decide(
         sums if compute32 else sums[:3], views[0].size, first, hyperparameters.avg_reg,
         learning_rate, norm, compute32, views[5].dtype)
     if status == OK:
         write = _kernel._WRITE[writer, norm, False]
-        weights, lambdas, prev_weights, prev_reg = views[0], views[5], views[6], views[7]
-        if n_chunks == 1:  # on this thread, without `in_chunks`' Python (it runs per step)
-            write(weights, lambdas, prev_weights, prev_reg, prev_weights, stepped,
-                  learning_rate, shift)
-        else:
-            _kernel.in_chunks(lambda part: write(*part, stepped, learning_rate, shift),
-                              [weights, lambdas, prev_weights, prev_reg, prev_weights],
-                              n_chunks)
+        rln_views = [views[0], views[5], views[6], views[7], views[6]]
+        _kernel.in_chunks(lambda part: write(*part, stepped, learning_rate, shift), rln_views,
+                          n_chunks)
     return status

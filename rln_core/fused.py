@@ -232,11 +232,8 @@ class FusedStep:
 
     def _grad_view(self, grad: np.ndarray) -> np.ndarray:
         """The gradient checked (W's shape, dtype and memory order, its own memory) and
-        viewed as the kernel walks W (it runs per step: C-contiguous arrays, the common
-        case, skip `as_2d_views`)."""
+        viewed as the kernel walks W."""
         _check_arrays(self.weights, {"grad": grad}, self._written, writable=False)
-        if grad.flags.c_contiguous and self.weights.flags.c_contiguous:
-            return grad.reshape(1, -1)  # what as_2d_views gives (grad has W's native dtype)
         views = as_2d_views([self.weights, grad])
         if views is None or views[0].shape[0] != 1:
             raise ValueError(
