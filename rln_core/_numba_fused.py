@@ -9,6 +9,11 @@ Two passes over memory:
 1. block by block (`BLOCK` elements): the optimizer's step written in place (W
    and its state), then the kernel's stats of that block while it is in cache
    (the weight change inferred as W - prev_weights, as `rln_core.update` does);
+   the block's arrays (96 KB at 4096 float32 elements, 128 KB with a float64
+   state) stay in any current x86 core's L2. Measured on the tutorial layer (one
+   thread, step_and_stats alone, float32 compute / float64 state): 1024 elements
+   213 / 216 us, 4096 172 / 204, 32768 163 / 200 (0.8-1 MB a block: more than
+   older L2s), the whole tensor in one block (two passes) 168 / 217;
 2. if the kernel's checks pass (`decide`), its write driver over the tensor.
 The optimizer's step is applied whatever the RLN update decides, and a refused
 RLN update writes nothing of the RLN state: what "optimizer step, then
@@ -52,7 +57,7 @@ from rln_core._numba_vectors import wide_vectors
 from rln_core.checks import D_SCALE
 from rln_core.hyperparameters import Hyperparameters
 
-BLOCK = 1024  # elements per block: a block's W and RLN state (32 KB) are in L1 for the stats
+BLOCK = 4096  # elements per block of the first pass (see the module)
 
 RMSPROP, ADAM, SGD = "rmsprop", "adam", "sgd"
 

@@ -32,6 +32,8 @@ pytest.importorskip("numba")
 from rln_torch import RLN  # noqa: E402
 
 SHAPE = (23, 41)
+# several of the fused kernel's blocks and a partial one (`rln_core._numba_fused.BLOCK`)
+BLOCKS_SHAPE = (61, 211)
 STEPS = 25  # enough for the momentum / average buffers, the clip and the lambdas to move
 WEIGHT_ULPS = 4
 OPT_RTOL = {torch.float32: 4e-6, torch.float64: 1e-14}
@@ -61,20 +63,20 @@ def _label(config) -> str:
     return cls.__name__ + "".join(f"-{key}={value}" for key, value in kwargs.items())
 
 
-def _make(cls, kwargs, dtype, rln_kwargs, fuse, seed=0):
+def _make(cls, kwargs, dtype, rln_kwargs, fuse, seed=0, shape=SHAPE):
     torch.manual_seed(seed)
-    weight = torch.nn.Parameter((torch.randn(SHAPE) * 0.05).to(dtype))
-    bias = torch.nn.Parameter((torch.randn(SHAPE[0]) * 0.05).to(dtype))
+    weight = torch.nn.Parameter((torch.randn(shape) * 0.05).to(dtype))
+    bias = torch.nn.Parameter((torch.randn(shape[0]) * 0.05).to(dtype))
     optimizer = cls([weight, bias], lr=1e-2 if cls is torch.optim.SGD else 1e-3, **kwargs)
     rln = RLN(weight, **rln_kwargs)
     handle = rln.attach(optimizer, fuse=fuse)
     return weight, bias, optimizer, rln, handle
 
 
-def _grads(step, dtype, scale=1e-2):
+def _grads(step, dtype, scale=1e-2, shape=SHAPE):
     generator = torch.Generator().manual_seed(1000 + step)
-    return [(torch.randn(shape, generator=generator) * scale).to(dtype)
-            for shape in (SHAPE, SHAPE[:1])]
+    return [(torch.randn(part, generator=generator) * scale).to(dtype)
+            for part in (shape, shape[:1])]
 
 
 def _sync(source, target):
@@ -141,10 +143,10 @@ def _compare(unfused, fused_run, before, prev_reg, learning_rate):
     return float((step_error / ulp).max())
 
 
-def _run_pair(config, dtype, rln_kwargs, steps=STEPS, before_step=None):
+def _run_pair(config, dtype, rln_kwargs, steps=STEPS, before_step=None, shape=SHAPE):
     cls, kwargs = config
-    unfused = _make(cls, kwargs, dtype, rln_kwargs, fuse=False)
-    fused_run = _make(cls, kwargs, dtype, rln_kwargs, fuse=True)
+    unfused = _make(cls, kwargs, dtype, rln_kwargs, fuse=False, shape=shape)
+    fused_run = _make(cls, kwargs, dtype, rln_kwargs, fuse=True, shape=shape)
     learning_rate = unfused[3].learning_rate
     worst = 0.0
     for step in range(steps):
@@ -153,7 +155,7 @@ def _run_pair(config, dtype, rln_kwargs, steps=STEPS, before_step=None):
         before = unfused[0].detach().numpy().astype(np.float64).copy()
         prev_reg = unfused[3]._slots[0].state.prev_reg.copy()
         for run in (unfused, fused_run):
-            for param, grad in zip(run[:2], _grads(step, dtype)):
+            for param, grad in zip(run[:2], _grads(step, dtype, shape=shape)):
                 param.grad = grad.clone()
             run[2].step()
         worst = max(worst, _compare(unfused, fused_run, before, prev_reg, learning_rate))
@@ -168,6 +170,18 @@ def test_fused_step_equals_optimizer_step_then_rln_step(config, norm, state_dtyp
     rln_kwargs = {"norm": norm, "state_dtype": state_dtype,
                   "avg_reg": -8.0 if norm == 1 else -6.0}
     _run_pair(config, torch.float32, rln_kwargs)
+
+
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[6]], ids=_label)
+@pytest.mark.parametrize("rln_kwargs", [{"norm": 1}, {"norm": 2, "state_dtype": torch.float32},
+                                        {"state_dtype": torch.float32,
+                                         "compute_dtype": torch.float32}],
+                         ids=["l1-f64", "l2-f32", "f32-compute"])
+def test_fused_step_of_a_tensor_of_several_blocks(config, rln_kwargs):
+    from rln_core._numba_fused import BLOCK
+    size = BLOCKS_SHAPE[0] * BLOCKS_SHAPE[1]
+    assert size > 2 * BLOCK and size % BLOCK  # whole blocks and a partial one
+    _run_pair(config, torch.float32, rln_kwargs, steps=8, shape=BLOCKS_SHAPE)
 
 
 @pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[3], CONFIGS[6], CONFIGS[11]], ids=_label)
