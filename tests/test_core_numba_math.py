@@ -1,9 +1,12 @@
-"""The kernel's vectorizable exp and log against NumPy: float64 over its whole range, and the
-float32 functions (`exp32`, `log32`, `log32_positive`, `log32_normal`) over float32's."""
+"""The kernel's vectorizable exp and log against NumPy: float64 over its whole range, the
+float64 log of float32 arguments (`log_float32`, its table, `log_abs`), and the float32
+functions (`exp32`, `log32`, `log32_positive`, `log32_normal`) over float32's."""
 
 import numba
 import numpy as np
 import pytest
+
+from rln_core import _numba_log_table
 
 _math = pytest.importorskip("rln_core._numba_math")
 
@@ -174,3 +177,79 @@ def test_float32_functions_compute_in_float32(name):
     fn(F32(0.5))
     signatures = fn.nopython_signatures
     assert signatures and all(sig.return_type == numba.float32 for sig in signatures)
+
+
+# --- log of a float32, in float64 ---------------------------------------------------------
+
+
+@numba.njit
+def _log_float32(x, out):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _math.log_float32(x[i])
+
+
+@numba.njit
+def _log_abs(x, out):  # pragma: no cover - compiled
+    for i in range(x.size):
+        out[i] = _math.log_abs(x[i])
+
+
+def _table_edges():
+    """Both sides of every entry's boundaries, over several binades, and the entries'
+    centres (entry ONE's is 1.0)."""
+    boundaries = _numba_log_table.OFFSET_BITS + np.arange(129) * 0x10000
+    bits = np.concatenate([boundaries - 1, boundaries, boundaries + 0x8000])
+    shifts = np.array([-125, -60, -7, -1, 0, 1, 9, 60, 127]) << 23
+    bits = (bits[None, :] + shifts[:, None]).ravel()
+    return bits[(bits > 0) & (bits < 0x7F800000)].astype(np.int32).view(F32)
+
+
+def test_the_log_table_is_exact_where_it_claims():
+    import decimal
+    context = decimal.Context(prec=60)
+    entries = _numba_log_table.ENTRIES
+    assert len(entries) == 128
+    centres = (_numba_log_table.OFFSET_BITS + np.arange(128) * 0x10000 + 0x8000
+               ).astype(np.int32).view(F32)
+    assert centres[_numba_log_table.ONE] == 1.0
+    for centre, (inverse_hex, log_hex) in zip(centres, entries):
+        inverse, log = float.fromhex(inverse_hex), float.fromhex(log_hex)
+        assert float(F32(inverse)) == inverse  # a float32: z * inverse is exact in float64
+        assert abs(float(centre) * inverse - 1.0) < 2.0 ** -13
+        exact = -decimal.Decimal(inverse).ln(context)
+        if log == 0.0:
+            assert inverse == 1.0
+            continue
+        ulp = decimal.Decimal(float(np.spacing(abs(log))))
+        assert abs(decimal.Decimal(log) - exact) <= ulp * decimal.Decimal(2.0 ** -9)
+
+
+def test_log_float32_is_within_one_ulp_of_numpy_on_float32_inputs():
+    rng = np.random.default_rng(4)
+    bits = rng.integers(1, 0x7F800000, 1_000_000, dtype=np.int32)
+    one = F32(1.0)
+    near_one = np.concatenate([one + np.arange(1, 3000, dtype=F32) * F32(2.0 ** -23),
+                               one - np.arange(1, 3000, dtype=F32) * F32(2.0 ** -24)])
+    x = np.concatenate([bits.view(F32), near_one, _table_edges(), LOG32_EDGES,
+                        np.abs(rng.normal(0, 0.05, 100_000)).astype(F32) + F32(1e-30)])
+    out = np.empty(x.size)
+    _log_float32(x, out)
+    assert _ulps(out, np.log(x.astype(np.float64))).max() <= 1
+    _log_float32(F32([1.0, 2.0 ** -149]), out[:2])
+    assert out[0] == 0.0
+    assert out[1] == np.log(2.0 ** -149)
+
+
+def test_log_abs_takes_the_float32_log_for_float32_and_log_for_float64():
+    rng = np.random.default_rng(5)
+    x64 = rng.normal(0, 0.05, 10_000)
+    x32 = x64.astype(F32)
+    got32, want32 = np.empty(x32.size), np.empty(x32.size)
+    _log_abs(x32, got32)
+    _log_float32(np.abs(x32), want32)
+    np.testing.assert_array_equal(got32, want32)
+    got64, want64 = np.empty(x64.size), np.empty(x64.size)
+    _log_abs(x64, got64)
+    _apply(1, np.abs(x64), want64)
+    np.testing.assert_array_equal(got64, want64)
+    assert _math.log_abs(-0.5) == np.log(0.5)  # the Python function
