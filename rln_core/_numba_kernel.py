@@ -171,9 +171,9 @@ _I32_ONE = np.int32(1)
 _ABS_BITS_F32 = np.int32(0x7FFFFFFF)
 _LARGEST_FINITE_BITS_F32 = np.int32(0x7F7FFFFF)
 _LARGEST_SUBNORMAL_BITS_F32 = np.int32(0x007FFFFF)
-_F32_MAX = float(np.finfo(np.float32).max)
 _LARGEST = {np.dtype(t): float(np.finfo(t).max) for t in (np.float32, np.float64)}
 """The largest finite value of each state dtype (`decide` runs per update: no np.finfo)."""
+_F32_MAX = _LARGEST[np.dtype(np.float32)]
 _L1_ONE_LOOP_F32 = AVX512  # see `_write_row32` (a compile-time constant, as the CPU is)
 # The float32 lambda step cannot overflow while learning_rate * sum|change| and
 # sum|change| stay below this (each |change| and |learning_rate * change| then does).

@@ -2,20 +2,21 @@
 
 `log_float32` writes a float32 x as 2**k * z with z in [Z_MIN, 2 Z_MIN) (Z_MIN, the
 float32 of bits `OFFSET_BITS`, is 0.7051: just below sqrt(1/2)). Entry j covers the z
-whose bits are in [OFFSET_BITS + j * 2**16, OFFSET_BITS + (j + 1) * 2**16), centred on
-c_j, the float32 of bits OFFSET_BITS + j * 2**16 + 2**15; entry `ONE` is centred on 1.0
-(its inverse is 1, its log 0, so near x = 1 nothing cancels). Each inverse is a float32
-within 2**-13 of 1 / c_j, so z * inverse is exact in float64 (24 + 24 bits) and
-r = z * inverse - 1 is exact, |r| < 2**-7.9; and it is chosen (Gal's accurate tables) so
-that -ln(inverse) lies within 2**-9 of an ulp of a float64, the value stored: the table
-adds almost no rounding. The search (once, with 160-bit logs): for each j, the float32
+whose bits are in [OFFSET_BITS + j * 2**16, OFFSET_BITS + (j + 1) * 2**16) (2**16:
+2**`ENTRY_SHIFT`), centred on c_j, the float32 of bits OFFSET_BITS + j * 2**16 + 2**15;
+entry `ONE` is centred on 1.0 (its inverse is 1, its log 0, so near x = 1 nothing
+cancels). Each inverse is a float32 within 2**-13 of 1 / c_j, so z * inverse is exact in
+float64 (24 + 24 bits) and r = z * inverse - 1 is exact, |r| < 2**-7.9; and it is chosen
+(Gal's accurate tables) so that -ln(inverse) lies within 2**-9 of an ulp of a float64,
+the value stored: the table adds almost no rounding. The search (once, with 160-bit logs): for each j, the float32
 nearest 1 / c_j, then its neighbours outward (at most 871 steps away) until the condition
 holds. tests/test_core_numba_math.py checks every entry with the `decimal` module.
 Hex floats, so every value is exact.
 """
 
-OFFSET_BITS = 0x3F800000 - 0x8000 - 75 * 0x10000
-ONE = 75  # the entry centred on 1.0
+ENTRY_SHIFT = 16  # an entry covers 2**16 float32 bit patterns
+ONE = 75  # the entry centred on 1.0 (bits 0x3F800000)
+OFFSET_BITS = 0x3F800000 - (1 << (ENTRY_SHIFT - 1)) - ONE * (1 << ENTRY_SHIFT)
 
 ENTRIES = (
     ("0x1.6a19020000000p+0", "-0x1.630eea4090669p-2"),

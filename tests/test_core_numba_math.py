@@ -197,8 +197,9 @@ def _log_abs(x, out):  # pragma: no cover - compiled
 def _table_edges():
     """Both sides of every entry's boundaries, over several binades, and the entries'
     centres (entry ONE's is 1.0)."""
-    boundaries = _numba_log_table.OFFSET_BITS + np.arange(129) * 0x10000
-    bits = np.concatenate([boundaries - 1, boundaries, boundaries + 0x8000])
+    width = 1 << _numba_log_table.ENTRY_SHIFT
+    boundaries = _numba_log_table.OFFSET_BITS + np.arange(129) * width
+    bits = np.concatenate([boundaries - 1, boundaries, boundaries + width // 2])
     shifts = np.array([-125, -60, -7, -1, 0, 1, 9, 60, 127]) << 23
     bits = (bits[None, :] + shifts[:, None]).ravel()
     return bits[(bits > 0) & (bits < 0x7F800000)].astype(np.int32).view(F32)
@@ -209,7 +210,8 @@ def test_the_log_table_is_exact_where_it_claims():
     context = decimal.Context(prec=60)
     entries = _numba_log_table.ENTRIES
     assert len(entries) == 128
-    centres = (_numba_log_table.OFFSET_BITS + np.arange(128) * 0x10000 + 0x8000
+    width = 1 << _numba_log_table.ENTRY_SHIFT
+    centres = (_numba_log_table.OFFSET_BITS + np.arange(128) * width + width // 2
                ).astype(np.int32).view(F32)
     assert centres[_numba_log_table.ONE] == 1.0
     for centre, (inverse_hex, log_hex) in zip(centres, entries):
