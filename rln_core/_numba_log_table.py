@@ -8,10 +8,10 @@ entry `ONE` is centred on 1.0 (its inverse is 1, its log 0, so near x = 1 nothin
 cancels). Each inverse is a float32 within 2**-13 of 1 / c_j, so z * inverse is exact in
 float64 (24 + 24 bits) and r = z * inverse - 1 is exact, |r| < 2**-7.9; and it is chosen
 (Gal's accurate tables) so that -ln(inverse) lies within 2**-9 of an ulp of a float64,
-the value stored: the table adds almost no rounding. The search (once, with 160-bit logs): for each j, the float32
-nearest 1 / c_j, then its neighbours outward (at most 871 steps away) until the condition
-holds. tests/test_core_numba_math.py checks every entry with the `decimal` module.
-Hex floats, so every value is exact.
+the value stored: the table adds almost no rounding. The search (once, with 160-bit
+logs): for each j, the float32 nearest 1 / c_j, then its neighbours outward (at most 871
+steps away) until the condition holds. tests/test_core_numba_math.py checks every entry
+with the `decimal` module. Hex floats, so every value is exact.
 """
 
 ENTRY_SHIFT = 16  # an entry covers 2**16 float32 bit patterns
