@@ -205,14 +205,16 @@ def slots_used(optimizer: str, variant: Tuple[bool, bool]) -> Tuple[bool, bool, 
 
 @functools.lru_cache(maxsize=None)
 def _apply(optimizer: str, variant: Tuple[bool, bool]) -> Callable:
-    """apply(w, g, s0, s1, s2, h): `_apply_block` of one optimizer variant."""
+    """apply(w, g, s0, s1, s2, h): `_apply_block` of one optimizer variant, on (1, n)
+    views (their row taken here)."""
     kind, (flag_0, flag_1) = KINDS[optimizer], variant
     has_0, has_1, has_2 = slots_used(optimizer, variant)
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def apply(w, g, s0, s1, s2, h):  # pragma: no cover - compiled
+    def apply(w2, g2, s0_2, s1_2, s2_2, h):  # pragma: no cover - compiled
         wide_vectors()
-        _apply_block(w, g, s0, s1, s2, h, kind, flag_0, flag_1, has_0, has_1, has_2)
+        _apply_block(w2[0], g2[0], s0_2[0], s1_2[0], s2_2[0], h, kind, flag_0, flag_1, has_0,
+                     has_1, has_2)
 
     return apply
 
@@ -228,7 +230,7 @@ def _add_into(sums, part):  # pragma: no cover - compiled
 
 @functools.lru_cache(maxsize=None)
 def _step_and_stats(optimizer: str, variant: Tuple[bool, bool], compute32: bool) -> Callable:
-    """step_and_stats(w, g, s0, s1, s2, h, lambdas, prev_weights, prev_reg, d_scale,
+    """step_and_stats(w, g, s0, s1, s2, lambdas, prev_weights, prev_reg, h, d_scale,
     stepped, learning_rate): the optimizer's step in place, block by block, each block
     then read by the kernel's stats (`_stats`, or `_stats32` for float32 compute) as an
     unfused update would read it; returns their sums (5 floats, the last two 0 without
@@ -238,7 +240,7 @@ def _step_and_stats(optimizer: str, variant: Tuple[bool, bool], compute32: bool)
     has_0, has_1, has_2 = slots_used(optimizer, variant)
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def step_and_stats(w2, g2, s0_2, s1_2, s2_2, h, lambdas2, prev_weights2, prev_reg2, d_scale,
+    def step_and_stats(w2, g2, s0_2, s1_2, s2_2, lambdas2, prev_weights2, prev_reg2, h, d_scale,
                        stepped, learning_rate):  # pragma: no cover - compiled
         wide_vectors()
         w, g, s0, s1, s2 = w2[0], g2[0], s0_2[0], s1_2[0], s2_2[0]
@@ -286,27 +288,19 @@ def step_in_place(optimizer: str, variant: Tuple[bool, ...], h: tuple,
     """
     n_chunks = _kernel.chunk_count(views[0].size)
     if hyperparameters is None:
-        apply = _apply(optimizer, variant)
-        _kernel.in_chunks(lambda part: apply(*(view[0] for view in part[:5]), h), views,
-                          n_chunks)
+        _kernel.in_chunks(_apply(optimizer, variant), views[:5], n_chunks, h)
         return OK
     learning_rate, norm = hyperparameters.learning_rate, hyperparameters.norm
-    step_and_stats = _step_and_stats(optimizer, variant, compute32)
     stepped = not first
-    d_scale = D_SCALE[norm]
-
-    def first_pass(part):
-        weights, grad, s0, s1, s2, lambdas, prev_weights, prev_reg = part
-        return step_and_stats(weights, grad, s0, s1, s2, h, lambdas, prev_weights, prev_reg,
-                              d_scale, stepped, learning_rate)
-
-    sums = _kernel.add_up(_kernel.in_chunks(first_pass, views, n_chunks))
+    sums = _kernel.add_up(_kernel.in_chunks(_step_and_stats(optimizer, variant, compute32),
+                                            views, n_chunks, h, D_SCALE[norm], stepped,
+                                            learning_rate))
     status, shift, writer = _kernel.decide(
         sums if compute32 else sums[:3], views[0].size, first, hyperparameters.avg_reg,
         learning_rate, norm, compute32, views[5].dtype)
     if status == OK:
-        write = _kernel._WRITE[writer, norm, False]
-        rln_views = [views[0], views[5], views[6], views[7], views[6]]
-        _kernel.in_chunks(lambda part: write(*part, stepped, learning_rate, shift), rln_views,
-                          n_chunks)
+        weights, lambdas, prev_weights, prev_reg = views[0], views[5], views[6], views[7]
+        _kernel.in_chunks(_kernel._WRITE[writer, norm, False],
+                          (weights, lambdas, prev_weights, prev_reg, prev_weights), n_chunks,
+                          stepped, learning_rate, shift)
     return status

@@ -452,15 +452,15 @@ def _update(views: Sequence[np.ndarray], given: bool, first: bool, avg_reg: floa
             learning_rate: float, norm: int, n_chunks: int, compute32: bool = False) -> int:
     """Both passes over `n_chunks` chunks of the views, on this thread (1 chunk) or on
     Python threads (the kernels drop the GIL); returns OK or an error code."""
-    flags = (not first, learning_rate)
-    checks = (given, D_SCALE[norm])
+    stepped = not first
     stats = _stats32 if compute32 else _stats
-    sums = add_up(in_chunks(lambda part: stats(*part, *checks, *flags), views, n_chunks))
+    sums = add_up(in_chunks(stats, views, n_chunks, given, D_SCALE[norm], stepped,
+                            learning_rate))
     status, shift, writer = decide(sums, views[0].size, first, avg_reg, learning_rate, norm,
                                    compute32, views[1].dtype)
     if status == OK:
         write = _WRITE[writer, norm, given]
-        in_chunks(lambda part: write(*part, *flags, shift), views, n_chunks)
+        in_chunks(write, views, n_chunks, stepped, learning_rate, shift)
     return status
 
 
@@ -515,13 +515,16 @@ def chunk_count(size: int) -> int:
     return max(1, min(numba.get_num_threads(), size // ELEMENTS_PER_CHUNK_MIN))
 
 
-def in_chunks(task: Callable[[Sequence[np.ndarray]], Any], views: Sequence[np.ndarray],
-              n_chunks: int) -> List[Any]:
-    """[task(part) for each of `n_chunks` parts of the views] (`_chunks`), on this thread
-    (1 chunk) or on the pool's threads (the kernels drop the GIL)."""
+def in_chunks(function: Callable[..., Any], views: Sequence[np.ndarray], n_chunks: int,
+              *numbers: Any) -> List[Any]:
+    """[function(*part, *numbers) for each of `n_chunks` parts of the views] (`_chunks`),
+    on this thread (1 chunk) or on the pool's threads (the kernels drop the GIL).
+
+    The kernel and its scalar arguments are passed apart, not bound in a closure: this
+    runs twice per update, and a closure made per call costs more than the call."""
     if n_chunks == 1:
-        return [task(views)]
-    return list(_pool().map(task, _chunks(views, n_chunks)))
+        return [function(*views, *numbers)]
+    return list(_pool().map(lambda part: function(*part, *numbers), _chunks(views, n_chunks)))
 
 
 def update_views(views: Sequence[np.ndarray], given: bool, first: bool,

@@ -159,6 +159,8 @@ def state_arrays(state: RLNState) -> tuple:
 
 def check_steps(steps: Any, where: str = "state.steps") -> int:
     """`steps` as an int >= 0 (an int, a NumPy integer or a 0-d integer array); raise otherwise."""
+    if type(steps) is int and steps >= 0:  # what the updates store: checked at every update
+        return steps
     try:
         value = None if isinstance(steps, (bool, np.bool_)) else operator.index(steps)
     except TypeError:

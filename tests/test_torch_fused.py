@@ -372,3 +372,53 @@ def test_optimizer_state_whose_memory_is_rebound_is_stepped_where_it_now_lives(r
     _train(run, 1, start=2)
     assert run[2].state[run[0]]["square_avg"] is square_avg
     assert bool((fresh != 0).any())  # the step wrote the tensor's memory as it is now
+
+
+def test_the_param_group_is_found_again_after_the_groups_change():
+    """The hook remembers where the tensor's group was (checked by identity at every step):
+    a group moved, replaced or left must still be found, or refused, as by a full look-up."""
+    runs = []
+    for fuse in (False, True):
+        torch.manual_seed(0)
+        weight = torch.nn.Parameter(torch.randn(SHAPE) * 0.05)
+        bias = torch.nn.Parameter(torch.randn(SHAPE[0]) * 0.05)
+        optimizer = torch.optim.RMSprop([{"params": [bias]}, {"params": [weight], "lr": 1e-3}],
+                                        lr=1e-2)
+        rln = RLN(weight)
+        rln.attach(optimizer, fuse=fuse)
+        runs.append((weight, bias, optimizer, rln))
+    for step, change in enumerate(["none", "reorder", "replace", "none"]):
+        for weight, bias, optimizer, _ in runs:
+            if change == "reorder":  # the tensor's group is now the first, with another lr
+                optimizer.param_groups.reverse()
+                optimizer.param_groups[0]["lr"] = 3e-3
+            elif change == "replace":  # new group dicts, the tensor first in its group
+                groups = optimizer.param_groups
+                optimizer.param_groups[:] = [{**groups[1]}, {**groups[0], "params": [weight]}]
+                optimizer.param_groups[0]["params"] = [bias]
+            for param, grad in zip((weight, bias), _grads(step, torch.float32)):
+                param.grad = grad.clone()
+            optimizer.step()
+        (w_a, b_a, _, rln_a), (w_b, b_b, _, rln_b) = runs
+        np.testing.assert_allclose(w_b.detach().numpy(), w_a.detach().numpy(), rtol=1e-5,
+                                   atol=1e-7)
+        assert torch.equal(b_a, b_b)
+    weight, bias, optimizer, _ = runs[1]
+    optimizer.param_groups[1]["params"] = []
+    weight.grad = torch.ones(SHAPE)
+    with pytest.raises(ValueError, match="no longer trained"):
+        optimizer.step()
+
+
+def test_a_gradient_that_requires_grad_is_stepped_as_unfused():
+    # backward(create_graph=True) leaves gradients that require grad (no NumPy view of them)
+    runs = [_make(torch.optim.Adam, {}, torch.float32, {}, fuse=fuse) for fuse in (False, True)]
+    for step in range(3):
+        for run in runs:
+            for param, grad in zip(run[:2], _grads(step, torch.float32)):
+                param.grad = grad.clone().requires_grad_()
+            run[2].step()
+            assert run[0].grad.requires_grad  # given back as it was
+    np.testing.assert_allclose(runs[1][0].detach().numpy(), runs[0][0].detach().numpy(),
+                               rtol=1e-5, atol=1e-7)
+    assert runs[0][3]._slots[0].state.steps == runs[1][3]._slots[0].state.steps == 3

@@ -79,12 +79,25 @@ def _is_dense(tensor: torch.Tensor) -> bool:
     return span + 1 == tensor.numel()
 
 
-def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> Dict[str, Any]:
+def _group_of(optimizer: torch.optim.Optimizer, param: torch.Tensor,
+              where: Optional[Dict[int, Tuple[int, int]]] = None) -> Dict[str, Any]:
     """The param group training `param` (looked up at every step: load_state_dict
-    replaces the group dicts)."""
-    for group in optimizer.param_groups:
-        if any(p is param for p in group["params"]):
-            return group
+    replaces the group dicts). `where`: {id(param): (group index, index in the group)}
+    of earlier look-ups, tried first (checked by identity) and updated."""
+    groups = optimizer.param_groups
+    key = id(param)
+    if where is not None and key in where:
+        group_index, index = where[key]
+        if group_index < len(groups):
+            params = groups[group_index]["params"]
+            if index < len(params) and params[index] is param:
+                return groups[group_index]
+    for group_index, group in enumerate(groups):
+        for index, candidate in enumerate(group["params"]):
+            if candidate is param:
+                if where is not None:
+                    where[key] = (group_index, index)
+                return group
     raise ValueError(f"a tensor of shape {tuple(param.shape)} is no longer trained by this "
                      f"{type(optimizer).__name__}")
 
@@ -104,6 +117,7 @@ class FusedHooks:
         # once): {key: (tensor, `_memory(tensor)`, view)}
         self._prepared: Dict[int, fused.FusedStep] = {}
         self._arrays: Dict[int, Dict[str, tuple]] = {}
+        self._groups: Dict[int, Tuple[int, int]] = {}  # `_group_of`'s earlier look-ups
         self._pre = optimizer.register_step_pre_hook(self._before)
         self._post = optimizer.register_step_post_hook(self._after)
 
@@ -168,7 +182,7 @@ class FusedHooks:
                             f"the parameter {param.dtype} and {tuple(param.shape)}")
         if grad.stride() != param.stride():
             grad = torch.empty_like(param).copy_(grad)  # the kernel walks one memory order
-        group = _group_of(optimizer, param)
+        group = _group_of(optimizer, param, self._groups)
         tensors, numbers = self._arguments(group, optimizer.state[param], param)
         arrays = self._arrays.setdefault(id(slot), {})
         for key, value in tensors.items():
@@ -179,8 +193,10 @@ class FusedHooks:
                     cached = arrays[key] = (value, memory, value.numpy())
                 value = cached[2]
             numbers[key] = value
+        # (detach only where needed: create_graph=True; each torch call costs 1-5 us here)
+        grad_array = (grad.detach() if grad.requires_grad else grad).numpy()
         getattr(self._fused_step(slot), self._method)(
-            grad.detach().numpy(), hyperparameters, regularize=regularize, **numbers)
+            grad_array, hyperparameters, regularize=regularize, **numbers)
 
     def _fused_step(self, slot: Any) -> fused.FusedStep:
         """The slot's FusedStep, made again if its weights or state are other objects."""

@@ -54,7 +54,7 @@ class ParamSlot:
     def check(self, needs_grad: bool) -> None:
         """Raise if the parameter no longer fits its state; rebind moved memory."""
         param, lambdas = self.param, self.state.lambdas
-        if tuple(param.shape) != tuple(lambdas.shape):
+        if param.shape != lambdas.shape:  # torch.Size compares with a tuple
             raise ValueError(
                 f"{self.name} has shape {tuple(param.shape)} but its RLN state was made for "
                 f"shape {tuple(lambdas.shape)}; make a new RLN for a resized layer")
