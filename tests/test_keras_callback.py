@@ -579,3 +579,19 @@ def test_optimizer_float32_compute_needs_float32_variables_and_keeps_its_config(
     assert copy.compute_dtype == "float32" and copy.get_config() == optimizer.get_config()
     optimizer.build(model.trainable_variables)  # state_dtype None: the arithmetic's, float32
     assert optimizer.lambdas().dtype == np.float32
+
+
+def test_the_tensorflow_kernel_is_read_into_a_fresh_array_every_step():
+    """TensorFlow may keep the array an assign hands it as the variable's own buffer
+    (seen for 64-byte-aligned arrays), so the callback never writes an array it has
+    assigned: every read gives a new, writable one."""
+    from rln_keras._kernel import kernel_access
+
+    kernel = tiny_model().layers[0].kernel
+    access = kernel_access(kernel)
+    assert access.name == "tensorflow"
+    first = access.read()
+    access.write(first)
+    second = access.read()
+    assert second.flags.writeable and not np.shares_memory(first, second)
+    np.testing.assert_array_equal(second, first)

@@ -141,6 +141,10 @@ class _TensorFlowResource(KernelAccess):
         return np.require(value.numpy(), requirements="W")
 
     def write(self, weights: np.ndarray) -> None:
+        # TensorFlow may keep `weights` itself as the variable's buffer, without a copy
+        # (seen with TF 2.21 for 64-byte-aligned arrays: writing the array after the
+        # assign changed the variable). So `read` hands out a fresh array every step and
+        # nothing writes it after this; reusing one buffer across steps would not be safe.
         self._ops.AssignVariableOp(resource=self._handle, value=weights)
 
 
