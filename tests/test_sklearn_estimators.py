@@ -405,3 +405,24 @@ def test_collapse_advice_names_standardize_when_it_is_off(regression):
         RLNRegressor(learning_rate=1e10, standardize=False, **FAST).fit(*regression)
     assert all(str(w.message).endswith("or standardize the inputs (standardize=True)")
                for w in record)
+
+
+@pytest.mark.parametrize("numba_runs", [True, False])
+def test_the_torch_backend_fuses_rmsprop_and_rln_where_numba_runs(regression, monkeypatch,
+                                                                  numba_runs):
+    import rln_core
+    import rln_torch
+
+    attached = []
+    attach = rln_torch.RLN.attach
+
+    def recording_attach(self, optimizer, fuse=False):
+        attached.append(fuse)
+        return attach(self, optimizer, fuse=fuse)
+
+    monkeypatch.setattr(rln_torch.RLN, "attach", recording_attach)
+    if not numba_runs:  # the NumPy fallback: RLN after torch's own RMSprop step
+        monkeypatch.setattr(rln_core, "numba_available", lambda: False)
+    model = RLNRegressor(**FAST).fit(*regression)
+    assert attached == [numba_runs]
+    assert model.n_iter_ == FAST["epochs"] and np.isfinite(model.lambdas_).all()

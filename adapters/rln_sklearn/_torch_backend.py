@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import rln_core
 import torch
 from torch import nn
 from torch.nn import functional
@@ -45,7 +46,10 @@ class TorchTrainer:
                          learning_rate=config.learning_rate, state_dtype=precision,
                          compute_dtype=precision) if config.rln else None)
         if self._rln is not None:
-            self._rln.attach(self._optimizer)
+            # RMSprop's step of the first layer and RLN's update in one kernel where numba
+            # runs: the same step within rounding (README, "Fused optimizer + RLN step"), a
+            # fit 2-5% faster; test errors over 20 seeds the same within noise (paired)
+            self._rln.attach(self._optimizer, fuse=rln_core.numba_available())
         self._data_loss = DATA_LOSSES[config.loss]
         self._X = torch.tensor(X)  # copies: X may be a read-only view
         self._y = torch.tensor(y)
