@@ -232,14 +232,9 @@ class FusedStep:
 
     def _grad_view(self, grad: np.ndarray) -> np.ndarray:
         """The gradient checked (W's shape, dtype and memory order, its own memory) and
-        viewed as the kernel walks W. (Every step: `_check_arrays`' checks, written out.)"""
+        viewed as the kernel walks W."""
         weights = self.weights
-        if not isinstance(grad, np.ndarray) or grad.shape != weights.shape \
-                or grad.dtype != weights.dtype:
-            _check_arrays(weights, {"grad": grad}, (), writable=False)  # raises, naming it
-        for other in self._written:
-            if np.may_share_memory(grad, other):
-                raise ValueError(_SHARED.format(name="grad"))
+        _check_arrays(weights, {"grad": grad}, self._written, writable=False)
         views = as_2d_views((weights, grad))
         if views is None or views[0].shape[0] != 1:
             raise ValueError(
@@ -356,9 +351,6 @@ def _slot_key(slots: Sequence[tuple]) -> tuple:
     return tuple([array if used else _UNUSED for _, array, used in slots])
 
 
-_SHARED = "{name} shares memory with another array of the fused step; each must be its own"
-
-
 def _check_arrays(weights: np.ndarray, named: Dict[str, Any], written: Sequence[np.ndarray],
                   writable: bool, first_own: Optional[int] = None) -> None:
     """Each named array a NumPy array of W's shape and dtype (writable if `writable`),
@@ -380,7 +372,8 @@ def _check_arrays(weights: np.ndarray, named: Dict[str, Any], written: Sequence[
         own = -1 if first_own is None else first_own + index
         for k, other in enumerate(written):
             if k != own and np.may_share_memory(array, other):
-                raise ValueError(_SHARED.format(name=name))
+                raise ValueError(f"{name} shares memory with another array of the fused "
+                                 "step; each must be its own")
 
 
 def _weights_dtype(weights: Any) -> type:
