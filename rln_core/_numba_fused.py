@@ -1,19 +1,21 @@
 """A fused optimizer + RLN step in numba: the optimizer's own math, then the RLN update.
 
 Importing this module imports numba (`rln_core.fused` imports it lazily). The
-RLN math is the kernel's (`rln_core._numba_kernel`: `_stats`, `_stats32`,
-`decide`, the `_WRITE` drivers), run exactly as an unfused update runs it after
-the optimizer's step; only the optimizer's element math lives here.
+RLN math is the kernel's (`rln_core._numba_kernel`: the terms of `_stats` and
+`_stats32`, `decide`, the `_WRITE` drivers), run exactly as an unfused update runs
+it after the optimizer's step; only the optimizer's element math lives here.
 
 Two passes over memory:
-1. block by block (`BLOCK` elements): the optimizer's step written in place (W
-   and its state), then the kernel's stats of that block while it is in cache
-   (the weight change inferred as W - prev_weights, as `rln_core.update` does);
-   the block's arrays (96 KB at 4096 float32 elements, 128 KB with a float64
-   state) stay in any current x86 core's L2. Measured on the tutorial layer (one
-   thread, step_and_stats alone, float32 compute / float64 state): 1024 elements
-   213 / 216 us, 4096 172 / 204, 32768 163 / 200 (0.8-1 MB a block: more than
-   older L2s), the whole tensor in one block (two passes) 168 / 217;
+1. one loop: each element's optimizer step written in place (W and its state),
+   then that element's terms of the kernel's stats (`_numba_kernel.stats_terms`,
+   `stats32_terms`; the weight change inferred as W - prev_weights, as
+   `rln_core.update` does), summed as `_stats` sums them. One loop lets the
+   optimizer's sqrt and division overlap with the sums' arithmetic: on the
+   tutorial layer (one thread, this pass alone) 174 -> 150 us (RMSprop) and
+   216 -> 176 us (Adam) in float32 compute, against the optimizer's loop then the
+   stats' loop over blocks of 4096 elements (which 1024 and 32768 elements, or the
+   whole tensor, did not beat); with a float64 state the pass is bound by memory
+   (about 205 us either way);
 2. if the kernel's checks pass (`decide`), its write driver over the tensor.
 The optimizer's step is applied whatever the RLN update decides, and a refused
 RLN update writes nothing of the RLN state: what "optimizer step, then
@@ -33,10 +35,9 @@ matched: torch's CPU sqrt is not correctly rounded (1 in 6 float32 results is
 1 ulp off, measured), this module's is, so RMSprop and Adam agree with torch
 within a few ulp of the optimizer's step, not bit for bit (SGD: bit for bit).
 
-The drivers walk 1-D contiguous arrays (row 0 of `as_2d_views` of a dense layout;
-`step_and_stats` is handed the (1, n) views and takes the row itself) and hand the
-kernel each block as a (1, m) C array: the specialization the kernel runs for
-contiguous arrays.
+The drivers are handed (1, n) views (`as_2d_views` of a dense layout) and walk
+their row, a 1-D contiguous array; the write pass hands the views to the kernel's
+write driver as they are.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import literal_unroll, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -56,8 +57,6 @@ from rln_core._numba_kernel_codes import OK
 from rln_core._numba_vectors import wide_vectors
 from rln_core.checks import D_SCALE
 from rln_core.hyperparameters import Hyperparameters
-
-BLOCK = 4096  # elements per block of the first pass (see the module)
 
 RMSPROP, ADAM, SGD = "rmsprop", "adam", "sgd"
 
@@ -166,31 +165,34 @@ def _sgd(w, g, buf, unused_1, unused_2, h, with_momentum,
 KINDS = {RMSPROP: 0, ADAM: 1, SGD: 2}
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _apply_block(w, g, s0, s1, s2, h, kind, flag_0, flag_1, has_0, has_1,
-                 has_2):  # pragma: no cover - compiled
-    """The optimizer's step over 1-D arrays, in place: W and the slots it uses (has_*;
-    the others get any array of W's length, never read nor written).
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _step_element(w, g, s0, s1, s2, j, h, kind, flag_0, flag_1, has_0, has_1,
+                  has_2):  # pragma: no cover - compiled
+    """The optimizer's step of element j of 1-D arrays, in place: W and the slots it uses
+    (has_*; the others get any array of W's length, never read nor written); returns W's
+    new value.
 
-    kind (`KINDS`), the flags and has_* are constants where it is inlined, so each
-    variant gets its own loop (functions whose closures hold only constants cache on
-    disk; one holding a dispatcher would not). Every optimizer's h has one type
-    (`rln_core.fused._numbers`), so each branch types whichever is compiled.
+    Inlined where kind (`KINDS`), the flags and has_* are constants, so each variant gets
+    its own loop (functions whose closures hold only constants cache on disk; one
+    holding a dispatcher would not). Every optimizer's h has one type
+    (`rln_core.fused._numbers`), so each branch types whichever is compiled. The element
+    functions are called, not inlined by numba: their arithmetic keeps its own (no)
+    fast-math flags inside a caller that has some.
     """
-    for j in range(w.size):
-        if kind == 0:
-            stepped, n0, n1, n2 = _rmsprop(w[j], g[j], s0[j], s1[j], s2[j], h, flag_0, flag_1)
-        elif kind == 1:
-            stepped, n0, n1, n2 = _adam(w[j], g[j], s0[j], s1[j], s2[j], h, flag_0, flag_1)
-        else:
-            stepped, n0, n1, n2 = _sgd(w[j], g[j], s0[j], s1[j], s2[j], h, flag_0, flag_1)
-        if has_0:
-            s0[j] = n0
-        if has_1:
-            s1[j] = n1
-        if has_2:
-            s2[j] = n2
-        w[j] = stepped
+    if kind == 0:
+        stepped, n0, n1, n2 = _rmsprop(w[j], g[j], s0[j], s1[j], s2[j], h, flag_0, flag_1)
+    elif kind == 1:
+        stepped, n0, n1, n2 = _adam(w[j], g[j], s0[j], s1[j], s2[j], h, flag_0, flag_1)
+    else:
+        stepped, n0, n1, n2 = _sgd(w[j], g[j], s0[j], s1[j], s2[j], h, flag_0, flag_1)
+    if has_0:
+        s0[j] = n0
+    if has_1:
+        s1[j] = n1
+    if has_2:
+        s2[j] = n2
+    w[j] = stepped
+    return stepped
 
 
 def slots_used(optimizer: str, variant: Tuple[bool, bool]) -> Tuple[bool, bool, bool]:
@@ -205,63 +207,67 @@ def slots_used(optimizer: str, variant: Tuple[bool, bool]) -> Tuple[bool, bool, 
 
 @functools.lru_cache(maxsize=None)
 def _apply(optimizer: str, variant: Tuple[bool, bool]) -> Callable:
-    """apply(w, g, s0, s1, s2, h): `_apply_block` of one optimizer variant, on (1, n)
-    views (their row taken here)."""
+    """apply(w, g, s0, s1, s2, h): the optimizer's step of one variant over (1, n) views
+    (their row taken here), in place."""
     kind, (flag_0, flag_1) = KINDS[optimizer], variant
     has_0, has_1, has_2 = slots_used(optimizer, variant)
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
     def apply(w2, g2, s0_2, s1_2, s2_2, h):  # pragma: no cover - compiled
         wide_vectors()
-        _apply_block(w2[0], g2[0], s0_2[0], s1_2[0], s2_2[0], h, kind, flag_0, flag_1, has_0,
-                     has_1, has_2)
+        w, g, s0, s1, s2 = w2[0], g2[0], s0_2[0], s1_2[0], s2_2[0]
+        for j in range(w.size):
+            _step_element(w, g, s0, s1, s2, j, h, kind, flag_0, flag_1, has_0, has_1, has_2)
 
     return apply
-
-
-@numba.njit(cache=True, nogil=True)
-def _add_into(sums, part):  # pragma: no cover - compiled
-    """sums[k] += part[k] for a tuple of the kernel's stats (floats and ints)."""
-    k = 0
-    for value in literal_unroll(part):
-        sums[k] += value
-        k += 1
 
 
 @functools.lru_cache(maxsize=None)
 def _step_and_stats(optimizer: str, variant: Tuple[bool, bool], compute32: bool) -> Callable:
     """step_and_stats(w, g, s0, s1, s2, lambdas, prev_weights, prev_reg, h, d_scale,
-    stepped, learning_rate): the optimizer's step in place, block by block, each block
-    then read by the kernel's stats (`_stats`, or `_stats32` for float32 compute) as an
-    unfused update would read it; returns their sums (5 floats, the last two 0 without
-    compute32). The arrays are (1, n) views (`step_in_place`'s); their row is taken
-    here, not in Python (it runs per step)."""
+    stepped, learning_rate): the optimizer's step in place and, in the same loop, each
+    stepped element's terms of the kernel's stats (`_numba_kernel.stats_terms`, or
+    `stats32_terms` for float32 compute) as an unfused update would read them; returns
+    their sums (`_stats`' three and two zeros, or `_stats32`'s five; as floats). The
+    arrays are (1, n) views (`step_in_place`'s); their row is taken here, not in Python
+    (it runs per step). "reassoc", as in `_stats`, lets LLVM split the sums into SIMD
+    lanes; the optimizer's element functions keep their own flags (none)."""
     kind, (flag_0, flag_1) = KINDS[optimizer], variant
     has_0, has_1, has_2 = slots_used(optimizer, variant)
 
-    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    @numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
     def step_and_stats(w2, g2, s0_2, s1_2, s2_2, lambdas2, prev_weights2, prev_reg2, h, d_scale,
                        stepped, learning_rate):  # pragma: no cover - compiled
         wide_vectors()
         w, g, s0, s1, s2 = w2[0], g2[0], s0_2[0], s1_2[0], s2_2[0]
         lambdas, prev_weights, prev_reg = lambdas2[0], prev_weights2[0], prev_reg2[0]
-        sums = np.zeros(5)  # `_stats32`'s five, or `_stats`'s three and zeros
-        for start in range(0, w.size, BLOCK):
-            stop = min(start + BLOCK, w.size)
-            m = stop - start
-            _apply_block(w[start:stop], g[start:stop], s0[start:stop], s1[start:stop],
-                         s2[start:stop], h, kind, flag_0, flag_1, has_0, has_1, has_2)
-            block = (w[start:stop].reshape(1, m), lambdas[start:stop].reshape(1, m),
-                     prev_weights[start:stop].reshape(1, m),
-                     prev_reg[start:stop].reshape(1, m), prev_weights[start:stop].reshape(1, m))
+        total = 0.0
+        total_abs = 0.0
+        change_abs = 0.0
+        n_bad = 0
+        bad_bits = _kernel._I32_ZERO
+        subnormal_bits = _kernel._I32_ZERO
+        for j in range(w.size):
+            new_w = _step_element(w, g, s0, s1, s2, j, h, kind, flag_0, flag_1, has_0, has_1,
+                                  has_2)
             if compute32:
-                _add_into(sums, _kernel._stats32(*block, False, d_scale, stepped,
-                                                 learning_rate))
+                lam, change, bad, subnormal = _kernel.stats32_terms(
+                    new_w, lambdas[j], prev_weights[j], prev_reg[j], prev_weights[j], False,
+                    stepped, learning_rate)
+                bad_bits = np.int32(bad_bits | bad)
+                subnormal_bits = np.int32(subnormal_bits | subnormal)
+                change_abs += change
             else:
-                _add_into(sums, _kernel._stats(*block, False, d_scale, stepped, learning_rate))
-        # a tuple, not the array: an array returned by a cached closure loses its dtype
-        # when another closure of the same code is loaded in the process (numba 0.68)
-        return sums[0], sums[1], sums[2], sums[3], sums[4]
+                lam, bad = _kernel.stats_terms(new_w, lambdas[j], prev_weights[j], prev_reg[j],
+                                               prev_weights[j], False, d_scale, stepped,
+                                               learning_rate)
+                n_bad += bad
+            total += lam
+            total_abs += abs(lam)
+        if compute32:
+            return (total, total_abs, 1.0 if bad_bits < 0 else 0.0, change_abs,
+                    1.0 if subnormal_bits < 0 else 0.0)
+        return total, total_abs, np.float64(n_bad), 0.0, 0.0
 
     return step_and_stats
 

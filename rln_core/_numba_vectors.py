@@ -11,9 +11,9 @@ LLVM keeps its width). Each element's operations are the same at either width,
 so what the writes produce is bit for bit the same. The read-only `_stats` pass
 (memory-bound: no faster) keeps LLVM's width, so its reassociated sums, and the
 translation computed from them, are grouped as before: an unfused update is bit
-for bit the same at either width. In the fused step, where LLVM may inline the
-stats into the wide loop over blocks, the grouping of those sums (the mean's last
-bits, within the spec's tolerance) may depend on the width.
+for bit the same at either width. In the fused step, whose one wide loop
+sums the same terms (`rln_core._numba_fused`), the grouping of those sums (the
+mean's last bits, within the spec's tolerance) may depend on the width.
 
 Measured on this project's machine (LLVM's name: rocketlake; one thread, the
 tutorial layer 1013 x 179, ns per element, 256 -> 512 bits): the float64 write

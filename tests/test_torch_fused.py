@@ -32,8 +32,9 @@ pytest.importorskip("numba")
 from rln_torch import RLN  # noqa: E402
 
 SHAPE = (23, 41)
-# several of the fused kernel's blocks and a partial one (`rln_core._numba_fused.BLOCK`)
-BLOCKS_SHAPE = (61, 211)
+# a tensor long enough for the fused loop's SIMD body and reductions over many vectors,
+# with a remainder (12871 elements: odd)
+LONG_SHAPE = (61, 211)
 STEPS = 25  # enough for the momentum / average buffers, the clip and the lambdas to move
 WEIGHT_ULPS = 4
 OPT_RTOL = {torch.float32: 4e-6, torch.float64: 1e-14}
@@ -177,11 +178,8 @@ def test_fused_step_equals_optimizer_step_then_rln_step(config, norm, state_dtyp
                                         {"state_dtype": torch.float32,
                                          "compute_dtype": torch.float32}],
                          ids=["l1-f64", "l2-f32", "f32-compute"])
-def test_fused_step_of_a_tensor_of_several_blocks(config, rln_kwargs):
-    from rln_core._numba_fused import BLOCK
-    size = BLOCKS_SHAPE[0] * BLOCKS_SHAPE[1]
-    assert size > 2 * BLOCK and size % BLOCK  # whole blocks and a partial one
-    _run_pair(config, torch.float32, rln_kwargs, steps=8, shape=BLOCKS_SHAPE)
+def test_fused_step_of_a_longer_tensor(config, rln_kwargs):
+    _run_pair(config, torch.float32, rln_kwargs, steps=8, shape=LONG_SHAPE)
 
 
 @pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[3], CONFIGS[6], CONFIGS[11]], ids=_label)
