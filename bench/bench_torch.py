@@ -7,7 +7,9 @@ formula round(exp(log(1013) * k / 4)) gives 180 for the first), ReLU, RMSprop lr
 is timed as alternating plain / RLN fits (`--repeats` of each, best kept), so
 both see the same machine state, with a third fit per repeat where RLN is attached with
 `fuse=True` (the first layer's RMSprop step and RLN update in one kernel). Prints the
-time per fit and the ratios RLN / plain and fused / plain.
+time per fit and the ratios RLN / plain and fused / plain, then, for a run under the
+speed issue's conditions (one thread, CPU time, float32 model, the numba kernel), the
+fastest RLN fit / plain against the issue's targets (`TARGETS`).
 
     python bench/bench_torch.py                        # ~1-2 min
     python bench/bench_torch.py --epochs 100           # the issue's full setting
@@ -31,6 +33,14 @@ from rln_torch import RLN
 N_INPUTS = 1013
 N_ROWS = 404
 WIDTHS = (179, 32, 6)
+# The speed issue's targets, the fastest RLN fit / plain at most: {(batch size, state
+# dtype): ratio}; None: any state. Measured with one thread and CPU time.
+TARGETS = {(10, "float64"): 1.4, (10, "float32"): 1.2, (128, None): 1.1}
+
+
+def target(batch_size: int, state_dtype: str) -> Optional[float]:
+    """The speed issue's target for this batch size and state dtype, or None."""
+    return TARGETS.get((batch_size, state_dtype), TARGETS.get((batch_size, None)))
 
 
 def tutorial_network(seed: int, dtype: torch.dtype) -> torch.nn.Sequential:
@@ -104,6 +114,7 @@ def main() -> None:
           f"{args.clock} clock, best of {args.repeats}")
     print(f"{'batch':>6} {'steps':>6} {'plain s':>9} {'RLN s':>9} {'RLN/plain':>10} "
           f"{'RLN us/step':>12} {'fused s':>9} {'fused/plain':>12} {'fused us/step':>14}")
+    best = {}  # batch size: the fastest RLN fit / plain
     for batch_size in args.batch_sizes:
         plain, rln, rln_fused = math.inf, math.inf, math.inf
         for _ in range(args.repeats):
@@ -119,6 +130,17 @@ def main() -> None:
             line += (f" {rln_fused:>9.3f} {rln_fused / plain:>12.2f} "
                      f"{(rln_fused - plain) / steps * 1e6:>14.0f}")
         print(line)
+        best[batch_size] = min(rln, rln_fused) / plain
+    if args.threads == 1 and args.clock == "cpu" and args.model_dtype == "float32" and fused:
+        for batch_size, ratio in best.items():
+            limit = target(batch_size, args.state_dtype)
+            if limit is not None:
+                print(f"target: the fastest RLN fit <= {limit}x plain at batch {batch_size} "
+                      f"({args.state_dtype} state): {ratio:.2f}x, "
+                      f"{'ok' if ratio <= limit else 'MISSED'}")
+    else:
+        print("(the speed issue's targets are read with --threads 1 --clock cpu, a float32 "
+              "model and impl auto or numba)")
 
 
 if __name__ == "__main__":
