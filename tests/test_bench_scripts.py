@@ -50,7 +50,10 @@ def test_bench_torch_times_plain_rln_and_fused_fits_against_the_target():
                "--compute-dtype", "float32")
     rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["128"]]
     assert len(rows) == 1 and len(rows[0]) == 9
-    assert all(float(value) > 0 for value in rows[0][2:])
+    # batch, steps, plain s, RLN s, RLN / plain, RLN us/step, fused s, fused / plain, fused
+    # us/step; the us/step differences may be negative in a run this short
+    values = [float(value) for value in rows[0][2:]]
+    assert all(values[k] > 0 for k in (0, 1, 2, 4, 5))
     best = min(float(rows[0][4]), float(rows[0][7]))
     assert re.search(rf"^target: the fastest RLN fit <= 1.1x plain at batch 128 \(float32 "
                      rf"state\): {best:.2f}x, (ok|MISSED)$", out, flags=re.MULTILINE), out
