@@ -9,21 +9,25 @@ both see the same machine state, with a third fit per repeat where RLN is attach
 `fuse=True` (the first layer's RMSprop step and RLN update in one kernel). Prints the
 time per fit and the ratios RLN / plain and fused / plain, then, for a run under the
 speed issue's conditions (one thread, CPU time, float32 model, the numba kernel), the
-fastest RLN fit / plain against the issue's targets (`TARGETS`).
+fastest RLN fit / plain against the issue's targets (`TARGETS`). With --phases, one more
+fit of each variant per batch size says where a step's time goes: the medians of forward +
+backward and of optimizer.step() (the optimizer and RLN), perf_counter around each.
 
     python bench/bench_torch.py                        # ~1-2 min
     python bench/bench_torch.py --epochs 100           # the issue's full setting
     python bench/bench_torch.py --threads 1 --clock cpu  # on a busy, shared machine
     python bench/bench_torch.py --threads 1 --clock cpu --state-dtype float32 \
         --compute-dtype float32                          # the float32 compute mode
+    python bench/bench_torch.py --threads 1 --batch-sizes 10 --phases  # where a step goes
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional
 
 import numba
 import torch
@@ -55,9 +59,11 @@ def tutorial_network(seed: int, dtype: torch.dtype) -> torch.nn.Sequential:
 
 def fit(X: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int,
         rln_kwargs: Optional[dict], clock: Callable[[], float] = time.perf_counter,
-        fuse: bool = False) -> float:
+        fuse: bool = False, phases: Optional[Dict[str, List[float]]] = None) -> float:
     """Seconds (of `clock`) for `epochs` epochs of RMSprop (lr 1e-3), with RLN if `rln_kwargs`
-    (attached with `fuse`)."""
+    (attached with `fuse`). With `phases`, also appends each step's perf_counter seconds of
+    zero_grad + forward + backward to phases["forward+backward"] and of optimizer.step() (the
+    optimizer and RLN) to phases["step"]."""
     model = tutorial_network(seed=0, dtype=X.dtype)
     optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
     if rln_kwargs is not None:
@@ -68,10 +74,33 @@ def fit(X: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int,
         perm = torch.randperm(len(X), generator=order)
         for start in range(0, len(X), batch_size):
             rows = perm[start:start + batch_size]
+            if phases is not None:
+                begun = time.perf_counter()
             optimizer.zero_grad()
             torch.nn.functional.mse_loss(model(X[rows]), y[rows]).backward()
+            if phases is not None:
+                stepping = time.perf_counter()
+                phases["forward+backward"].append(stepping - begun)
             optimizer.step()
+            if phases is not None:
+                phases["step"].append(time.perf_counter() - stepping)
     return clock() - started
+
+
+def print_phases(X: torch.Tensor, y: torch.Tensor, batch_size: int, epochs: int,
+                 rln_kwargs: dict, fused: bool) -> None:
+    """Where a step's time goes, per variant (one fit each): the medians of forward +
+    backward and of optimizer.step(), in us (perf_counter)."""
+    print(f"phases at batch {batch_size} (us per step, medians of one fit each):")
+    print(f"{'variant':>8} {'forward+backward':>17} {'optimizer.step':>15}")
+    variants = [("plain", None, False), ("RLN", rln_kwargs, False)]
+    if fused:
+        variants.append(("fused", rln_kwargs, True))
+    for name, kwargs, fuse in variants:
+        phases: Dict[str, List[float]] = {"forward+backward": [], "step": []}
+        fit(X, y, batch_size, epochs, kwargs, fuse=fuse, phases=phases)
+        print(f"{name:>8} {statistics.median(phases['forward+backward']) * 1e6:>17.0f} "
+              f"{statistics.median(phases['step']) * 1e6:>15.0f}")
 
 
 def main() -> None:
@@ -86,6 +115,9 @@ def main() -> None:
     parser.add_argument("--model-dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch and numba threads (0: leave as they are)")
+    parser.add_argument("--phases", action="store_true",
+                        help="then, per batch size, where a step's time goes (forward + "
+                             "backward, optimizer.step) in one more fit of each variant")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: this process's CPU time, steadier on a shared machine "
                              "(use with --threads 1: idle threads spinning count as CPU time)")
@@ -141,6 +173,9 @@ def main() -> None:
     else:
         print("(the speed issue's targets are read with --threads 1 --clock cpu, a float32 "
               "model and impl auto or numba)")
+    if args.phases:
+        for batch_size in args.batch_sizes:
+            print_phases(X, y, batch_size, args.epochs, rln_kwargs, fused)
 
 
 if __name__ == "__main__":

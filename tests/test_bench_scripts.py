@@ -47,7 +47,7 @@ def test_bench_core_times_every_implementation_and_prints_the_ratios():
 def test_bench_torch_times_plain_rln_and_fused_fits_against_the_target():
     out = _run("bench/bench_torch.py", "--epochs", "1", "--batch-sizes", "128", "--repeats",
                "1", "--threads", "1", "--clock", "cpu", "--state-dtype", "float32",
-               "--compute-dtype", "float32")
+               "--compute-dtype", "float32", "--phases")
     rows = [line.split() for line in out.splitlines() if line.split()[:1] == ["128"]]
     assert len(rows) == 1 and len(rows[0]) == 9
     # batch, steps, plain s, RLN s, RLN / plain, RLN us/step, fused s, fused / plain, fused
@@ -57,6 +57,8 @@ def test_bench_torch_times_plain_rln_and_fused_fits_against_the_target():
     best = min(float(rows[0][4]), float(rows[0][7]))
     assert re.search(rf"^target: the fastest RLN fit <= 1.1x plain at batch 128 \(float32 "
                      rf"state\): {best:.2f}x, (ok|MISSED)$", out, flags=re.MULTILINE), out
+    for variant in ("plain", "RLN", "fused"):  # --phases: forward + backward, step (us)
+        assert re.search(rf"^\s+{variant}\s+\d+\s+\d+$", out, flags=re.MULTILINE), out
 
 
 def test_bench_keras_times_every_variant_on_every_backend():
