@@ -144,7 +144,8 @@ def _compare(unfused, fused_run, before, prev_reg, learning_rate):
     return float((step_error / ulp).max())
 
 
-def _run_pair(config, dtype, rln_kwargs, steps=STEPS, before_step=None, shape=SHAPE):
+def _run_pair(config, dtype, rln_kwargs, steps=STEPS, before_step=None, shape=SHAPE,
+              weight_grad_layout=None):
     cls, kwargs = config
     unfused = _make(cls, kwargs, dtype, rln_kwargs, fuse=False, shape=shape)
     fused_run = _make(cls, kwargs, dtype, rln_kwargs, fuse=True, shape=shape)
@@ -156,8 +157,11 @@ def _run_pair(config, dtype, rln_kwargs, steps=STEPS, before_step=None, shape=SH
         before = unfused[0].detach().numpy().astype(np.float64).copy()
         prev_reg = unfused[3]._slots[0].state.prev_reg.copy()
         for run in (unfused, fused_run):
-            for param, grad in zip(run[:2], _grads(step, dtype, shape=shape)):
-                param.grad = grad.clone()
+            weight_grad, bias_grad = _grads(step, dtype, shape=shape)
+            if weight_grad_layout is not None:
+                weight_grad = weight_grad_layout(weight_grad)
+            run[0].grad = weight_grad.clone()  # (clone keeps the strides)
+            run[1].grad = bias_grad.clone()
             run[2].step()
         worst = max(worst, _compare(unfused, fused_run, before, prev_reg, learning_rate))
         _sync(unfused, fused_run)
@@ -180,6 +184,18 @@ def test_fused_step_equals_optimizer_step_then_rln_step(config, norm, state_dtyp
                          ids=["l1-f64", "l2-f32", "f32-compute"])
 def test_fused_step_of_a_longer_tensor(config, rln_kwargs):
     _run_pair(config, torch.float32, rln_kwargs, steps=8, shape=LONG_SHAPE)
+
+
+@pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[6], CONFIGS[10]], ids=_label)
+def test_fused_step_of_a_gradient_in_another_memory_order(config):
+    # torch lets .grad have other strides than the parameter; the fused step walks one
+    # memory order, so it steps from a copy of the gradient in the parameter's
+    def column_major(grad):
+        column = grad.t().contiguous().t()
+        assert column.stride() != grad.stride() and torch.equal(column, grad)
+        return column
+
+    _run_pair(config, torch.float32, {"norm": 1}, steps=8, weight_grad_layout=column_major)
 
 
 @pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[3], CONFIGS[6], CONFIGS[11]], ids=_label)

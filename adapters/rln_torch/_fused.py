@@ -15,7 +15,10 @@ Adam and AdamW (betas, eps, weight_decay, amsgrad), SGD (momentum, dampening,
 nesterov, weight_decay), each with maximize; CPU tensors, impl "auto" or
 "numba", mode "delta". Anything else is refused at attach time; a sparse
 gradient or `optimizer.step(closure)` is refused by the pre-hook, before anything
-is touched. The result equals "optimizer.step() then RLN.step()" within rounding
+is touched. A gradient, or an optimizer state tensor, in another memory order than its
+parameter (torch allows both: SGD clones its momentum buffer from the gradient) is used as a
+copy in the parameter's order (the state tensor replaced by it in `optimizer.state`). The
+result equals "optimizer.step() then RLN.step()" within rounding
 (torch's CPU sqrt is not correctly rounded; tests/test_torch_fused.py states the
 tolerances). If torch's own step raises (for another parameter), the
 post-hook does not run: the regularized tensors are not stepped and their
@@ -180,17 +183,20 @@ class FusedHooks:
         if grad.dtype != param.dtype or grad.shape != param.shape:
             raise TypeError(f"the gradient has dtype {grad.dtype} and shape {tuple(grad.shape)}; "
                             f"the parameter {param.dtype} and {tuple(param.shape)}")
-        if grad.stride() != param.stride():
-            grad = torch.empty_like(param).copy_(grad)  # the kernel walks one memory order
+        grad = _in_order_of(param, grad)
         group = _group_of(optimizer, param, self._groups)
-        tensors, numbers = self._arguments(group, optimizer.state[param], param)
+        state = optimizer.state[param]
+        tensors, numbers = self._arguments(group, state, param)
         arrays = self._arrays.setdefault(id(slot), {})
         for key, value in tensors.items():
             if value is not None:
                 memory = _memory(value)
                 cached = arrays.get(key)
                 if cached is None or cached[0] is not value or cached[1] != memory:
-                    cached = arrays[key] = (value, memory, value.numpy())
+                    # (torch's SGD clones its momentum buffer from a gradient, whose memory
+                    # order may differ; the keywords are torch's state keys)
+                    value = state[key] = _in_order_of(param, value)
+                    cached = arrays[key] = (value, _memory(value), value.numpy())
                 value = cached[2]
             numbers[key] = value
         # (detach only where needed: create_graph=True; each torch call costs 1-5 us here)
@@ -205,6 +211,17 @@ class FusedHooks:
             prepared = self._prepared[id(slot)] = fused.FusedStep(
                 slot.weights, slot.state, slot.compute_dtype)
         return prepared
+
+
+def _in_order_of(param: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` itself if it has the parameter's strides, else a copy in them: the fused
+    kernel walks the parameter, its gradient and its optimizer state in one memory order.
+    A tensor of another shape or dtype is returned as it is (`rln_core.fused` refuses it,
+    naming it; a copy would broadcast or cast it)."""
+    if tensor.stride() == param.stride() or tensor.shape != param.shape \
+            or tensor.dtype != param.dtype:
+        return tensor
+    return torch.empty_like(param).copy_(tensor)
 
 
 def _memory(tensor: torch.Tensor) -> tuple:
