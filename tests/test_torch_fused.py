@@ -352,6 +352,18 @@ def test_step_with_a_closure_is_refused_before_anything():
     assert torch.equal(weight, before) and weight.grad is not None
 
 
+def test_a_sparse_gradient_is_refused_before_anything():
+    weight, bias, optimizer, rln, _ = _make(torch.optim.RMSprop, {}, torch.float32, {}, True)
+    weight.grad = torch.ones(SHAPE).to_sparse()
+    bias.grad = torch.ones(SHAPE[0])
+    before = [weight.detach().clone(), bias.detach().clone()]
+    with pytest.raises(ValueError, match="dense gradients"):
+        optimizer.step()
+    assert torch.equal(weight, before[0]) and torch.equal(bias, before[1])
+    assert weight.grad.is_sparse and len(optimizer.state) == 0
+    assert rln._slots[0].state.steps == 0
+
+
 def test_the_double_registration_guard_applies_and_remove_detaches_both_hooks():
     weight, bias, optimizer, rln, handle = _make(torch.optim.SGD, {}, torch.float32, {}, True)
     with pytest.raises(ValueError, match="already"):
