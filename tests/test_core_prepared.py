@@ -110,6 +110,38 @@ def test_fused_step_equals_the_fused_functions(lr_schedule):
     np.testing.assert_array_equal(sq_a, sq_b)
 
 
+@pytest.mark.parametrize("method, settings, buffers", [
+    ("adam", {"betas": (0.8, 0.99), "amsgrad": True, "weight_decay": 0.01,
+              "decoupled_weight_decay": True}, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")),
+    ("sgd", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}, ("momentum_buffer",)),
+], ids=["adam", "sgd"])
+@pytest.mark.parametrize("compute_dtype", [None, np.float32])
+def test_the_adam_and_sgd_functions_equal_fused_step(method, settings, buffers, compute_dtype):
+    runs = []
+    for use_function in (True, False):
+        weights = _tensor(9)
+        state = rln_core.init(weights, avg_reg=HP.avg_reg,
+                              state_dtype=np.float32 if compute_dtype else np.float64)
+        arrays = {name: np.zeros_like(weights) for name in buffers}
+        runner = fused.FusedStep(weights, state, compute_dtype)
+        for step, grad in enumerate(_changes(10, weights.shape, weights.dtype, 5)):
+            per_step = dict(settings, lr=1e-3, **arrays)
+            per_step.update({"step": step + 1} if method == "adam" else
+                            {"first_momentum": step == 0})
+            if use_function:
+                getattr(fused, f"{method}_step")(weights, grad, state, **per_step,
+                                                 compute_dtype=compute_dtype, **HP.asdict())
+            else:
+                getattr(runner, method)(grad, HP, **per_step)
+        runs.append((weights, state, arrays))
+    (w_a, s_a, arrays_a), (w_b, s_b, arrays_b) = runs
+    _assert_same(w_a, s_a, w_b, s_b)
+    for name in buffers:
+        np.testing.assert_array_equal(arrays_a[name], arrays_b[name])
+        assert np.any(arrays_a[name] != 0), name
+    assert s_a.steps == 5 and not np.array_equal(w_a, _tensor(9))
+
+
 def test_fused_step_checks_new_optimizer_arrays_and_every_gradient():
     weights = _tensor(6)
     state = rln_core.init(weights)
