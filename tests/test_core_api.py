@@ -1,5 +1,6 @@
 """The core's public API around the update: init, state round trips, RLN, inspection, fallback."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -148,9 +149,10 @@ def test_inspection_per_input_axis():
         rln_core.input_importance(w, input_axis=2)
 
 
-def run_python(code):
+def run_python(code, env=None):
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, check=True).stdout
+                          text=True, check=True,
+                          env=None if env is None else {**os.environ, **env}).stdout
 
 
 def test_import_is_cheap_numba_loads_on_first_update():
@@ -161,6 +163,26 @@ def test_import_is_cheap_numba_loads_on_first_update():
         print('numba' in sys.modules)
     """)
     assert out.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize("value, disabled", [("1", True), ("0", False), ("", False)])
+def test_rln_disable_numba_makes_auto_run_numpy_without_importing_numba(value, disabled):
+    out = run_python("""
+        import sys, warnings
+        import numpy as np, rln_core
+        w = np.linspace(-1, 1, 8); state = rln_core.init(w)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            rln_core.update(w, state)
+        print(rln_core.numba_available(), 'numba' in sys.modules, len(caught))
+        try:
+            rln_core.update(w, state, impl='numba')
+            print('ran')
+        except ImportError as error:
+            print('RLN_DISABLE_NUMBA' in str(error))
+    """, env={"RLN_DISABLE_NUMBA": value})
+    expected = ["False", "False", "0", "True"] if disabled else ["True", "True", "0", "ran"]
+    assert out.split() == expected
 
 
 def test_without_numba_the_numpy_path_runs_with_one_warning():
