@@ -220,6 +220,25 @@ def test_update_needs_params_and_matching_trees():
         tx.update(wrong, state, params)
 
 
+def test_update_refuses_a_state_it_cannot_use():
+    params = {"w": jnp.ones((3, 2), jnp.float32)}
+    grads = {"w": jnp.full((3, 2), 1e-3, jnp.float32)}
+    tx = rln_jax.rln()
+    with pytest.raises(TypeError, match="must be an rln_jax.RLNState"):
+        tx.update(grads, tuple(tx.init(params)), params)
+    state = tx.init(params)
+    other_reg = state._replace(prev_reg={"w": state.prev_reg["w"].astype(jnp.bfloat16)})
+    with pytest.raises(TypeError, match=re.escape("state.prev_reg['w'] has dtype bfloat16")):
+        tx.update(grads, other_reg, params)
+    with jax.enable_x64(True):
+        state64 = tx.init(params)  # float64 lambdas
+        assert state64.lambdas["w"].dtype == jnp.float64
+        with pytest.raises(TypeError, match="compute_dtype=float32 needs a float32 RLN state"):
+            rln_jax.rln(compute_dtype=np.float32).update(grads, state64, params)
+    with pytest.raises(TypeError, match="jax_enable_x64 is off"):
+        tx.update(grads, state64, params)
+
+
 # --- jit, optax.masked, training ---------------------------------------------------------
 
 def test_jit_and_eager_agree():
