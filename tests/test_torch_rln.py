@@ -87,6 +87,19 @@ def test_attach_steps_once_per_optimizer_step_and_detaches():
     assert rln.state_dict()["states"][0]["steps"] == 3
 
 
+@pytest.mark.parametrize("fuse", [False, True])
+def test_an_attachment_is_a_context_manager_that_detaches_on_exit(fuse):
+    model = network()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    rln = RLN(model[0], **HYPER)
+    with rln.attach(optimizer, fuse=fuse):
+        fit(model, optimizer, n_steps=3)
+    assert rln.state_dict()["states"][0]["steps"] == 3
+    fit(model, optimizer, n_steps=2)
+    assert rln.state_dict()["states"][0]["steps"] == 3
+    rln.attach(optimizer, fuse=fuse).remove()  # detached on exit: it may attach again
+
+
 def test_attach_refuses_an_optimizer_that_does_not_train_the_tensor():
     model = network()
     optimizer = torch.optim.SGD(model[2].parameters(), lr=0.1)
