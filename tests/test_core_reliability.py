@@ -228,3 +228,33 @@ def test_a_state_dict_with_odd_steps_is_refused_with_a_clear_error(steps):
     saved["steps"] = steps
     with pytest.raises(ValueError, match=r"\['steps'\] must be an int >= 0"):
         rln_core.RLNState.from_dict(saved)
+
+
+def test_misuse_of_the_core_api_is_refused_naming_the_problem():
+    """Error branches no other test reached: each names what is wrong, and an update it
+    refuses leaves W and the state as they were."""
+    torch = pytest.importorskip("torch")
+    rln = rln_core.RLN()
+    for read in (lambda: rln.lambdas, rln.sparsity, rln.input_importance):
+        with pytest.raises(RuntimeError, match="call begin"):
+            read()
+    with pytest.raises(RuntimeError, match="before RLN.begin"):
+        rln.update(np.ones((3, 2), np.float32))
+    with pytest.raises(ValueError, match="empty tensor"):
+        inspection.sparsity(np.zeros(0, np.float32))
+    with pytest.raises(ValueError, match="input axis"):
+        inspection.input_importance(np.float32(1.0))
+
+    weights = np.full((3, 2), 0.5, np.float32)
+    state = rln_core.init(weights)
+    with pytest.raises(TypeError, match="state must be an RLNState, got dict"):
+        rln_core.update(weights, state.to_dict())
+    with pytest.raises(TypeError, match="delta holds Tensor arrays but the weights are ndarray"):
+        rln_core.update(weights, state, delta=torch.zeros(3, 2))
+    state.lambdas.flags.writeable = False
+    before = weights.copy(), state.copy()
+    with pytest.raises(ValueError, match="state.lambdas is read-only"):
+        rln_core.update(weights, state)
+    np.testing.assert_array_equal(weights, before[0])
+    np.testing.assert_array_equal(state.lambdas, before[1].lambdas)
+    assert state.steps == 0
