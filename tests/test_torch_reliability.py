@@ -136,3 +136,24 @@ def test_torch_update_checks_like_the_core_before_writing(change, error, match):
     with pytest.raises(error, match=match):
         torch_update(w, state, **rln_core.DEFAULTS.asdict())
     assert torch.equal(w, before)
+
+
+def test_misuse_of_the_torch_adapter_is_refused_naming_the_problem():
+    """Error branches no other test reached; a refused load leaves the state as it was."""
+    sparse = torch.nn.Parameter(torch.eye(3).to_sparse())
+    with pytest.raises(ValueError, match="has layout torch.sparse_coo; RLN needs a dense"):
+        RLN(sparse)
+    model, optimizer = model_and_optimizer()
+    rln = RLN(model[0], mode="gradient")
+    model[0].weight.grad = torch.ones_like(model[0].weight).to_sparse()
+    with pytest.raises(ValueError, match="grad has layout torch.sparse_coo; mode='gradient'"):
+        rln.step()
+    saved = rln.state_dict()
+    with pytest.raises(TypeError, match=r"\['states'\]\[0\] must be a dict, got list"):
+        rln.load_state_dict({**saved, "states": [[1, 2]]})
+    hyper = {**saved["hyperparameters"], "momentum": 0.9}
+    with pytest.raises(ValueError, match="has keys .*'momentum'"):
+        rln.load_state_dict({**saved, "hyperparameters": hyper})
+    after = rln.state_dict()
+    assert after["states"][0]["steps"] == 0
+    assert torch.equal(after["states"][0]["lambdas"], saved["states"][0]["lambdas"])
