@@ -195,8 +195,11 @@ class FusedHooks:
                 if cached is None or cached[0] is not value or cached[1] != memory:
                     # (torch's SGD clones its momentum buffer from a gradient, whose memory
                     # order may differ; the keywords are torch's state keys)
-                    value = state[key] = _in_order_of(param, value)
-                    cached = arrays[key] = (value, _memory(value), value.numpy())
+                    ordered = _in_order_of(param, value)
+                    if ordered is not value:
+                        value = state[key] = ordered
+                        memory = _memory(value)
+                    cached = arrays[key] = (value, memory, value.numpy())
                 value = cached[2]
             numbers[key] = value
         # (detach only where needed: create_graph=True; each torch call costs 1-5 us here)
