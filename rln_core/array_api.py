@@ -94,8 +94,13 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
     first = steps == 0
     lam_in = lam
     lam = _select(xp, first, lam, stepped)
-    weights_finite = xp.all(xp.isfinite(D_SCALE[hyperparameters.norm] * w))
-    lambdas_finite = xp.all(xp.isfinite(xp.astype(lam, lambdas.dtype)))  # in the state's dtype
+    finite_w = xp.isfinite(D_SCALE[hyperparameters.norm] * w)
+    finite_lam = xp.isfinite(xp.astype(lam, lambdas.dtype))  # in the state's dtype
+    weights_finite = xp.all(finite_w)
+    lambdas_finite = xp.all(finite_lam)
+    # `ok` reduced from both masks at once: under jit, where only `ok` is read (rln_jax,
+    # RLNOptimizer), the two flags above are dead code and one reduction remains
+    ok = xp.all(xp.logical_and(finite_w, finite_lam))
 
     # Steps 4-5: clip at log|W / D| (no cap where W == 0; CLIP_MARGIN, see
     # rln_core.checks), regularize; a clipped weight lands on exactly 0. Where
@@ -133,8 +138,7 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
     reg = direction * xp.minimum(size, limit)
     return Step(weights=xp.astype(w - reg, weights.dtype), lambdas=xp.astype(lam, lambdas.dtype),
                 reg=xp.astype(reg, lambdas.dtype), weights_finite=weights_finite,
-                lambdas_finite=lambdas_finite,
-                ok=xp.logical_and(weights_finite, lambdas_finite))
+                lambdas_finite=lambdas_finite, ok=ok)
 
 
 def _select(xp: Any, condition: Any, if_true: Any, if_false: Any) -> Any:
