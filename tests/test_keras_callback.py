@@ -541,6 +541,13 @@ def test_optimizer_resolves_its_targets_at_build():
     assert by_path.lambdas(1).shape == (N_IN, 4) and by_path.state(0).steps == 0
     with pytest.raises(IndexError, match="out of range"):
         by_path.lambdas(2)
+    # "layer/variable", the shortest form, for a kernel whose path has a model scope too
+    kernel = model.layers[0].kernel
+    short = f"{model.layers[0].name}/kernel"
+    assert kernel.path.endswith("/" + short)
+    by_short = RLNOptimizer(keras.optimizers.SGD(), short)
+    by_short.build(variables)
+    assert by_short.regularized_variables == (kernel,) and by_short.regularizes(kernel)
     for targets, match in [("no/such/kernel", "no single trained variable"),
                            (tiny_model(seed=1).layers[0], "not among the variables"),
                            ([model.layers[0], model.layers[0].kernel], "twice")]:

@@ -478,7 +478,7 @@ def _by_path(path: str, var_list: List[keras.Variable]) -> keras.Variable:
     if len(exact) == 1:
         return exact[0]
     parts = path.split("/")
-    for n in range(len(parts) - 1, 1, -1):
+    for n in range(len(parts), 1, -1):
         tail = parts[-n:]
         matches = [v for v in var_list if v.path.split("/")[-n:] == tail]
         if len(matches) == 1:
