@@ -298,10 +298,16 @@ def test_steps_per_execution_needs_an_explicit_opt_in():
     assert int(callback.get_state()["layer0/steps"]) == 1  # 3 batches, one hook call
 
 
-def test_gradient_accumulation_is_refused():
-    model = tiny_model(optimizer=keras.optimizers.SGD(0.05, gradient_accumulation_steps=2))
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_gradient_accumulation_is_refused(wrapped):
+    # wrapped: behind the LossScaleOptimizer that compile adds under mixed precision
+    accumulating = keras.optimizers.SGD(0.05, gradient_accumulation_steps=2)
+    optimizer = keras.optimizers.LossScaleOptimizer(accumulating) if wrapped else accumulating
+    model = tiny_model(optimizer=optimizer)
+    before = kernel_of(model.layers[0])
     with pytest.raises(ValueError, match="accumulates gradients over 2"):
         model.fit(*data(), epochs=1, verbose=0, callbacks=[RLNCallback(model.layers[0])])
+    np.testing.assert_array_equal(kernel_of(model.layers[0]), before)
 
 
 def test_a_refused_update_names_the_layer_and_batch():
@@ -521,8 +527,11 @@ def test_optimizer_refuses_bad_inner_optimizers_and_targets():
     layer = tiny_model().layers[0]
     with pytest.raises(TypeError, match="wraps a keras.optimizers.Optimizer"):
         RLNOptimizer("sgd", layer)
-    with pytest.raises(ValueError, match="accumulates gradients over 2"):
-        RLNOptimizer(keras.optimizers.SGD(gradient_accumulation_steps=2), layer)
+    for accumulating in (keras.optimizers.SGD(gradient_accumulation_steps=2),
+                         keras.optimizers.LossScaleOptimizer(
+                             keras.optimizers.SGD(gradient_accumulation_steps=2))):
+        with pytest.raises(ValueError, match="accumulates gradients over 2"):
+            RLNOptimizer(accumulating, layer)
     with pytest.raises(ValueError, match="at least one"):
         RLNOptimizer(keras.optimizers.SGD(), [])
     with pytest.raises(TypeError, match="layers, variables or variable paths"):

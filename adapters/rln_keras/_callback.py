@@ -17,6 +17,7 @@ from rln_core.state import check_state, check_state_dtype, check_values, complet
 from rln_keras import _claims
 from rln_keras._kernel import (LayerKernel, check_compute_dtype, check_float32_compute,
                                check_layer, check_state_fits, kernel_variable)
+from rln_keras._optimizer import accumulated_batches
 
 LayerRef = Union[int, keras.layers.Layer]
 
@@ -46,7 +47,8 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
     The defaults are the authors' callback's (`rln_core.ORIGINAL_CALLBACK_DEFAULTS`:
     avg_reg -7.5, learning_rate 6e5, L1); their tutorial's best setting was
     avg_reg=-10, learning_rate=1e6 (`rln_core.DEFAULTS`). An optimizer that accumulates
-    gradients over several batches is refused (the weights must move every batch).
+    gradients over several batches, itself or one it wraps (a LossScaleOptimizer's inner
+    optimizer), is refused (the weights must move every batch).
 
     Args:
         layer: the layer to regularize, or a list of layers (each its own state).
@@ -146,8 +148,8 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
                 "less often than the method says. Compile with steps_per_execution=1, or "
                 "pass allow_steps_per_execution=True to accept it.")
         optimizer = getattr(self.model, "optimizer", None)
-        accumulation = getattr(optimizer, "gradient_accumulation_steps", None)
-        if accumulation not in (None, 1):
+        accumulation = accumulated_batches(optimizer)
+        if accumulation is not None:
             raise ValueError(
                 f"RLNCallback: the optimizer accumulates gradients over {accumulation} "
                 "batches; RLN needs the weights to move on every batch")

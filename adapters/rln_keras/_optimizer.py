@@ -169,7 +169,8 @@ class RLNOptimizer(keras.optimizers.Optimizer):
 
     Args:
         inner_optimizer: the `keras.optimizers.Optimizer` doing the gradient step
-            (not accumulating gradients: RLN needs the weights to move every batch).
+            (not accumulating gradients, nor wrapping one that does: RLN needs the
+            weights to move every batch).
         layers_or_variables: what to regularize: a layer (its `kernel`), a
             variable, a variable path ("dense/kernel"), or a list of them.
             Layers may be unbuilt; everything is resolved when the optimizer
@@ -203,8 +204,8 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
             raise TypeError(f"RLNOptimizer wraps a keras.optimizers.Optimizer, got "
                             f"{type(inner_optimizer).__name__}")
-        accumulation = getattr(inner_optimizer, "gradient_accumulation_steps", None)
-        if accumulation not in (None, 1):
+        accumulation = accumulated_batches(inner_optimizer)
+        if accumulation is not None:
             raise ValueError(
                 f"RLNOptimizer: the inner optimizer accumulates gradients over {accumulation} "
                 "batches; RLN needs the weights to move on every batch")
@@ -445,6 +446,18 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         inner = keras.saving.deserialize_keras_object(config.pop("inner_optimizer"),
                                                       custom_objects=custom_objects)
         return cls(inner, **config)
+
+
+def accumulated_batches(optimizer: Optional[keras.optimizers.Optimizer]) -> Optional[int]:
+    """Over how many batches `optimizer`, or one it wraps (followed through
+    `inner_optimizer`: a LossScaleOptimizer, which compile adds under mixed precision, an
+    RLNOptimizer), accumulates gradients; None where the weights move on every batch."""
+    while optimizer is not None:
+        steps = getattr(optimizer, "gradient_accumulation_steps", None)
+        if steps not in (None, 1):
+            return steps
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    return None
 
 
 def refuse_if_regularized(optimizer: Optional[keras.optimizers.Optimizer],
