@@ -16,7 +16,8 @@ What is checked on each backend:
   eagerly and compiled (tf.function with XLA, jax.jit); in a fit every step
   matches the reference given the inner optimizer's weight change as `delta`
   (recorded in-graph by `RecordingSGD`); steps_per_execution > 1 gives the same
-  run; a non-finite step is skipped and counted; get_config/from_config and
+  run; a non-finite step is skipped and counted; wrapping a LossScaleOptimizer
+  gives the same run as wrapping its inner optimizer; get_config/from_config and
   model.save/load_model round trip and the loaded run continues the same.
   compute_dtype="float32": graph_step passes the kit's float32 cases within
   `FLOAT32_COMPUTE_TOLERANCE` (eagerly and compiled), every step of a fit is
@@ -548,6 +549,27 @@ def check_callback_and_optimizer_agree() -> None:
     assert np.ptp(callback.lambdas()) > 0.1
 
 
+def check_optimizer_wrapping_a_loss_scale_optimizer() -> None:
+    """RLNOptimizer(LossScaleOptimizer(SGD)) trains, every step an RLN step, and equals
+    RLNOptimizer(SGD): the loss scale is a power of 2, so the gradients are the same
+    (on JAX the inner optimizer's own stateless_apply runs its cond; through `apply` in
+    one StatelessScope the fit failed with an UnexpectedTracerError)."""
+    import keras
+
+    runs = []
+    for inner in (keras.optimizers.SGD(0.05),
+                  keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05))):
+        model = tiny_model(rln_optimizer(inner, **CLIPPING))
+        fit(model)
+        runs.append((model, model.optimizer))
+    (plain, plain_rln), (scaled, scaled_rln) = runs
+    assert scaled_rln.state().steps == plain_rln.state().steps == N_UPDATES
+    np.testing.assert_array_equal(to_numpy(scaled.layers[0].kernel),
+                                  to_numpy(plain.layers[0].kernel))
+    np.testing.assert_array_equal(scaled_rln.lambdas(), plain_rln.lambdas())
+    assert np.ptp(plain_rln.lambdas()) > 0.1
+
+
 def check_no_float64_state() -> None:
     """Without float64 (JAX without x64) an explicit float64 state is refused at build."""
     import keras
@@ -615,6 +637,8 @@ def run_checks(mode: str) -> None:
         ("graph_step float32 conformance", check_graph_step_float32_conformance),
         ("optimizer steps_per_execution", check_optimizer_steps_per_execution),
         ("optimizer skips non-finite", check_optimizer_skips_non_finite),
+        ("optimizer wrapping a LossScaleOptimizer",
+         check_optimizer_wrapping_a_loss_scale_optimizer),
         ("optimizer serialization", check_optimizer_serialization),
         ("optimizer serialization, float32 compute",
          lambda: check_optimizer_serialization("float32")),

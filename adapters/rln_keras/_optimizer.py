@@ -339,6 +339,26 @@ class RLNOptimizer(keras.optimizers.Optimizer):
             for slot, old in zip(self._slots, before):
                 self._update(slot, old)
 
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        """`apply` as JAX's trainer calls it, on values: the inner optimizer's own
+        `stateless_apply` (a LossScaleOptimizer's takes its finite-gradients branch
+        statelessly; run through `apply` inside one StatelessScope it assigns in a
+        traced cond and fails), then the RLN update of the regularized variables."""
+        own = len(self._variables)
+        if len(optimizer_variables) != len(self.variables):
+            raise ValueError(f"RLNOptimizer.stateless_apply: {len(optimizer_variables)} "
+                             f"optimizer variables given, {len(self.variables)} expected")
+        stepped, inner = self.inner_optimizer.stateless_apply(
+            list(optimizer_variables[own:]), grads, trainable_variables)
+        before = {id(v): value for v, value in zip(self._trainable_variables, trainable_variables)}
+        mapping = list(zip(self._trainable_variables, stepped)) + list(
+            zip(self._variables, optimizer_variables[:own]))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            for slot in self._slots:
+                self._update(slot, before[id(slot.variable)])
+        return ([scope.get_current_value(v) for v in self._trainable_variables],
+                [scope.get_current_value(v) for v in self._variables] + list(inner))
+
     def _update(self, slot: _Slot, old: Any) -> None:
         new = _compiled_step()(_read(slot.variable), old, _read(slot.lambdas),
                             _read(slot.prev_reg), _read(slot.steps), self.hyperparameters,
