@@ -249,6 +249,19 @@ def test_an_unbuilt_layer_is_resolved_at_train_begin():
     assert callback.lambdas().shape == (N_IN, 3)
 
 
+@pytest.mark.parametrize("state_dtype", ["float32", np.float32, np.dtype("float32")])
+def test_optimizer_state_dtype_in_any_spelling_is_kept_by_name_and_saves(state_dtype, tmp_path):
+    model = tiny_model()
+    model.compile(optimizer=RLNOptimizer(keras.optimizers.SGD(0.05), model.layers[0],
+                                         state_dtype=state_dtype), loss="mse")
+    assert model.optimizer.get_config()["state_dtype"] == "float32"
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert loaded.optimizer.lambdas().dtype == np.float32
+    np.testing.assert_array_equal(loaded.optimizer.lambdas(), model.optimizer.lambdas())
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"norm": 3}, ValueError, "norm"),
     ({"norm": True}, ValueError, "norm"),

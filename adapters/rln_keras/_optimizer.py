@@ -13,6 +13,7 @@ from keras import ops
 import rln_core
 from rln_core import DEFAULTS, Hyperparameters, array_api
 from rln_core.checks import FLOAT_DTYPES
+from rln_core.state import check_state_dtype
 from rln_keras._kernel import (check_compute_dtype, check_float32_compute, check_layer,
                                kernel_variable)
 from rln_keras._ops import KERAS_OPS, float64_available
@@ -178,8 +179,9 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         avg_reg: Theta, the mean of the lambdas (natural log).
         learning_rate: nu, the step size of the lambdas (>= 0).
         norm: 1 (L1) or 2 (L2).
-        state_dtype: "float64", "float32", or None: the dtype of the arithmetic
-            (float64 where the backend computes in float64, else float32).
+        state_dtype: "float64", "float32" (or np.float64, np.float32), or None: the
+            dtype of the arithmetic (float64 where the backend computes in float64, else
+            float32). Kept as its name ("float32"), which `get_config` records.
         compute_dtype: None (default: float64 where the backend has it) or
             "float32" (np.float32): float32 arithmetic; float32 variables and a
             float32 state only.
@@ -196,7 +198,7 @@ class RLNOptimizer(keras.optimizers.Optimizer):
                  layers_or_variables: Union[Target, Sequence[Target]],
                  avg_reg: float = DEFAULTS.avg_reg,
                  learning_rate: float = DEFAULTS.learning_rate, norm: int = DEFAULTS.norm, *,
-                 state_dtype: Optional[str] = None,
+                 state_dtype: "Optional[np.typing.DTypeLike]" = None,
                  compute_dtype: "Optional[np.typing.DTypeLike]" = None,
                  name: Optional[str] = None):
         hyperparameters = Hyperparameters(avg_reg=avg_reg, learning_rate=learning_rate,
@@ -209,9 +211,8 @@ class RLNOptimizer(keras.optimizers.Optimizer):
             raise ValueError(
                 f"RLNOptimizer: the inner optimizer accumulates gradients over {accumulation} "
                 "batches; RLN needs the weights to move on every batch")
-        if state_dtype is not None and state_dtype not in FLOAT_DTYPES:
-            raise TypeError(f"Invalid state_dtype: {state_dtype!r}; expected 'float64', "
-                            "'float32' or None")
+        if state_dtype is not None:  # a name, as get_config stores it
+            state_dtype = check_state_dtype(state_dtype).name
         compute_dtype = check_compute_dtype(compute_dtype)
         if compute_dtype is not None and state_dtype is not None:
             check_float32_compute("RLNOptimizer", {"the state": state_dtype})
