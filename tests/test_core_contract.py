@@ -32,6 +32,13 @@ def test_hyperparameters_refuse_bad_values_naming_the_field(kwargs, field):
         Hyperparameters(**kwargs)
 
 
+def test_hyperparameters_say_when_a_value_is_no_number_at_all():
+    with pytest.raises(ValueError, match=r"got a ndarray: the hyperparameters are fixed numbers"):
+        Hyperparameters(learning_rate=np.array(1e6))
+    with pytest.raises(ValueError, match=r"expected a finite number$"):
+        Hyperparameters(avg_reg=float("nan"))
+
+
 def test_hyperparameters_store_python_numbers_and_are_frozen():
     hp = Hyperparameters(np.float32(-8.0), np.logspace(5, 6, 2)[0], np.int64(2))
     assert hp.asdict() == {"avg_reg": -8.0, "learning_rate": 1e5, "norm": 2}

@@ -220,6 +220,16 @@ def test_update_needs_params_and_matching_trees():
         tx.update(wrong, state, params)
 
 
+def test_hyperparameters_given_as_jax_arrays_are_refused_saying_so():
+    # optax.inject_hyperparams would pass them as arrays: RLN's are fixed numbers
+    with pytest.raises(ValueError, match="learning_rate.*got a .*Array.*fixed numbers"):
+        rln_jax.rln(learning_rate=jnp.asarray(1e6))
+    injected = optax.inject_hyperparams(rln_jax.rln, static_args=("norm",))(
+        avg_reg=-10.0, learning_rate=1e6)
+    with pytest.raises(ValueError, match="avg_reg.*fixed numbers"):
+        injected.init({"kernel": jnp.ones((3, 2))})
+
+
 def test_update_refuses_a_state_it_cannot_use():
     params = {"w": jnp.ones((3, 2), jnp.float32)}
     grads = {"w": jnp.full((3, 2), 1e-3, jnp.float32)}
