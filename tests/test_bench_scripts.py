@@ -61,6 +61,16 @@ def test_bench_torch_times_plain_rln_and_fused_fits_against_the_target():
         assert re.search(rf"^\s+{variant}\s+\d+\s+\d+$", out, flags=re.MULTILINE), out
 
 
+def test_bench_jax_times_plain_and_rln_fits_and_the_update_alone():
+    out = _run("bench/bench_jax.py", "--epochs", "1", "--batch-sizes", "128", "--repeats", "1",
+               "--calls", "3")
+    row = re.search(r"^\s+128\s+4\s+(\d+\.\d+)\s+(\d+\.\d+)\s+(\d+\.\d+)x$", out,
+                    flags=re.MULTILINE)
+    assert row is not None and all(float(value) > 0 for value in row.groups()), out
+    assert re.search(r"^update of the first kernel alone \(median of 3\): rmsprop \d+\.\d+ ms, "
+                     r"rmsprop \+ RLN \d+\.\d+ ms \(\d+\.\d+x\)$", out, flags=re.MULTILINE), out
+
+
 def test_bench_keras_times_every_variant_on_every_backend():
     out = _run("bench/bench_keras.py", "--backend", "tensorflow", "jax", "torch", "--epochs",
                "1", "--repeats", "1", "--batch-size", "128", "--threads", "1")
