@@ -448,3 +448,37 @@ def test_a_gradient_that_requires_grad_is_stepped_as_unfused():
     np.testing.assert_allclose(runs[1][0].detach().numpy(), runs[0][0].detach().numpy(),
                                rtol=1e-5, atol=1e-7)
     assert runs[0][3]._slots[0].state.steps == runs[1][3]._slots[0].state.steps == 3
+
+
+@pytest.mark.parametrize("fuse, impl", [(True, "auto"), (False, "numba")])
+def test_a_switch_to_channels_last_mid_run_is_followed_by_the_state(fuse, impl):
+    """`conv.to(memory_format=torch.channels_last)` after RLN was made rebinds the weight
+    into another memory order: the RLN state follows it (the same values), so the fused
+    step and the numba kernel keep walking W and its state together, and the run equals
+    one that never switched. (The fused step refused every step, after counting Adam's
+    step; impl "numba" refused the weights as not contiguous.)"""
+    x = torch.randn(4, 3, 9, 9, generator=torch.Generator().manual_seed(1))
+    runs = []
+    for switch in (False, True):
+        torch.manual_seed(0)
+        conv = torch.nn.Conv2d(3, 8, 3)
+        optimizer = torch.optim.Adam(conv.parameters(), lr=1e-3)
+        rln = RLN(conv, avg_reg=-8.0, learning_rate=1e6, impl=impl)
+        rln.attach(optimizer, fuse=fuse)
+        for step in range(6):
+            if switch and step == 2:
+                conv.to(memory_format=torch.channels_last)
+            optimizer.zero_grad()
+            conv(x).pow(2).mean().backward()
+            optimizer.step()
+        runs.append((conv, optimizer, rln))
+    (plain, plain_opt, plain_rln), (switched, switched_opt, switched_rln) = runs
+    assert switched.weight.stride() == (27, 1, 9, 3)
+    state = switched_rln._slots[0].state
+    for array in (state.lambdas, state.prev_weights, state.prev_reg):
+        assert [s // array.itemsize for s in array.strides] == list(switched.weight.stride())
+    assert switched_opt.state[switched.weight]["step"] == plain_opt.state[plain.weight]["step"]
+    np.testing.assert_allclose(switched.weight.detach().numpy(), plain.weight.detach().numpy(),
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(switched_rln.lambdas.numpy(), plain_rln.lambdas.numpy(),
+                               rtol=1e-9, atol=1e-9)

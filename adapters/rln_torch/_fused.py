@@ -185,6 +185,7 @@ class FusedHooks:
                             f"the parameter {param.dtype} and {tuple(param.shape)}")
         grad = _in_order_of(param, grad)
         group = _group_of(optimizer, param, self._groups)
+        fused_step = self._fused_step(slot)  # W and the RLN state checked before any write
         state = optimizer.state[param]
         tensors, numbers = self._arguments(group, state, param)
         arrays = self._arrays.setdefault(id(slot), {})
@@ -204,15 +205,18 @@ class FusedHooks:
             numbers[key] = value
         # (detach only where needed: create_graph=True; each torch call costs 1-5 us here)
         grad_array = (grad.detach() if grad.requires_grad else grad).numpy()
-        getattr(self._fused_step(slot), self._method)(
-            grad_array, hyperparameters, regularize=regularize, **numbers)
+        getattr(fused_step, self._method)(grad_array, hyperparameters, regularize=regularize,
+                                          **numbers)
 
     def _fused_step(self, slot: Any) -> fused.FusedStep:
-        """The slot's FusedStep, made again if its weights or state are other objects."""
+        """The slot's FusedStep, made again if its weights or state are other objects
+        (then the optimizer state's views are made again too: a rebind may have changed
+        the parameter's memory order, which they must follow)."""
         prepared = self._prepared.get(id(slot))
         if not slot.made_for(prepared):
             prepared = self._prepared[id(slot)] = fused.FusedStep(
                 slot.weights, slot.state, slot.compute_dtype)
+            self._arrays.pop(id(slot), None)
         return prepared
 
 

@@ -3,7 +3,10 @@
 The Parameter object is never replaced: the update writes into the tensor's
 own memory, through a NumPy view of it (CPU) or a detached alias (torch path).
 The views are made once and remade only if something rebinds the tensor's
-memory (`param.data = ...`, `load_state_dict(..., assign=True)`).
+memory (`param.data = ...`, `module.to(memory_format=...)`: then the state's
+arrays follow the new memory order). `module.load_state_dict(..., assign=True)`
+replaces the Parameter objects themselves: RLN keeps regularizing the old ones,
+so make the RLN after it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import rln_core
 import torch
 
 from rln_torch._impls import Implementation
-from rln_torch._state import init_state
+from rln_torch._state import ARRAY_FIELDS, init_state
 
 
 class ParamSlot:
@@ -67,6 +70,7 @@ class ParamSlot:
                     f"was made for {self.tensor.dtype} on {self.tensor.device}; create the "
                     "RLN after moving or casting the model")
             self._bind()
+            self._follow_layout()
         if needs_grad:
             grad = param.grad
             if grad is None:
@@ -76,6 +80,22 @@ class ParamSlot:
             if grad.layout != torch.strided:
                 raise ValueError(f"{self.name}.grad has layout {grad.layout}; mode='gradient' "
                                  "needs dense gradients")
+
+    def _follow_layout(self) -> None:
+        """After a rebind into another memory order (`module.to(memory_format=
+        torch.channels_last)`): the state's arrays copied into the tensor's new order (the
+        same values), so the kernels walk W and its state together; the state object is
+        kept, its arrays replaced (`PreparedUpdate` and `FusedStep` check them again)."""
+        order = _element_strides(self.weights)
+        state = self.state
+        for key in ARRAY_FIELDS:
+            array = getattr(state, key)
+            if _element_strides(array) != order:
+                like = (np.empty_like(self.weights, dtype=array.dtype)
+                        if isinstance(array, np.ndarray)
+                        else torch.empty_like(self.tensor, dtype=array.dtype))
+                like[...] = array
+                setattr(state, key, like)
 
     def refused(self, error: Exception) -> Exception:
         """`error` (a refused update of this tensor) again, its message naming the tensor."""
@@ -123,3 +143,10 @@ class ParamSlot:
         torch.neg(grad, out=self._delta)
         self._update(hyperparameters,
                      self._delta.numpy() if self.implementation.on_numpy else self._delta)
+
+
+def _element_strides(array: Any) -> Tuple[int, ...]:
+    """The strides of a NumPy array or a tensor in elements (what a memory order is)."""
+    if isinstance(array, np.ndarray):
+        return tuple(stride // array.itemsize for stride in array.strides)
+    return tuple(array.stride())
