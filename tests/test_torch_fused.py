@@ -482,3 +482,23 @@ def test_a_switch_to_channels_last_mid_run_is_followed_by_the_state(fuse, impl):
                                rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(switched_rln.lambdas.numpy(), plain_rln.lambdas.numpy(),
                                rtol=1e-9, atol=1e-9)
+
+
+def test_a_loaded_gradient_mode_is_refused_by_the_fused_hook_before_anything():
+    """load_state_dict may switch an RLN to mode='gradient' after attach(fuse=True), which
+    learns from the optimizer's step: the next step is refused, nothing touched (it went
+    on in delta mode while the RLN said 'gradient')."""
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(SHAPE) * 0.05)
+    optimizer = torch.optim.SGD([weight], lr=1e-2)
+    rln = RLN(weight, avg_reg=-8.0, learning_rate=1e4)
+    rln.attach(optimizer, fuse=True)
+    checkpoint = rln.state_dict()
+    checkpoint["hyperparameters"]["mode"] = "gradient"
+    rln.load_state_dict(checkpoint)
+    weight.grad = torch.ones(SHAPE)
+    before, lambdas = weight.detach().clone(), rln.lambdas.clone()
+    with pytest.raises(ValueError, match="now in mode='gradient'.*attach without fuse"):
+        optimizer.step()
+    assert torch.equal(weight, before) and torch.equal(rln.lambdas, lambdas)
+    assert weight.grad is not None

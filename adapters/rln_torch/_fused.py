@@ -132,6 +132,11 @@ class FusedHooks:
     def _before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         """Check every regularized tensor, then take their gradients from the optimizer."""
         closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0]: the optimizer
+        if self._rln.mode != "delta":  # a loaded state_dict may have changed it
+            raise ValueError(f"this RLN is now in mode={self._rln.mode!r} (a loaded "
+                             "state_dict?), but fuse=True learns from the optimizer's own "
+                             "step (mode='delta'); remove the fused attachment and attach "
+                             "without fuse")
         if closure is not None:
             raise ValueError("a fused RLN does not support optimizer.step(closure): the "
                              "closure's backward would give the optimizer the gradients "
