@@ -63,7 +63,8 @@ class RLN(WithHyperparameters):
 
     Weights are updated in place; the Parameter object is never replaced, so
     optimizers, hooks, `DistributedDataParallel` (every rank applies the same
-    deterministic update to the same weights) and `torch.compile`d models
+    update to the same weights, bit for bit on one CPU type and numba thread
+    count) and `torch.compile`d models
     (regularize the original module's layer; the compiled one shares its
     Parameters) all see the regularized tensor.
 
