@@ -266,7 +266,7 @@ def assert_update_matches(name: str, expected_weights: np.ndarray, expected: RLN
            f"{expected_weights.shape} {expected_weights.dtype}")
     _check(name, "state.steps", int(state.steps) == int(expected.steps),
            f"got {state.steps}, expected {expected.steps}")
-    for field in ("lambdas", "prev_reg"):
+    for field in ("lambdas", "prev_reg", "prev_weights"):  # prev_weights: W's dtype
         got = getattr(state, field)
         _check(name, f"state.{field}.dtype", got.dtype == getattr(expected, field).dtype,
                f"got {got.dtype}, expected {getattr(expected, field).dtype}")

@@ -81,10 +81,19 @@ def clips_differently(weights, state, *, avg_reg, learning_rate, norm, delta=Non
                                     prev_reg=reg.astype(state_dtype), steps=state.steps + 1)
 
 
+def keeps_float64_prev_weights(weights, state, **hyperparameters):
+    """The reference, but prev_weights kept in float64 whatever W's dtype (the spec keeps
+    it in the model's dtype; the next update would refuse such a state)."""
+    new_w, new_state = rln_core.reference.update(weights, state, **hyperparameters)
+    new_state.prev_weights = new_state.prev_weights.astype(np.float64)
+    return new_w, new_state
+
+
 @pytest.mark.parametrize("broken, message", [
     (three_ulps_off, r"\] weights\[.*tolerance"),
     (skips_the_translation, r"state.lambdas\["),
     (leaves_a_residue, r"lands on exactly 0.0"),
+    (keeps_float64_prev_weights, r"state.prev_weights.dtype: got float64, expected float32"),
 ])
 def test_conformance_kit_catches_broken_implementations(broken, message):
     with pytest.raises(AssertionError, match=message):
