@@ -99,10 +99,22 @@ def init(weights: np.ndarray, avg_reg: float = DEFAULTS.avg_reg,
     check_weights(weights)
     Hyperparameters(avg_reg=avg_reg)
     dtype = check_state_dtype(state_dtype)
+    check_avg_reg_fits(avg_reg, dtype)
     lambdas = np.empty_like(weights, dtype=dtype)
     lambdas.fill(avg_reg)
     return RLNState(lambdas=lambdas, prev_weights=weights.copy(order="K"),
                     prev_reg=np.zeros_like(lambdas))
+
+
+def check_avg_reg_fits(avg_reg: float, state_dtype: "np.typing.DTypeLike") -> None:
+    """Theta must be finite in the state's dtype (the lambdas start at it); a
+    ValueError naming both otherwise (a float32 state overflows beyond 3.4e38)."""
+    dtype = check_state_dtype(state_dtype)
+    largest = float(np.finfo(dtype).max)
+    if not abs(avg_reg) <= largest:
+        raise ValueError(f"avg_reg (Theta) {avg_reg!r} does not fit a {dtype.name} state "
+                         f"(largest {largest:.4g}): the lambdas start at Theta; use a "
+                         "float64 state or a smaller Theta")
 
 
 def check_state_dtype(state_dtype: "np.typing.DTypeLike") -> np.dtype:

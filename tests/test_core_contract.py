@@ -39,6 +39,13 @@ def test_hyperparameters_say_when_a_value_is_no_number_at_all():
         Hyperparameters(avg_reg=float("nan"))
 
 
+def test_init_refuses_a_theta_beyond_the_state_dtype():
+    weights = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"avg_reg \(Theta\) 1e\+39 does not fit a float32 state"):
+        rln_core.init(weights, avg_reg=1e39, state_dtype=np.float32)
+    assert np.all(rln_core.init(weights, avg_reg=1e39).lambdas == 1e39)  # float64: fits
+
+
 def test_hyperparameters_store_python_numbers_and_are_frozen():
     hp = Hyperparameters(np.float32(-8.0), np.logspace(5, 6, 2)[0], np.int64(2))
     assert hp.asdict() == {"avg_reg": -8.0, "learning_rate": 1e5, "norm": 2}

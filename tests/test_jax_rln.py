@@ -230,6 +230,11 @@ def test_hyperparameters_given_as_jax_arrays_are_refused_saying_so():
         injected.init({"kernel": jnp.ones((3, 2))})
 
 
+def test_init_refuses_a_theta_beyond_the_float32_state():
+    with pytest.raises(ValueError, match="does not fit a float32 state"):
+        rln_jax.rln(avg_reg=1e39).init({"kernel": jnp.ones((3, 2))})
+
+
 def test_update_refuses_a_state_it_cannot_use():
     params = {"w": jnp.ones((3, 2), jnp.float32)}
     grads = {"w": jnp.full((3, 2), 1e-3, jnp.float32)}

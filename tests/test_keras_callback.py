@@ -262,6 +262,19 @@ def test_optimizer_state_dtype_in_any_spelling_is_kept_by_name_and_saves(state_d
     np.testing.assert_array_equal(loaded.optimizer.lambdas(), model.optimizer.lambdas())
 
 
+def test_a_theta_beyond_a_float32_state_is_refused_before_training():
+    model = tiny_model()
+    optimizer = RLNOptimizer(keras.optimizers.SGD(), model.layers[0], avg_reg=1e39,
+                             state_dtype="float32")
+    with pytest.raises(ValueError, match="does not fit a float32 state"):
+        optimizer.build(model.trainable_variables)
+    before = kernel_of(model.layers[0])
+    callback = RLNCallback(model.layers[0], avg_reg=1e39, state_dtype=np.float32)
+    with pytest.raises(ValueError, match="does not fit a float32 state"):
+        model.fit(*data(), epochs=1, verbose=0, callbacks=[callback])
+    np.testing.assert_array_equal(kernel_of(model.layers[0]), before)
+
+
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"norm": 3}, ValueError, "norm"),
     ({"norm": True}, ValueError, "norm"),

@@ -109,6 +109,13 @@ def test_zero_d_parameter_updates_and_checkpoints(impl):
     RLN(param, impl=impl).load_state_dict(torch.load(buffer))
 
 
+@pytest.mark.parametrize("impl", ["numpy", "torch"])
+def test_a_theta_beyond_a_float32_state_is_refused_at_construction(impl):
+    weight = torch.nn.Parameter(torch.ones(3, 2))
+    with pytest.raises(ValueError, match="does not fit a float32 state"):
+        RLN(weight, avg_reg=1e39, state_dtype=torch.float32, impl=impl)
+
+
 def test_numpy_scalar_hyperparameters_save_as_python_numbers():
     model, _ = model_and_optimizer()
     rln = RLN(model[0], avg_reg=np.float64(-9.0), learning_rate=np.logspace(5, 6, 3)[1],

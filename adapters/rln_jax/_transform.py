@@ -17,7 +17,7 @@ from rln_core import array_api
 from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_weights, float32_arithmetic,
                              non_finite_lambdas_message)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
-from rln_core.state import check_state_dtype
+from rln_core.state import check_avg_reg_fits, check_state_dtype
 
 from rln_jax._state import PyTree, RLNState, compute_dtype_for, state_dtype_now, x64_enabled
 
@@ -118,6 +118,7 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
 
     def init_fn(params: PyTree) -> RLNState:
         dtype = state_dtype_now(requested)
+        check_avg_reg_fits(hyperparameters.avg_reg, dtype)
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
             name = f"params{jax.tree_util.keystr(path)}"
             check_weights(leaf, name=name)

@@ -13,7 +13,7 @@ from keras import ops
 import rln_core
 from rln_core import DEFAULTS, Hyperparameters, array_api
 from rln_core.checks import FLOAT_DTYPES
-from rln_core.state import check_state_dtype
+from rln_core.state import check_avg_reg_fits, check_state_dtype
 from rln_keras._kernel import (check_compute_dtype, check_float32_compute, check_layer,
                                kernel_variable)
 from rln_keras._ops import KERAS_OPS, float64_available
@@ -258,6 +258,7 @@ class RLNOptimizer(keras.optimizers.Optimizer):
                 "state_dtype=None or 'float32', or enable float64 (JAX_ENABLE_X64=1)")
         for variable in regularized:
             refuse_if_regularized(self.inner_optimizer, variable, f"RLNOptimizer {self.name!r}")
+        check_avg_reg_fits(self.hyperparameters.avg_reg, state_dtype)
         slots = []
         for variable in regularized:
             tag = variable.path.replace("/", "_").replace(":", "_")

@@ -15,7 +15,7 @@ import numpy as np
 import rln_core
 import torch
 from rln_core.checks import dtype_name
-from rln_core.state import STATE_FIELDS, check_values, complete_fields
+from rln_core.state import STATE_FIELDS, check_avg_reg_fits, check_values, complete_fields
 
 NUMPY_DTYPES = {torch.float64: np.dtype(np.float64), torch.float32: np.dtype(np.float32)}
 STATE_DTYPES = tuple(NUMPY_DTYPES)
@@ -32,6 +32,7 @@ def init_state(weights: torch.Tensor, avg_reg: float, state_dtype: torch.dtype,
     weights = weights.detach()
     if on_numpy:
         return rln_core.init(weights.numpy(), avg_reg, state_dtype=NUMPY_DTYPES[state_dtype])
+    check_avg_reg_fits(avg_reg, NUMPY_DTYPES[state_dtype])
     lambdas = torch.empty_like(weights, dtype=state_dtype)
     lambdas.fill_(avg_reg)
     return rln_core.RLNState(lambdas=lambdas, prev_weights=weights.clone(),
