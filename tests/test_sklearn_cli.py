@@ -163,6 +163,9 @@ def _frame(**columns):
     (_frame()[["y"]], ["--target", "y"], "no input column besides --target 'y'"),
     (_frame(k=[0] * 29 + [1]), ["--target", "k", "--classification"],
      "classes are too small"),
+    (_frame(k=[0.5, 1.5] * 15), ["--target", "k", "--classification"],
+     "--classification needs class labels (integers or strings); the target is continuous"),
+    (_frame().iloc[:0], ["--target", "y"], "has a header but no rows"),
     (_frame(), ["--target", "y", "--data", "boston"], "--data and --csv are alternatives"),
 ])
 def test_csv_errors(tmp_path, capsys, no_training, frame, argv, message):

@@ -22,6 +22,7 @@ from typing import Any, Optional
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from tqdm.auto import tqdm
 
 from rln_core import DEFAULTS, Hyperparameters
@@ -153,8 +154,9 @@ def check_table(X: np.ndarray, y: np.ndarray, settings: DemoSettings) -> None:
     """Refuse a table the demo cannot run on, before anything trains.
 
     Raises:
-        ValueError: no input column, too few rows, a class too small to split,
-            non-finite values, or a target whose squared errors would overflow.
+        ValueError: no input column, too few rows, labels that are not classes, a
+            class too small to split, non-finite values, or a target whose squared
+            errors would overflow.
     """
     if X.ndim != 2 or X.shape[1] == 0:
         raise ValueError("the table has no input column (only the target): the demo "
@@ -171,6 +173,12 @@ def check_table(X: np.ndarray, y: np.ndarray, settings: DemoSettings) -> None:
             f"inputs, and its fitted networks), more than {MEMORY_LIMIT_GIB} GiB: lower "
             "--repeats or --noise-features, or use fewer rows")
     if settings.classification:
+        try:
+            check_classification_targets(y)
+        except ValueError:  # e.g. continuous labels (0.5, 1.5, ...)
+            raise ValueError(f"--classification needs class labels (integers or strings); "
+                             f"the target is {type_of_target(y)}: drop --classification for "
+                             "a regression") from None
         _, counts = np.unique(y, return_counts=True)
         if len(counts) < 2:
             raise ValueError("the target has a single class; classification needs two or more")

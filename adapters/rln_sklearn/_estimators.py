@@ -56,8 +56,9 @@ _ATTRIBUTES = """
             with, float64 shape (n_features,); None when standardize=False.
         coefs_: per layer, the kernel, float32 shape (n_in, n_out).
         intercepts_: per layer, the bias, float32 shape (n_out,).
-        lambdas_: RLN's log coefficients of the first layer, float64 shape
-            (n_features, width of layer 1); None when rln=False.
+        lambdas_: RLN's log coefficients of the first layer, float64 (float32 with
+            rln_precision="float32") shape (n_features, width of layer 1); None when
+            rln=False.
         sparsity_: fraction of the first layer's weights exactly 0.
         feature_importances_: per input, its share of the first layer's sum
             |w|, shape (n_features,); a 0 means RLN cut the input off. With

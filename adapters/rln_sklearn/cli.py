@@ -154,6 +154,8 @@ def _load_csv(parser: argparse.ArgumentParser, path: Path, target: str,
     if target not in frame.columns:
         parser.error(f"--target {target!r} is not a column of {str(path)!r}; "
                      f"columns: {list(frame.columns)}")
+    if len(frame) == 0:  # (its columns read as text: the numeric check would blame them)
+        parser.error(f"{str(path)!r} has a header but no rows")
     features = frame.drop(columns=[target])
     if features.shape[1] == 0:
         parser.error(f"{str(path)!r} has no input column besides --target {target!r}: the "
