@@ -38,6 +38,7 @@ from sklearn.datasets import load_diabetes
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+import rln_core
 from rln_keras import RLNCallback
 
 MJTCP = 32292  # Michael Jordan total career points: the notebook's seed
@@ -48,7 +49,7 @@ BOSTON_L1 = (1e-2, 1e-1, 1.0, 10.0)  # the notebook's search
 DIABETES_L1 = (1e-4, 1e-3, 1e-2, 1e-1)
 Data = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 BuildFn = Callable[[], Tuple[keras.Model, List[keras.callbacks.Callback]]]
-SPREADS: Dict[str, float] = {}  # model name -> std of its test MSE over the repeats
+SPREADS: Dict[str, float] = {}  # model name -> sample std of its test MSE over the repeats
 
 
 def load_data(boston: bool, noise_features: int, seed: int = MJTCP) -> Data:
@@ -115,8 +116,9 @@ def test_model(build_fn: BuildFn, model_name: str, data: Data, epochs: int,
         if callbacks:
             sparsity[i] = callbacks[0].sparsity()
     note = f", first layer {100 * sparsity.mean():.0f}% zeros" if sparsity.any() else ""
-    print(f"{model_name}: {results.mean():.2f} ({results.std():.2f}) MSE{note}", flush=True)
-    SPREADS[model_name] = float(results.std())
+    spread = float(results.std(ddof=1)) if repeats > 1 else float("nan")  # the sample std
+    print(f"{model_name}: {results.mean():.2f} ({spread:.2f}) MSE{note}", flush=True)
+    SPREADS[model_name] = spread
     return float(results.mean())
 
 
@@ -170,9 +172,13 @@ def closing_comparison(rln_mse: float, rln_std: float, l1_mse: float, l1_std: fl
     """The notebook's verdict, RLN vs the best L1, with the noise of the two means.
 
     A difference within two standard errors of the difference of the means
-    (sqrt((std_rln**2 + std_l1**2) / repeats)) is reported as noise, not as a win.
+    (sqrt((std_rln**2 + std_l1**2) / repeats), sample stds) is reported as noise, not as
+    a win; one repeat has no estimate of the noise, and gets no verdict.
     """
     difference = l1_mse - rln_mse
+    if repeats < 2:
+        return (f"RLN {rln_mse:.4f} vs L1 {l1_mse:.4f} over 1 repeat: no estimate of the "
+                "noise, so no verdict (run --repeats 2 or more)")
     noise = 2.0 * np.sqrt((rln_std ** 2 + l1_std ** 2) / repeats)
     figures = (f"RLN {rln_mse:.4f} (std {rln_std:.4f}) vs L1 {l1_mse:.4f} (std {l1_std:.4f}) "
                f"over {repeats} repeats")
@@ -195,7 +201,38 @@ def parse_grid(text: str) -> List[Tuple[float, float]]:
             f"grid must look like '-8:1e6,-10:1e5' (Theta:nu pairs), got {text!r}") from None
     if not grid:
         raise argparse.ArgumentTypeError("grid is empty")
+    for theta, nu in grid:  # refused now, not after the depth and L1 searches
+        try:
+            rln_core.Hyperparameters(avg_reg=theta, learning_rate=nu)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"grid pair {theta:g}:{nu:g}: {error}") from None
     return grid
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int >= minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def parse_l1(text: str) -> List[float]:
+    """"1e-3,1e-2" -> [0.001, 0.01]: finite values >= 0."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(np.isfinite(v) and v >= 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"--l1 must be finite values >= 0 separated by commas, got {text!r}")
+    return values
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -203,18 +240,20 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="5 epochs, 2 repeats, depth <= 4: up to 24 fits, 1 to 2 "
                              "minutes on 2 cores")
-    parser.add_argument("--epochs", type=int, help="epochs per fit (default 100; quick: 5)")
-    parser.add_argument("--repeats", type=int, help="fits per setting (default 10; quick: 2)")
-    parser.add_argument("--max-layers", type=int,
+    parser.add_argument("--epochs", type=_at_least(1),
+                        help="epochs per fit (default 100; quick: 5)")
+    parser.add_argument("--repeats", type=_at_least(1),
+                        help="fits per setting (default 10; quick: 2)")
+    parser.add_argument("--max-layers", type=_at_least(2),
                         help="deepest network tried (default 6; quick: 4)")
-    parser.add_argument("--l1", type=lambda s: [float(v) for v in s.split(",")],
+    parser.add_argument("--l1", type=parse_l1,
                         help="L1 values tried in order (default 1e-4,1e-3,1e-2,1e-1; "
                              "--boston: 1e-2,1e-1,1,10 as in the notebook)")
     parser.add_argument("--grid", type=parse_grid,
                         default=list(NOTEBOOK_GRID),
                         help="Theta:nu pairs, e.g. --grid=-10:1e6,-12:1e6 (with '=', as "
                              "the value starts with '-')")
-    parser.add_argument("--noise-features", type=int, default=1000)
+    parser.add_argument("--noise-features", type=_at_least(0), default=1000)
     parser.add_argument("--boston", action="store_true",
                         help="Boston housing via keras.datasets (downloads)")
     args = parser.parse_args(argv)

@@ -20,7 +20,7 @@ def load_example():
 
 def test_the_tutorial_runs_every_step(capsys):
     tutorial = load_example()
-    result = tutorial.main(["--epochs", "1", "--repeats", "1", "--max-layers", "2",
+    result = tutorial.main(["--epochs", "1", "--repeats", "2", "--max-layers", "2",
                             "--l1", "1e-2,1e-1", "--grid=-10:1e6,-8:1e5",
                             "--noise-features", "20"])
     out = capsys.readouterr().out
@@ -41,7 +41,26 @@ def test_the_tutorial_network_has_the_notebook_shape():
     assert callbacks[0].layers == (model.layers[0],)
 
 
-def test_a_malformed_grid_is_refused():
+@pytest.mark.parametrize("argv, message", [
+    (["--grid=-8,1e6"], "Theta:nu pairs"),
+    (["--grid=-10:-1e6"], "Invalid learning_rate"),  # before the searches, not after them
+    (["--repeats", "0"], "expected an integer >= 1"),
+    (["--epochs", "x"], "expected an integer >= 1"),
+    (["--max-layers", "1"], "expected an integer >= 2"),
+    (["--noise-features", "-1"], "expected an integer >= 0"),
+    (["--l1", "1e-3,-1"], "--l1 must be finite values >= 0"),
+])
+def test_bad_arguments_are_refused_before_anything_runs(argv, message, capsys):
     tutorial = load_example()
     with pytest.raises(SystemExit):
-        tutorial.parse_args(["--grid", "-8,1e6"])
+        tutorial.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_the_closing_verdict_needs_two_repeats_and_the_sample_spread():
+    tutorial = load_example()
+    assert "no verdict" in tutorial.closing_comparison(1.0, float("nan"), 1.5, float("nan"), 1)
+    # a difference of 0.12 with sample stds 0.0906 / 0.0906 over 2 repeats: 2 standard
+    # errors are 0.18, so noise (ddof=0 spreads, 1/sqrt(2) smaller, called it a win)
+    assert "within noise" in tutorial.closing_comparison(1.0, 0.0906, 1.12, 0.0906, 2)
+    assert "outperforms" in tutorial.closing_comparison(1.0, 0.01, 1.12, 0.01, 2)
