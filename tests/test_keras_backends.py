@@ -550,10 +550,11 @@ def check_callback_and_optimizer_agree() -> None:
 
 
 def check_optimizer_wrapping_a_loss_scale_optimizer() -> None:
-    """RLNOptimizer(LossScaleOptimizer(SGD)) trains, every step an RLN step, and equals
-    RLNOptimizer(SGD): the loss scale is a power of 2, so the gradients are the same
-    (on JAX the inner optimizer's own stateless_apply runs its cond; through `apply` in
-    one StatelessScope the fit failed with an UnexpectedTracerError)."""
+    """RLNOptimizer(LossScaleOptimizer(SGD)) trains and equals RLNOptimizer(SGD): the
+    loss scale is a power of 2, so the gradients are the same (on JAX the inner
+    optimizer's own stateless_apply runs its cond; through `apply` in one StatelessScope
+    the fit failed with an UnexpectedTracerError); a step the loss scaling skips is no
+    RLN step either."""
     import keras
 
     runs = []
@@ -568,6 +569,17 @@ def check_optimizer_wrapping_a_loss_scale_optimizer() -> None:
                                   to_numpy(plain.layers[0].kernel))
     np.testing.assert_array_equal(scaled_rln.lambdas(), plain_rln.lambdas())
     assert np.ptp(plain_rln.lambdas()) > 0.1
+    # a batch whose gradients are NaN: the LossScaleOptimizer skips its step, and RLN too
+    # (it shrank the weights once more on that step, its steps ahead of the optimizer's)
+    model = tiny_model(rln_optimizer(
+        keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05)), **CLIPPING))
+    x, y = data()
+    x[BATCH + 1, 0] = np.nan  # in the second batch of each epoch
+    model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0)
+    sync(model)
+    optimizer = model.optimizer
+    assert int(to_numpy(optimizer.iterations)) == N_UPDATES - EPOCHS
+    assert optimizer.state().steps == N_UPDATES - EPOCHS and optimizer.skipped() == 0
 
 
 def check_no_float64_state() -> None:

@@ -336,10 +336,12 @@ class RLNOptimizer(keras.optimizers.Optimizer):
             self.built = True
         with _no_grad():
             before = [ops.copy(_read(slot.variable)) for slot in self._slots]
+            iterations = ops.copy(_read(self.inner_optimizer.iterations))
         self.inner_optimizer.apply(grads, trainable_variables)
         with _no_grad():
+            stepped = ops.not_equal(_read(self.inner_optimizer.iterations), iterations)
             for slot, old in zip(self._slots, before):
-                self._update(slot, old)
+                self._update(slot, old, stepped)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         """`apply` as JAX's trainer calls it, on values: the inner optimizer's own
@@ -350,26 +352,33 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         if len(optimizer_variables) != len(self.variables):
             raise ValueError(f"RLNOptimizer.stateless_apply: {len(optimizer_variables)} "
                              f"optimizer variables given, {len(self.variables)} expected")
-        stepped, inner = self.inner_optimizer.stateless_apply(
-            list(optimizer_variables[own:]), grads, trainable_variables)
+        inner_before = list(optimizer_variables[own:])
+        weights, inner = self.inner_optimizer.stateless_apply(inner_before, grads,
+                                                              trainable_variables)
+        at = [k for k, v in enumerate(self.inner_optimizer.variables)
+              if v is self.inner_optimizer.iterations][0]
+        stepped = ops.not_equal(inner[at], inner_before[at])
         before = {id(v): value for v, value in zip(self._trainable_variables, trainable_variables)}
-        mapping = list(zip(self._trainable_variables, stepped)) + list(
+        mapping = list(zip(self._trainable_variables, weights)) + list(
             zip(self._variables, optimizer_variables[:own]))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             for slot in self._slots:
-                self._update(slot, before[id(slot.variable)])
+                self._update(slot, before[id(slot.variable)], stepped)
         return ([scope.get_current_value(v) for v in self._trainable_variables],
                 [scope.get_current_value(v) for v in self._variables] + list(inner))
 
-    def _update(self, slot: _Slot, old: Any) -> None:
+    def _update(self, slot: _Slot, old: Any, stepped: Any) -> None:
+        """One RLN update of the slot where the inner optimizer `stepped` (a 0-d bool: its
+        iterations moved; a LossScaleOptimizer skips steps whose scaled gradients are not
+        finite, and then RLN does not step either), else nothing."""
         new = _compiled_step()(_read(slot.variable), old, _read(slot.lambdas),
                             _read(slot.prev_reg), _read(slot.steps), self.hyperparameters,
                             self._compute_dtype)
-        slot.variable.assign(new.weights)
-        slot.lambdas.assign(new.lambdas)
-        slot.prev_reg.assign(new.prev_reg)
-        slot.steps.assign(new.steps)
-        slot.skipped.assign(ops.add(_read(slot.skipped), new.skipped))
+        for variable, value in ((slot.variable, new.weights), (slot.lambdas, new.lambdas),
+                                (slot.prev_reg, new.prev_reg), (slot.steps, new.steps)):
+            variable.assign(ops.where(stepped, value, _read(variable)))
+        slot.skipped.assign(ops.add(_read(slot.skipped),
+                                    ops.where(stepped, new.skipped, ops.zeros_like(new.skipped))))
 
     # -- the inner optimizer's surface -------------------------------------------
 
