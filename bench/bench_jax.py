@@ -180,5 +180,6 @@ def main() -> None:
     print(f"update of the first kernel alone (median of {args.calls}): rmsprop {plain:.3f} ms, "
           f"rmsprop + RLN {rln:.3f} ms ({rln / plain:.2f}x)")
 
+
 if __name__ == "__main__":
     main()

@@ -127,12 +127,13 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
         margin = CLIP_MARGIN * (1.0 + xp.abs(cap))
     clipped = xp.logical_and(nonzero, lam >= cap - margin)
     # The step's size exp(lambda), +inf where clipped: min(size, limit) is then the
-    # limit, so the weight lands on exactly 0. Elsewhere the size is finite (a lambda
-    # below its cap <= log(largest float); where W == 0 the exp of a number <= 0), so
-    # `size == inf` is the clip decision read back. XLA keeps the exp's result in memory
-    # and the three outputs read it instead of each recomputing the clip decision from
-    # its inputs (W, lambdas, prev_reg, delta): rln_jax's update of the tutorial's
-    # 1013 x 179 kernel, one thread, 1.64 -> 1.19 ms (float32), 2.58 -> 2.36 ms (float64).
+    # limit, so the weight lands on exactly 0. Elsewhere, wherever W is finite, the size
+    # is finite (a lambda below its cap <= log(largest float); where W == 0 the exp of a
+    # number <= 0), so `size == inf` is the clip decision read back (where W is not
+    # finite `ok` is false and the outputs are not used). XLA keeps the exp's result in
+    # memory and the three outputs read it instead of each recomputing the clip decision
+    # from its inputs (W, lambdas, prev_reg, delta): rln_jax's update of the tutorial's
+    # kernel measured about 25% faster in float32.
     size = xp.exp(xp.where(clipped, math.inf, xp.where(nonzero, lam, xp.minimum(lam, zeros))))
     lam = xp.where(size == math.inf, cap, lam)
     reg = direction * xp.minimum(size, limit)

@@ -29,14 +29,14 @@ def _finite_float(value: object) -> Optional[float]:
     return number if math.isfinite(number) else None
 
 
-def _not_a_number(value: object) -> str:
-    """What an error adds where `value` is not a real scalar at all: the hyperparameters
-    are fixed Python or NumPy numbers (an array, even a 0-d one, or a traced value is
-    not one: `optax.inject_hyperparams` cannot make them arrays)."""
-    if _is_real(value):
+def _array_hint(value: object) -> str:
+    """What an error adds where `value` is an array (even a 0-d one, or a traced value):
+    the hyperparameters are fixed numbers (`optax.inject_hyperparams` cannot make them
+    arrays); nothing for any other value."""
+    if _is_real(value) or not (hasattr(value, "shape") or hasattr(value, "__array__")):
         return ""
-    return (f" (a Python or NumPy int or float; got a {type(value).__name__}: the "
-            "hyperparameters are fixed numbers, not arrays)")
+    return (f" (got an array, {type(value).__name__}: the hyperparameters are fixed Python "
+            "or NumPy numbers, not arrays)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,13 +69,14 @@ class Hyperparameters:
         avg_reg = _finite_float(self.avg_reg)
         if avg_reg is None:
             raise ValueError(f"Invalid avg_reg (Theta): {self.avg_reg!r}; expected a finite "
-                             f"number{_not_a_number(self.avg_reg)}")
+                             f"number{_array_hint(self.avg_reg)}")
         learning_rate = _finite_float(self.learning_rate)
         if learning_rate is None or learning_rate < 0.0:
             raise ValueError(f"Invalid learning_rate (nu): {self.learning_rate!r}; expected a "
-                             f"finite number >= 0{_not_a_number(self.learning_rate)}")
+                             f"finite number >= 0{_array_hint(self.learning_rate)}")
         if not _is_real(self.norm) or self.norm not in NORMS:
-            raise ValueError(f"Invalid norm: {self.norm!r}; expected 1 or 2")
+            raise ValueError(f"Invalid norm: {self.norm!r}; expected 1 or 2"
+                             f"{_array_hint(self.norm)}")
         object.__setattr__(self, "avg_reg", avg_reg)
         object.__setattr__(self, "learning_rate", learning_rate)
         object.__setattr__(self, "norm", int(self.norm))

@@ -114,7 +114,7 @@ def check_avg_reg_fits(avg_reg: float, state_dtype: "np.typing.DTypeLike") -> No
     if not abs(avg_reg) <= largest:
         raise ValueError(f"avg_reg (Theta) {avg_reg!r} does not fit a {dtype.name} state "
                          f"(largest {largest:.4g}): the lambdas start at Theta; use a "
-                         "float64 state or a smaller Theta")
+                         "smaller Theta, or a float64 state where the backend has float64")
 
 
 def check_state_dtype(state_dtype: "np.typing.DTypeLike") -> np.dtype:

@@ -33,10 +33,13 @@ def test_hyperparameters_refuse_bad_values_naming_the_field(kwargs, field):
 
 
 def test_hyperparameters_say_when_a_value_is_no_number_at_all():
-    with pytest.raises(ValueError, match=r"got a ndarray: the hyperparameters are fixed numbers"):
-        Hyperparameters(learning_rate=np.array(1e6))
-    with pytest.raises(ValueError, match=r"expected a finite number$"):
-        Hyperparameters(avg_reg=float("nan"))
+    hint = "got an array, ndarray: the hyperparameters are fixed Python or NumPy numbers"
+    for field, value in (("learning_rate", np.array(1e6)), ("norm", np.array(1))):
+        with pytest.raises(ValueError, match=f"Invalid {field}.*{hint}"):
+            Hyperparameters(**{field: value})
+    for value in (float("nan"), np.float64("nan"), True):  # numbers, or no array: no hint
+        with pytest.raises(ValueError, match=r"expected a finite number$"):
+            Hyperparameters(avg_reg=value)
 
 
 def test_init_refuses_a_theta_beyond_the_state_dtype():

@@ -158,7 +158,9 @@ class FusedHooks:
 
         Like "optimizer.step() then RLN.step()": every tensor gets its optimizer step;
         if the RLN update of tensor k is refused, tensors before k are regularized,
-        the others not, and the error is raised.
+        the others not, and the error is raised. (Inputs the fused step refuses before
+        it writes, a gradient or state of the wrong shape, leave that tensor without
+        its optimizer step too.)
         """
         grads, self._grads = self._grads, None
         hyperparameters = self._rln.hyperparameters
