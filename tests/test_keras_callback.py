@@ -357,7 +357,10 @@ def test_set_state_checks_everything_before_replacing_anything():
     bad_shape = {**good, "layer1/lambdas": np.zeros((5, 1))}
     bad_dtype = {**good, "layer1/prev_weights": good["layer1/prev_weights"].astype("float64"),
                  "layer1/lambdas": good["layer1/lambdas"]}
+    # one layer's arrays at odds with each other: the message names the layer
+    at_odds = {**good, "layer1/prev_reg": good["layer1/prev_reg"].astype("float32")}
     for bad, error, match in [(bad_shape, ValueError, "shape"), (bad_dtype, TypeError, "dtype"),
+                              (at_odds, TypeError, r"layer1 \(layer 'dense_\d+'\): state.prev_reg"),
                               ({**good, "layer2/lambdas": good["layer0/lambdas"]}, ValueError,
                                "unexpected keys"),
                               ({"layer0/lambdas": good["layer0/lambdas"]}, ValueError,

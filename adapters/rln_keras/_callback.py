@@ -206,9 +206,11 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
         Each layer's fields are read as `rln_core.RLNState.from_dict` reads them,
         so older checkpoints load too (one saved before any update has no
         prev_reg). Every layer's state is checked before any is replaced: its
-        fields, their types and shapes, against a built kernel's shape and
-        dtype, float32 under `compute_dtype=float32`, then its values (no NaN or
-        inf in lambdas or prev_weights, nor in prev_reg after the first update).
+        fields, their types and shapes (the core's checks, named by layer), against a
+        built kernel's shape and dtype, float32 under `compute_dtype=float32`, then its
+        values (no NaN or inf in lambdas or prev_weights, nor in prev_reg after the
+        first update). A loaded state keeps its own dtype: `state_dtype` is the dtype
+        of the states this callback starts itself.
 
         Args:
             state: a mapping of "layer{i}/{field}" to NumPy arrays (steps: an int),
@@ -251,7 +253,10 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
         new_state = rln_core.RLNState(
             **{name: fields[name].copy(order="K") for name in STATE_FIELDS[:3]},
             steps=fields["steps"])
-        check_state(new_state)
+        try:
+            check_state(new_state)
+        except (TypeError, ValueError) as error:  # the core's message, with the layer's name
+            raise type(error)(f"{where}: {error}") from None
         if kernel.layer.built:
             variable = kernel_variable(kernel.layer)
             check_state_fits(new_state, tuple(variable.shape), np.dtype(variable.dtype),
