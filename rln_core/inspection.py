@@ -36,17 +36,22 @@ def input_importance(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
         input_axis: the axis indexing the layer's inputs (0 for (in, out) kernels).
 
     Returns:
-        float64 array of shape (n_inputs,); 0 means the input is cut off.
+        float64 array of shape (n_inputs,); 0 means the input is cut off (inf where
+        finite weights near float64's largest sum beyond it).
+
+    Raises:
+        TypeError: `weights` is not a real numeric array, or `input_axis` not an int.
+        ValueError: a 0-d tensor, `input_axis` out of range, NaN or inf weights.
     """
     weights = _real_array(weights)
     if weights.ndim == 0:
         raise ValueError("input_importance needs a tensor with an input axis")
     axis = _normalize_axis(input_axis, weights.ndim)
-    others = tuple(a for a in range(weights.ndim) if a != axis)
-    importance = np.abs(weights.astype(np.float64)).sum(axis=others)
-    if not np.isfinite(importance).all():
+    if not np.isfinite(weights).all():
         raise ValueError("the weights contain NaN or inf: their importance is undefined")
-    return importance
+    others = tuple(a for a in range(weights.ndim) if a != axis)
+    with np.errstate(over="ignore"):  # finite weights near float64's largest: an inf sum
+        return np.abs(weights.astype(np.float64)).sum(axis=others)
 
 
 def active_inputs(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
@@ -55,7 +60,10 @@ def active_inputs(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
 
 
 def _real_array(weights: object) -> np.ndarray:
-    """`weights` as a NumPy array of real numbers (bool and integers allowed); raise otherwise."""
+    """`weights` as a NumPy array of real numbers (bool and integers allowed); raise otherwise.
+    A torch tensor is read detached, from the CPU (a Parameter requires grad)."""
+    if hasattr(weights, "detach") and hasattr(weights, "cpu"):
+        weights = weights.detach().cpu()
     array = np.asarray(weights)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"expected an array of real numbers, got {type(weights).__name__} "
@@ -64,7 +72,8 @@ def _real_array(weights: object) -> np.ndarray:
 
 
 def _normalize_axis(axis: int, ndim: int) -> int:
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)) \
-            or not -ndim <= axis < ndim:
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"input_axis must be an int, got {type(axis).__name__} {axis!r}")
+    if not -ndim <= axis < ndim:
         raise ValueError(f"input_axis {axis!r} is out of range for a {ndim}-D tensor")
     return int(axis) % ndim

@@ -118,12 +118,23 @@ def test_inspection_refuses_what_it_cannot_measure():
         inspection.sparsity(None)
     with pytest.raises(TypeError, match="real numbers"):
         inspection.input_importance(np.ones((3, 2)) * 1j)
-    with pytest.raises(ValueError, match="input_axis True"):
-        inspection.input_importance(np.ones((3, 2)), input_axis=True)
+    for axis in (True, 1.0, "0"):
+        with pytest.raises(TypeError, match=f"input_axis must be an int, got .* {axis!r}"):
+            inspection.input_importance(np.ones((3, 2)), input_axis=axis)
     w = np.ones((3, 2))
     w[1, 0] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):
         inspection.active_inputs(w)
+
+
+def test_inspection_measures_huge_finite_weights_and_torch_parameters():
+    huge = np.full((2, 3), 1.7e308)  # finite; each input's sum of |w| overflows float64
+    np.testing.assert_array_equal(inspection.input_importance(huge, 1), [np.inf] * 3)
+    np.testing.assert_array_equal(inspection.active_inputs(huge, 1), [True] * 3)
+    torch = pytest.importorskip("torch")
+    weight = torch.nn.Linear(3, 2).weight  # (out, in), requires grad: the README's layout
+    np.testing.assert_allclose(inspection.input_importance(weight, 1),
+                               weight.detach().abs().sum(0).numpy().astype(np.float64))
 
 
 @pytest.mark.parametrize("field, steps", [("lambdas", 0), ("lambdas", 3), ("prev_weights", 3),
