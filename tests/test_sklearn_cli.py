@@ -213,7 +213,9 @@ def test_paired_comparison_says_when_it_is_noise():
     clear = Paired(L1, mean=-10.0, std=2.0, rln_lower=10, repeats=10)
     assert not clear.within_noise and "RLN better" in clear.sentence("MSE")
     assert "best L1 better" in Paired(L1, 10.0, 2.0, 0, 10).sentence("MSE")
-    assert Paired(L1, -10.0, 0.0, 1, 1).within_noise  # one repeat proves nothing
+    one = Paired(L1, -10.0, 0.0, 1, 1)
+    assert one.within_noise  # one repeat proves nothing, and says so
+    assert one.sentence("MSE").endswith(": one repeat: no noise estimate")
 
 
 def test_jobs_give_the_same_results(tmp_path, capsys):

@@ -362,11 +362,19 @@ class Paired:
             / np.sqrt(self.repeats)
         return abs(self.mean) <= 2 * standard_error
 
+    @property
+    def verdict(self) -> str:
+        """"within noise", "RLN better", "<the other> better", or for one repeat "one
+        repeat: no noise estimate"."""
+        if self.repeats < 2:
+            return "one repeat: no noise estimate"
+        if self.within_noise:
+            return "within noise"
+        return "RLN better" if self.mean < 0 else f"{LABELS[self.other]} better"
+
     def sentence(self, metric: str) -> str:
-        verdict = "within noise" if self.within_noise else (
-            "RLN better" if self.mean < 0 else f"{LABELS[self.other]} better")
         return (f"RLN - {LABELS[self.other]} {metric} {self.mean:+.3g} +- {self.std:.2g}, "
-                f"RLN lower in {self.rln_lower} of {self.repeats}: {verdict}")
+                f"RLN lower in {self.rln_lower} of {self.repeats}: {self.verdict}")
 
 
 def paired(result: "DemoResult", other: str, metric: str) -> Paired:

@@ -69,9 +69,7 @@ def _error_panel(axis, result: DemoResult, settings: DemoSettings) -> None:
     verdicts = []
     for other, short in ((L1, "best L1"), (HGB, "boosting")):
         comparison = paired(result, other, metric)
-        verdict = "within noise" if comparison.within_noise else \
-            ("RLN better" if comparison.mean < 0 else f"{short} better")
-        verdicts.append(f"RLN - {short} {comparison.mean:+.2g} ({verdict})")
+        verdicts.append(f"RLN - {short} {comparison.mean:+.2g} ({comparison.verdict})")
     axis.set_title(f"Test {name} per method ({settings.repeats} repeats)\n"
                    f"paired by repeat: {'; '.join(verdicts)}", fontsize=11)
     axis.set_xlim(0, max(baseline, axis.get_xlim()[1]) * 1.3)
