@@ -479,6 +479,15 @@ def check_optimizer_skips_non_finite() -> None:
     grads[0] = keras.ops.zeros(variables[0].shape, "float32")
     optimizer.apply(grads, variables)
     assert optimizer.skipped(0) == 1 and optimizer.state(0).steps == before.steps + 1
+    # the same through fit (on JAX: the optimizer's stateless_apply): a NaN input in the
+    # second batch makes the kernel NaN from there on; each such step is skipped, counted
+    model = tiny_model(rln_optimizer(keras.optimizers.SGD(0.05), **HYPERPARAMETERS))
+    x, y = data()
+    x[BATCH + 1, 0] = np.nan
+    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    sync(model)
+    assert model.optimizer.state(0).steps == 1
+    assert model.optimizer.skipped(0) == N_ROWS // BATCH - 1
 
 
 def check_optimizer_serialization(compute_dtype=None) -> None:
