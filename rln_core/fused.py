@@ -8,8 +8,9 @@ in one numba kernel (two passes over memory), as "optimizer step, then `rln_core
 The optimizer math is torch.optim's single-tensor CPU step, op by op in W's dtype
 (`rmsprop_step`, `adam_step` for Adam and AdamW, `sgd_step`), on the optimizer
 state arrays handed in (torch's keys, updated in place). The RLN update is then
-exactly `rln_core.update`'s after a separate optimizer step (the weight change
-inferred as W - prev_weights, the same kernel), without the optimizer's extra
+`rln_core.update`'s after a separate optimizer step (the weight change inferred as
+W - prev_weights, the same arithmetic; the mean of the lambdas summed in another
+order, so within the kit's tolerance, not bit for bit), without the optimizer's extra
 passes over memory nor the update's separate read-only pass. Against torch's own
 step: the optimizer's results within a few ulp (torch's CPU sqrt is not correctly
 rounded, so RMSprop and Adam differ in the last bit of some steps; SGD matches bit
