@@ -89,7 +89,15 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
     if mean_dtype is None:
         mean = xp.mean(stepped)
     else:
-        mean = xp.astype(xp.mean(xp.astype(stepped, mean_dtype)), dtype)
+        # the mean of terms computed in mean_dtype from the inputs, as the numba kernel's
+        # float32 mode sums them: lambdas stepped in float32 would carry their rounding (up
+        # to an ulp of the lambda step each) into every lambda through the translation
+        def wide(x: Any) -> Any:
+            return xp.astype(x, mean_dtype)
+
+        wide_change = wide(weights) - wide(prev_weights) if delta is None else wide(delta)
+        terms = wide(lambdas) - learning_rate * wide_change * wide(prev_reg)
+        mean = xp.astype(xp.mean(terms), dtype)
     stepped = stepped + (avg_reg - mean)
     first = steps == 0
     lam_in = lam
