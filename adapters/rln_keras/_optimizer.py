@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -40,14 +40,17 @@ class GraphStep(NamedTuple):
 
 
 def graph_step(weights: Any, delta: Any, lambdas: Any, prev_reg: Any, steps: Any,
-               hyperparameters: Hyperparameters, compute_dtype: str = "float64") -> GraphStep:
+               hyperparameters: Hyperparameters, compute_dtype: str = "float64",
+               inner_stepped: Any = True) -> GraphStep:
     """One RLN update of one tensor in `keras.ops`: traceable, never raises.
 
     The math is `rln_core.array_api.step` on the `keras.ops` namespace, with
     the weight change `delta` given (docs/RLN_SPEC.md, "The weight change,
     given or inferred"). Where the result is not finite the update is skipped:
     the weights stay as given and the state does not move (`steps` included),
-    and `skipped` is 1.
+    and `skipped` is 1. Where `inner_stepped` is false (a 0-d bool: the optimizer
+    skipped its step, as a LossScaleOptimizer does on non-finite gradients) nothing
+    moves and nothing is counted.
 
     Args:
         weights: W after the optimizer step (float32/float64 tensor).
@@ -67,21 +70,23 @@ def graph_step(weights: Any, delta: Any, lambdas: Any, prev_reg: Any, steps: Any
     result = array_api.step(weights, lambdas, None, prev_reg, steps, hyperparameters,
                             delta=delta, xp=KERAS_OPS, compute_dtype=compute_dtype,
                             mean_dtype="float64" if wide else None)
-    ok = result.ok
+    ok = ops.logical_and(result.ok, inner_stepped)
     steps_dtype = keras.backend.standardize_dtype(steps.dtype)
     return GraphStep(weights=ops.where(ok, result.weights, weights),
                      lambdas=ops.where(ok, result.lambdas, lambdas),
                      prev_reg=ops.where(ok, result.reg, prev_reg),
                      steps=ops.add(steps, ops.cast(ok, steps_dtype)),
-                     skipped=ops.cast(ops.logical_not(ok), steps_dtype))
+                     skipped=ops.cast(ops.logical_and(ops.logical_not(result.ok),
+                                                      inner_stepped), steps_dtype))
 
 
 def _step_from(weights: Any, old: Any, lambdas: Any, prev_reg: Any, steps: Any,
-               hyperparameters: Hyperparameters, compute_dtype: str) -> GraphStep:
+               hyperparameters: Hyperparameters, compute_dtype: str,
+               inner_stepped: Any) -> GraphStep:
     """`graph_step` learning from the change `weights - old` (in `compute_dtype`)."""
     delta = ops.subtract(ops.cast(weights, compute_dtype), ops.cast(old, compute_dtype))
     return graph_step(weights, delta, lambdas, prev_reg, steps, hyperparameters,
-                      compute_dtype)
+                      compute_dtype, inner_stepped)
 
 
 @functools.lru_cache(maxsize=None)
@@ -373,12 +378,12 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         finite, and then RLN does not step either), else nothing."""
         new = _compiled_step()(_read(slot.variable), old, _read(slot.lambdas),
                             _read(slot.prev_reg), _read(slot.steps), self.hyperparameters,
-                            self._compute_dtype)
-        for variable, value in ((slot.variable, new.weights), (slot.lambdas, new.lambdas),
-                                (slot.prev_reg, new.prev_reg), (slot.steps, new.steps)):
-            variable.assign(ops.where(stepped, value, _read(variable)))
-        slot.skipped.assign(ops.add(_read(slot.skipped),
-                                    ops.where(stepped, new.skipped, ops.zeros_like(new.skipped))))
+                            self._compute_dtype, stepped)
+        slot.variable.assign(new.weights)
+        slot.lambdas.assign(new.lambdas)
+        slot.prev_reg.assign(new.prev_reg)
+        slot.steps.assign(new.steps)
+        slot.skipped.assign(ops.add(_read(slot.skipped), new.skipped))
 
     # -- the inner optimizer's surface -------------------------------------------
 
@@ -483,12 +488,18 @@ def accumulated_batches(optimizer: Optional[keras.optimizers.Optimizer]) -> Opti
     """Over how many batches `optimizer`, or one it wraps (followed through
     `inner_optimizer`: a LossScaleOptimizer, which compile adds under mixed precision, an
     RLNOptimizer), accumulates gradients; None where the weights move on every batch."""
-    while optimizer is not None:
-        steps = getattr(optimizer, "gradient_accumulation_steps", None)
+    for wrapped in _chain(optimizer):
+        steps = getattr(wrapped, "gradient_accumulation_steps", None)
         if steps not in (None, 1):
             return steps
-        optimizer = getattr(optimizer, "inner_optimizer", None)
     return None
+
+
+def _chain(optimizer: Optional[keras.optimizers.Optimizer]) -> Iterator[Any]:
+    """`optimizer`, then each optimizer it wraps, through `inner_optimizer`."""
+    while optimizer is not None:
+        yield optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", None)
 
 
 def refuse_if_regularized(optimizer: Optional[keras.optimizers.Optimizer],
@@ -501,13 +512,12 @@ def refuse_if_regularized(optimizer: Optional[keras.optimizers.Optimizer],
         variable: the variable `what` is about to regularize.
         what: who asks, for the message (e.g. "RLNCallback on layer 'dense'").
     """
-    while optimizer is not None:
-        if isinstance(optimizer, RLNOptimizer) and optimizer.regularizes(variable):
+    for wrapped in _chain(optimizer):
+        if isinstance(wrapped, RLNOptimizer) and wrapped.regularizes(variable):
             raise ValueError(
                 f"{what}: {variable.path!r} is regularized by the RLNOptimizer "
-                f"{optimizer.name!r} already; each step would update it twice. Regularize "
+                f"{wrapped.name!r} already; each step would update it twice. Regularize "
                 "each variable once (one RLNOptimizer, or an RLNCallback, not both)")
-        optimizer = getattr(optimizer, "inner_optimizer", None)
 
 
 def _by_path(path: str, var_list: List[keras.Variable]) -> keras.Variable:
