@@ -505,3 +505,18 @@ def test_a_loaded_gradient_mode_is_refused_by_the_fused_hook_before_anything():
         optimizer.step()
     assert torch.equal(weight, before) and torch.equal(rln.lambdas, lambdas)
     assert weight.grad is not None
+
+
+@pytest.mark.parametrize("cls, decoupled", [(torch.optim.Adam, False), (torch.optim.AdamW, True)])
+def test_a_param_group_without_the_decay_kind_gets_its_optimizers_own(cls, decoupled):
+    # torch before 2.6 wrote no "decoupled_weight_decay" into Adam's or AdamW's groups
+    # (AdamW did not derive from Adam); the fused step must not read AdamW's as Adam's.
+    from rln_torch._fused import _OPTIMIZER_ARGUMENTS
+    weight = torch.nn.Parameter(torch.ones(3))
+    group = {key: value for key, value in cls([weight], weight_decay=0.01).param_groups[0].items()
+             if key != "decoupled_weight_decay"}
+    _, numbers = _OPTIMIZER_ARGUMENTS[cls](group, {}, weight)
+    assert numbers["decoupled_weight_decay"] is decoupled
+    _, numbers = _OPTIMIZER_ARGUMENTS[cls]({**group, "decoupled_weight_decay": not decoupled},
+                                           {}, weight)
+    assert numbers["decoupled_weight_decay"] is (not decoupled)  # the group's word wins

@@ -172,6 +172,48 @@ def test_compiled_model_trains_with_rln_on_the_shared_parameter():
     assert RLN(torch.compile(torch.nn.Linear(3, 2), backend="aot_eager")).params[0].shape == (2, 3)
 
 
+@pytest.mark.parametrize("optimizer_class, fuse", [
+    (torch.optim.SGD, False), (torch.optim.SGD, True), (torch.optim.Adam, True)])
+def test_a_compiled_optimizer_step_runs_the_rln_hooks_eagerly(optimizer_class, fuse):
+    # torch.compile(optimizer.step) traces the step hooks; RLN's read tensors as NumPy
+    # and call numba, so they must run outside the trace (the fused hooks crashed there
+    # after the other parameters' step had been counted). backend="eager": TorchDynamo's
+    # tracing without code generation, where the hooks used to fail. Given gradients, so
+    # the other parameter's compiled step (compiled Adam rounds differently) cannot feed
+    # back; unfused, the regularized tensor's step is torch's: SGD's is the same compiled.
+    def run(compiled):
+        torch.manual_seed(0)
+        weight = torch.nn.Parameter(torch.randn(8, 12) * 0.05)
+        other = torch.nn.Parameter(torch.randn(8) * 0.05)
+        optimizer = optimizer_class([weight, other], lr=0.01)
+        rln = RLN(weight, **HYPER)
+        rln.attach(optimizer, fuse=fuse)
+        step = torch.compile(optimizer.step, backend="eager") if compiled else optimizer.step
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            weight.grad = torch.randn(weight.shape, generator=generator) * 0.01
+            other.grad = torch.randn(other.shape, generator=generator)
+            step()
+        return weight.detach().clone(), rln.lambdas.clone(), optimizer.state[weight]
+
+    weight, lambdas, state = run(compiled=False)
+    compiled_weight, compiled_lambdas, compiled_state = run(compiled=True)
+    assert rln_core.sparsity(weight.numpy()) > 0  # RLN's clip happened
+    assert torch.equal(compiled_weight, weight) and torch.equal(compiled_lambdas, lambdas)
+    for key, value in state.items():
+        assert torch.equal(compiled_state[key], value), key
+
+
+def test_gradient_mode_refuses_to_attach_to_a_maximizing_param_group():
+    model = network()
+    optimizer = torch.optim.SGD([{"params": model[0].parameters(), "maximize": True},
+                                 {"params": model[2].parameters()}], lr=0.1)
+    with pytest.raises(ValueError, match="parameter 0 is trained with maximize=True"):
+        RLN(model[0], mode="gradient").attach(optimizer)
+    RLN(model[0], mode="delta").attach(optimizer).remove()  # delta mode learns from either
+    RLN(model[2], mode="gradient").attach(optimizer).remove()
+
+
 @pytest.mark.parametrize("target, error, match", [
     (lambda m: torch.nn.ReLU(), TypeError, "ReLU without a .weight"),
     (lambda m: m, TypeError, "Sequential without a .weight"),

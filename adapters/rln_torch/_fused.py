@@ -27,11 +27,14 @@ post-hook does not run: the regularized tensors are not stepped and their
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, List, Optional, Tuple
 
 import rln_core
 import torch
 from rln_core import fused
+
+from rln_torch._eager import eager
 
 # The optimizer classes whose CPU step `rln_core.fused` reproduces (exact types:
 # a subclass may change the step), and the `rln_core.fused.FusedStep` method of each.
@@ -112,7 +115,7 @@ class FusedHooks:
         check_fusable(rln, optimizer)
         self._rln = rln
         self._method = OPTIMIZERS[type(optimizer)]  # the FusedStep method's name
-        self._arguments = _OPTIMIZER_ARGUMENTS[self._method]
+        self._arguments = _OPTIMIZER_ARGUMENTS[type(optimizer)]
         self._grads: Optional[List[Optional[torch.Tensor]]] = None
         # per slot: its `rln_core.fused.FusedStep` (made again when the slot's weights or
         # state are other objects) and NumPy views of the optimizer's state tensors (the
@@ -129,6 +132,7 @@ class FusedHooks:
         self._pre.remove()
         self._post.remove()
 
+    @eager
     def _before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         """Check every regularized tensor, then take their gradients from the optimizer."""
         closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0]: the optimizer
@@ -153,6 +157,7 @@ class FusedHooks:
             slot.param.grad = None
         self._grads = grads
 
+    @eager
     def _after(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         """The fused step of every regularized tensor; the gradients given back.
 
@@ -276,9 +281,14 @@ def _rmsprop_arguments(group: dict, state: dict, param: torch.Tensor) -> Argumen
              "centered": group["centered"], "maximize": group["maximize"]})
 
 
-def _adam_arguments(group: dict, state: dict, param: torch.Tensor) -> Arguments:
+def _adam_arguments(group: dict, state: dict, param: torch.Tensor,
+                    decoupled: bool = False) -> Arguments:
     """Adam's (AdamW's) state, initialized and stepped as torch's; the keywords of
-    `rln_core.fused.FusedStep.adam` (as `_rmsprop_arguments`)."""
+    `rln_core.fused.FusedStep.adam` (as `_rmsprop_arguments`).
+
+    `decoupled`: the weight decay's kind where the group does not say (torch before
+    2.6 wrote no "decoupled_weight_decay" in a group: AdamW's was decoupled, Adam's not).
+    """
     if len(state) == 0:
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
         state["exp_avg"] = _zeros_like(param)
@@ -291,7 +301,7 @@ def _adam_arguments(group: dict, state: dict, param: torch.Tensor) -> Arguments:
              "max_exp_avg_sq": state.get("max_exp_avg_sq")},
             {"step": state["step"].item(), "lr": float(group["lr"]),
              "betas": (float(beta1), float(beta2)),
-             "decoupled_weight_decay": group.get("decoupled_weight_decay", False),
+             "decoupled_weight_decay": group.get("decoupled_weight_decay", decoupled),
              **{key: group[key] for key in ("eps", "weight_decay", "amsgrad", "maximize")}})
 
 
@@ -311,5 +321,8 @@ def _sgd_arguments(group: dict, state: dict, param: torch.Tensor) -> Arguments:
                                             "weight_decay", "maximize")}})
 
 
-_OPTIMIZER_ARGUMENTS = {"rmsprop": _rmsprop_arguments, "adam": _adam_arguments,
-                        "sgd": _sgd_arguments}
+_OPTIMIZER_ARGUMENTS = {
+    torch.optim.RMSprop: _rmsprop_arguments, torch.optim.Adam: _adam_arguments,
+    torch.optim.AdamW: functools.partial(_adam_arguments, decoupled=True),
+    torch.optim.SGD: _sgd_arguments,
+}

@@ -11,6 +11,7 @@ from rln_core import DEFAULTS, Hyperparameters, inspection
 from rln_core.hyperparameters import WithHyperparameters
 from torch.utils.hooks import RemovableHandle
 
+from rln_torch._eager import eager
 from rln_torch._fused import FusedHooks
 from rln_torch._impls import check_impl, resolve
 from rln_torch._params import Target, collect_params, overlap
@@ -74,7 +75,9 @@ class RLN(WithHyperparameters):
     (in gradient mode the same .grad is used again).
 
     Gradient mode gives the update the weight change delta = -grad (the
-    core's `delta` input), so the lambda step is nu * grad * prev_reg.
+    core's `delta` input), so the lambda step is nu * grad * prev_reg: it
+    assumes the optimizer descends (`attach` refuses a param group with
+    maximize=True, whose step is +lr * grad; delta mode learns from either).
 
     Args:
         target: a module with a `.weight` (e.g. `model[0]`), a Parameter, or a
@@ -144,6 +147,7 @@ class RLN(WithHyperparameters):
         """Per tensor: "torch" or the `impl` handed to `rln_core.update`."""
         return [slot.implementation.name for slot in self._slots]
 
+    @eager
     def step(self) -> None:
         """One RLN update of every tensor; call it after each optimizer step.
 
@@ -174,16 +178,21 @@ class RLN(WithHyperparameters):
                 same result as unfused within rounding, faster.
 
         Raises:
-            ValueError: a regularized tensor is not in the optimizer's param_groups,
+            ValueError: a regularized tensor is not in the optimizer's param_groups
+                (or, in gradient mode, is in one with maximize=True),
                 or this RLN (or another one over the same memory) is attached to
                 this optimizer already: the weights would be updated twice per step;
                 with fuse, an optimizer or setting it does not support.
         """
-        trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        trained = {id(p): group for group in optimizer.param_groups for p in group["params"]}
         for slot in self._slots:
             if id(slot.param) not in trained:
                 raise ValueError(f"{slot.name} {tuple(slot.param.shape)} is not trained by "
                                  f"this {type(optimizer).__name__}; RLN would never see a step")
+            if self.mode == "gradient" and trained[id(slot.param)].get("maximize", False):
+                raise ValueError(f"{slot.name} is trained with maximize=True, so its weight "
+                                 "change is +lr * grad, but mode='gradient' learns from "
+                                 "-grad (a descent step); use mode='delta'")
         attached = _ATTACHED.setdefault(optimizer, [])
         for other in attached:
             if other is self:
