@@ -591,6 +591,78 @@ def check_optimizer_wrapping_a_loss_scale_optimizer() -> None:
     assert optimizer.state().steps == N_UPDATES - EPOCHS and optimizer.skipped() == 0
 
 
+def check_callback_skips_the_steps_the_loss_scaling_skipped() -> None:
+    """Behind a LossScaleOptimizer, a batch whose gradients are not finite gets no
+    optimizer step and no RLN update from the callback either (it shrank the kernel on
+    such batches, its steps ahead of the optimizer's)."""
+    import keras
+
+    from rln_keras import RLNCallback
+
+    model = tiny_model(keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.05)))
+    callback = RLNCallback(model.layers[0], **CLIPPING)
+    x, y = data()
+    x[BATCH + 1, 0] = np.nan  # in the second batch of each epoch
+    model.fit(x, y, batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0,
+              callbacks=[callback])
+    sync(model)
+    assert int(to_numpy(model.optimizer.iterations)) == N_UPDATES - EPOCHS
+    assert int(callback.get_state()["layer0/steps"]) == N_UPDATES - EPOCHS
+
+
+def check_a_frozen_kernel_is_left_alone() -> None:
+    """A kernel frozen after training with RLN (`trainable = False`, recompiled: the
+    optimizer no longer steps it) is neither stepped nor shrunk by the same RLNOptimizer
+    (it shrank it every batch), and an RLNCallback refuses it at train begin, before
+    anything changes."""
+    import keras
+
+    from rln_keras import RLNCallback
+
+    model = tiny_model(rln_optimizer(keras.optimizers.SGD(0.05), **CLIPPING))
+    fit(model, epochs=1)
+    optimizer = model.optimizer
+    model.layers[0].trainable = False
+    before, steps = to_numpy(model.layers[0].kernel), optimizer.state().steps
+    if keras.backend.backend() != "jax":  # JAX's trainer fails on this, with plain SGD too
+        model.compile(optimizer=optimizer, loss="mse")
+        fit(model, epochs=1)
+        sync(model)
+        np.testing.assert_array_equal(to_numpy(model.layers[0].kernel), before)
+        assert optimizer.state().steps == steps
+    plain = tiny_model(keras.optimizers.SGD(0.05))
+    plain.layers[0].trainable = False
+    plain.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    callback = RLNCallback(plain.layers[0], **CLIPPING)
+    weights = [to_numpy(v) for v in plain.weights]
+    try:
+        fit(plain, callbacks=[callback])
+    except ValueError as error:
+        assert "is frozen (trainable=False)" in str(error), error
+    else:
+        raise AssertionError("a frozen kernel was accepted")
+    sync(plain)
+    for variable, value in zip(plain.weights, weights):
+        np.testing.assert_array_equal(to_numpy(variable), value)
+
+
+def check_callback_resumes_a_float64_layer_without_float64() -> None:
+    """Without float64 (JAX without x64) a float64 layer's kernel holds float32 values:
+    the callback's state is made for what it reads, and a second fit and
+    set_state(get_state()) continue it (they were refused: "made for dtype float32, the
+    kernel has dtype float64")."""
+    import keras
+
+    from rln_keras import RLNCallback
+
+    model = tiny_model(keras.optimizers.SGD(0.05), dtype="float64")
+    callback = RLNCallback(model.layers[0], **HYPERPARAMETERS)
+    fit(model, epochs=1, callbacks=[callback])
+    callback.set_state(callback.get_state())
+    fit(model, epochs=1, callbacks=[callback])
+    assert int(callback.get_state()["layer0/steps"]) == N_UPDATES
+
+
 def check_no_float64_state() -> None:
     """Without float64 (JAX without x64) an explicit float64 state is refused at build."""
     import keras
@@ -660,6 +732,9 @@ def run_checks(mode: str) -> None:
         ("optimizer skips non-finite", check_optimizer_skips_non_finite),
         ("optimizer wrapping a LossScaleOptimizer",
          check_optimizer_wrapping_a_loss_scale_optimizer),
+        ("callback skips the steps the loss scaling skipped",
+         check_callback_skips_the_steps_the_loss_scaling_skipped),
+        ("a frozen kernel is left alone", check_a_frozen_kernel_is_left_alone),
         ("optimizer serialization", check_optimizer_serialization),
         ("optimizer serialization, float32 compute",
          lambda: check_optimizer_serialization("float32")),
@@ -669,7 +744,9 @@ def run_checks(mode: str) -> None:
         checks.append(("optimizer fit, XLA",
                        lambda: check_optimizer_fit(HYPERPARAMETERS, jit_compile=True)))
     if not float64:
-        checks.append(("float64 state refused without float64", check_no_float64_state))
+        checks += [("float64 state refused without float64", check_no_float64_state),
+                   ("callback resumes a float64 layer without float64",
+                    check_callback_resumes_a_float64_layer_without_float64)]
     if float64:
         checks += [("graph_step conformance", check_graph_step_conformance),
                    ("callback and optimizer agree", check_callback_and_optimizer_agree)]

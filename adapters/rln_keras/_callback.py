@@ -16,8 +16,8 @@ from rln_core.implementations import check_impl
 from rln_core.state import check_state, check_state_dtype, check_values, complete_fields
 from rln_keras import _claims
 from rln_keras._kernel import (LayerKernel, check_compute_dtype, check_float32_compute,
-                               check_layer, check_state_fits, kernel_variable)
-from rln_keras._optimizer import accumulated_batches
+                               check_layer, check_state_fits, kernel_variable, value_dtype)
+from rln_keras._optimizer import accumulated_batches, skips_steps
 
 LayerRef = Union[int, keras.layers.Layer]
 
@@ -48,7 +48,10 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
     avg_reg -7.5, learning_rate 6e5, L1); their tutorial's best setting was
     avg_reg=-10, learning_rate=1e6 (`rln_core.DEFAULTS`). An optimizer that accumulates
     gradients over several batches, itself or one it wraps (a LossScaleOptimizer's inner
-    optimizer), is refused (the weights must move every batch).
+    optimizer), is refused (the weights must move every batch). A step the optimizer
+    skipped (a LossScaleOptimizer's, on non-finite gradients: its `iterations` stay) is no
+    RLN step either. A kernel frozen at train begin (`trainable = False`: the optimizer
+    does not step it, RLN would only shrink it) is refused.
 
     Args:
         layer: the layer to regularize, or a list of layers (each its own state).
@@ -110,6 +113,7 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
                                            state_dtype=self.state_dtype), self.compute_dtype)
             for each in layers]
         self._fit = None  # the `params` of the fit this callback is in, between its begin and end
+        self._iterations: Optional[int] = None  # see on_train_begin
 
     @property
     def layers(self) -> tuple:
@@ -132,8 +136,8 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
                 update some kernel other than once per optimizer step: this
                 callback is in the fit's callbacks twice, a kernel is regularized
                 by another RLNCallback or by the model's RLNOptimizer, the model
-                runs several steps per batch hook (steps_per_execution), or the
-                optimizer accumulates gradients.
+                runs several steps per batch hook (steps_per_execution), the
+                optimizer accumulates gradients, or a built kernel is frozen.
         """
         fit = self.params if self.params else object()  # no params: not run by Keras' fit
         if self._fit is fit:
@@ -159,6 +163,9 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
             kernel.prepare(model, claim)
         self._fit = fit
         self._sync_jax_state()
+        # where the optimizer may skip a step, its iteration count tells each batch whether
+        # it stepped (read only then: a host read per batch)
+        self._iterations = _iterations(optimizer) if skips_steps(optimizer) else None
         for kernel in self._kernels:
             kernel.begin()
 
@@ -169,6 +176,11 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._sync_jax_state()
+        if self._iterations is not None:
+            iterations = _iterations(self.model.optimizer)
+            if iterations == self._iterations:  # the optimizer skipped this step
+                return
+            self._iterations = iterations
         for kernel in self._kernels:
             kernel.step(batch)
 
@@ -259,7 +271,7 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
             raise type(error)(f"{where}: {error}") from None
         if kernel.layer.built:
             variable = kernel_variable(kernel.layer)
-            check_state_fits(new_state, tuple(variable.shape), np.dtype(variable.dtype),
+            check_state_fits(new_state, tuple(variable.shape), value_dtype(variable),
                              kernel.layer.name)
         if self.compute_dtype is not None:
             check_float32_compute(where, {"its lambdas": new_state.lambdas.dtype})
@@ -305,3 +317,8 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
             raise RuntimeError(
                 f"layer {kernel.layer.name!r} has no RLN state yet; it starts at train begin")
         return kernel.rln
+
+
+def _iterations(optimizer: keras.optimizers.Optimizer) -> int:
+    """The optimizer's step count now (on JAX: after `jax_state_sync`)."""
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))

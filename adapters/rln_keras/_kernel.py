@@ -76,6 +76,12 @@ def kernel_variable(layer: keras.layers.Layer) -> keras.Variable:
     return kernel
 
 
+def value_dtype(kernel: keras.Variable) -> np.dtype:
+    """The dtype of the kernel's value, what an update reads: the variable's own, except on
+    JAX without x64, where a float64 variable holds float32 values."""
+    return np.dtype(keras.backend.standardize_dtype(kernel.value.dtype))
+
+
 def read_kernel(kernel: keras.Variable) -> np.ndarray:
     """The kernel's current value in NumPy (on torch CPU: a view of its memory).
 
@@ -242,7 +248,8 @@ class LayerKernel:
         self.access.write(weights)
 
     def _resolve(self) -> keras.Variable:
-        """The checked and claimed kernel variable; nothing is started or changed."""
+        """The checked (trainable, fits the state) and claimed kernel variable; nothing is
+        started or changed."""
         if self._model is None:
             raise RuntimeError(
                 f"RLN of layer {self.layer.name!r} stepped before on_train_begin")
@@ -250,8 +257,13 @@ class LayerKernel:
         if not any(weight is kernel for weight in self._model.weights):
             raise ValueError(
                 f"layer {self.layer.name!r} is not part of the model being trained")
+        if not kernel.trainable:
+            raise ValueError(
+                f"RLNCallback: layer {self.layer.name!r} is frozen (trainable=False): the "
+                "optimizer does not step its kernel, so RLN would only shrink it; leave it "
+                "out of the callback, or unfreeze it")
         if self.rln.state is not None:
-            check_state_fits(self.rln.state, tuple(kernel.shape), np.dtype(kernel.dtype),
+            check_state_fits(self.rln.state, tuple(kernel.shape), value_dtype(kernel),
                              self.layer.name)
         if self.compute_dtype is not None:
             state = self.rln.state

@@ -294,7 +294,8 @@ class RLNOptimizer(keras.optimizers.Optimizer):
                 variable, what = target, f"variable {target.path!r}"
             if not any(variable is v for v in var_list):
                 raise ValueError(f"RLNOptimizer: {what} is not among the variables the "
-                                 "optimizer is built for (not part of the trained model?)")
+                                 "optimizer is built for (not part of the trained model, or "
+                                 "frozen: trainable=False?)")
             if variable.dtype not in FLOAT_DTYPES:
                 raise TypeError(f"RLNOptimizer: {what} has dtype {variable.dtype}; RLN "
                                 "supports float32 and float64 variables")
@@ -329,7 +330,9 @@ class RLNOptimizer(keras.optimizers.Optimizer):
     # -- the step ----------------------------------------------------------------
 
     def apply(self, grads, trainable_variables=None):
-        """The inner optimizer's step, then one RLN update of each regularized variable."""
+        """The inner optimizer's step, then one RLN update of each regularized variable
+        it steps: one left out of `trainable_variables` (a frozen layer's kernel, after
+        `layer.trainable = False`) gets neither."""
         if len(grads) == 0:
             return
         if not self.built:
@@ -339,13 +342,16 @@ class RLNOptimizer(keras.optimizers.Optimizer):
             with keras.name_scope(self.name, caller=self):
                 self.build(list(trainable_variables))
             self.built = True
+        slots = self._slots if trainable_variables is None else [
+            slot for slot in self._slots
+            if any(slot.variable is v for v in trainable_variables)]
         with _no_grad():
-            before = [ops.copy(_read(slot.variable)) for slot in self._slots]
+            before = [ops.copy(_read(slot.variable)) for slot in slots]
             iterations = ops.copy(_read(self.inner_optimizer.iterations))
         self.inner_optimizer.apply(grads, trainable_variables)
         with _no_grad():
             stepped = ops.not_equal(_read(self.inner_optimizer.iterations), iterations)
-            for slot, old in zip(self._slots, before):
+            for slot, old in zip(slots, before):
                 self._update(slot, old, stepped)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
@@ -493,6 +499,13 @@ def accumulated_batches(optimizer: Optional[keras.optimizers.Optimizer]) -> Opti
         if steps not in (None, 1):
             return steps
     return None
+
+
+def skips_steps(optimizer: Optional[keras.optimizers.Optimizer]) -> bool:
+    """Whether `optimizer`, or one it wraps, may leave out a step (a LossScaleOptimizer
+    does where the scaled gradients are not finite; its `iterations` then stay)."""
+    return any(isinstance(wrapped, keras.optimizers.LossScaleOptimizer)
+               for wrapped in _chain(optimizer))
 
 
 def _chain(optimizer: Optional[keras.optimizers.Optimizer]) -> Iterator[Any]:
