@@ -58,10 +58,13 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
     after the optimizer step, computed as `optax.apply_updates` does) and
     W_new = W - reg (docs/RLN_SPEC.md). Every leaf the transform sees is
     regularized: wrap it in `optax.masked` to pick the tensors (the paper
-    regularizes the first layer's kernel).
+    regularizes the first layer's kernel). A wrapper that leaves steps out
+    (`optax.MultiSteps`, `optax.apply_if_finite`) wraps the whole chain: after
+    one, RLN would take a step on each left-out (zero) update.
 
-    Rounding: the returned update is rounded to the update's dtype, so
-    `optax.apply_updates` lands within half an ulp of that update of W_new:
+    Rounding: the returned update is rounded to the wider of the update's and the
+    params' dtype (float64 updates for float64 params whatever the optimizer's
+    dtype), so `optax.apply_updates` lands within half an ulp of that update of W_new:
     exactly on W_new wherever W_new and params are within a factor 2 of each
     other, and on exactly 0 for every weight RLN sets to 0. Under `jax.jit`
     XLA may fuse the optimizer's last multiply into W = params + updates (an
@@ -141,7 +144,8 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
         new_weights, new_state, ok = regularize(weights, updates, state, hyperparameters,
                                                 float32)
         new_updates = jax.tree_util.tree_map(
-            lambda w, p, u: jnp.where(ok, (w - p).astype(u.dtype), u), new_weights, params, updates)
+            lambda w, p, u: jnp.where(ok, (w - p).astype(jnp.promote_types(u.dtype, p.dtype)), u),
+            new_weights, params, updates)
         return new_updates, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
