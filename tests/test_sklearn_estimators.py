@@ -125,6 +125,25 @@ def test_random_state_reproduces_a_fit(regression, fitted):
     assert not np.array_equal(other.predict(X), fitted.predict(X))
 
 
+def test_a_fit_neither_reads_nor_moves_torchs_global_state(regression, fitted):
+    # torch's default dtype float64 made the layers float64 (the fit crashed on the
+    # float32 data), and nn.Linear's own initialization drew from torch's global generator
+    import torch
+
+    X, y = regression
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = RLNRegressor(**FAST).fit(X, y)
+    finally:
+        torch.set_default_dtype(previous)
+    assert torch.equal(torch.rand(3), expected)
+    np.testing.assert_array_equal(model.predict(X), fitted.predict(X))
+
+
 def test_pickle_round_trip(fitted, regression):
     X, _ = regression
     restored = pickle.loads(pickle.dumps(fitted))
@@ -366,6 +385,9 @@ def test_target_of_any_magnitude(regression, scale):
     assert np.isfinite(predictions).all()
     np.testing.assert_allclose(predictions / scale, model.predict(X), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(big.target_scale_ / scale, model.target_scale_, rtol=1e-3)
+    # R^2 on the standardized target (scikit-learn's own: NaN at 1e160 and 1e300, 1.0 at
+    # 1e-310)
+    assert big.score(X, y * scale) == pytest.approx(model.score(X, y), abs=1e-3)
 
 
 def test_constant_target(regression):

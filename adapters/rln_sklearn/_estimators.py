@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, softmax
 from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.metrics import r2_score
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 
@@ -83,7 +84,8 @@ class RLNRegressor(RegressorMixin, BaseRLN):
     Both scalings divide by the largest |value| first, so targets of any
     finite magnitude (1e160, 1e-310) train as well as targets of order 1.
 
-    `score` is scikit-learn's R^2. The authors' tutorial printed the test mean
+    `score` is scikit-learn's R^2 (computed on the standardized target, where it is
+    the same number and neither overflows nor underflows). The authors' tutorial printed the test mean
     squared error instead; use `sklearn.metrics.mean_squared_error` (or
     `scoring="neg_mean_squared_error"` in a search) to compare with it.
 
@@ -120,6 +122,24 @@ class RLNRegressor(RegressorMixin, BaseRLN):
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as y was."""
         outputs = unstandardize(self._raw_outputs(X), self.target_mean_, self.target_scale_)
         return outputs.ravel() if self._y_ndim == 1 else outputs
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """R^2 of `predict(X)` against y (`sklearn.metrics.r2_score`, averaged over outputs).
+
+        Computed after standardizing y and the predictions with `target_mean_` and
+        `target_scale_`: an affine map of each output leaves R^2 unchanged, and the
+        sums of squares stay finite and exact for targets of any magnitude (on y of
+        1e160 scikit-learn's own R^2 overflowed to NaN; on 1e-310 it underflowed to 1.0).
+        """
+        predicted = self.predict(X).reshape(-1, self.n_outputs_)
+        y = np.asarray(y, dtype=np.float64)
+        y = y.reshape(len(y), -1) if y.ndim else y
+        if y.ndim != 2 or y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has shape {y.shape}; this model predicts "
+                             f"{self.n_outputs_} output(s) per sample")
+        return float(r2_score(standardize(y, self.target_mean_, self.target_scale_),
+                              standardize(predicted, self.target_mean_, self.target_scale_),
+                              sample_weight=sample_weight))
 
 
 class RLNClassifier(ClassifierMixin, BaseRLN):

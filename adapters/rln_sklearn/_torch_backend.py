@@ -89,11 +89,14 @@ def build_network(n_features: int, widths: tuple[int, ...], n_outputs: int,
 
     The initialization is Keras's GlorotNormal: a normal truncated at two
     standard deviations, rescaled to variance 2 / (fan_in + fan_out); biases 0.
+    The layers are float32 whatever `torch.get_default_dtype()` says, and are made
+    without torch's own initialization (`skip_init`), which would draw from torch's
+    global generator: a fit leaves the user's random stream alone.
     """
     modules: list[nn.Module] = []
     sizes = [n_features, *widths, n_outputs]
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        linear = nn.Linear(fan_in, fan_out)
+        linear = nn.utils.skip_init(nn.Linear, fan_in, fan_out, dtype=torch.float32)
         # 0.8796... is the std of a standard normal truncated at +-2 (Keras uses the same constant).
         std = math.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566103423978
         nn.init.trunc_normal_(linear.weight, std=std, a=-2 * std, b=2 * std, generator=generator)
