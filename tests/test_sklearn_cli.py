@@ -159,6 +159,7 @@ def _frame(**columns):
     (_frame(), [], "--csv and --target go together"),
     (_frame(a=[np.inf] + [1.0] * 29), ["--target", "y"], "inf values: ['a']"),
     (_frame(y=[1e200] * 30), ["--target", "y"], "squared errors would overflow"),
+    (_frame(y=[1e90] * 30), ["--target", "y"], "squared errors would overflow"),
     (_frame().iloc[:1], ["--target", "y"], "needs at least 10"),
     (_frame()[["y"]], ["--target", "y"], "no input column besides --target 'y'"),
     (_frame(k=[0] * 29 + [1]), ["--target", "k", "--classification"],

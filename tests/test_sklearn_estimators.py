@@ -200,8 +200,11 @@ def test_early_stopping_keeps_the_best_epoch(regression):
     if model.n_iter_ < 60:
         best = int(np.argmin(curve))
         assert model.n_iter_ == best + 1 + 3
-    with pytest.raises(ValueError, match="test_size|validation|resulting train set"):
+    with pytest.raises(ValueError, match="early_stopping=True cannot set aside "
+                                         "validation_fraction=0.1 of 1 samples"):
         RLNRegressor(early_stopping=True, **FAST).fit(X[:1], y[:1])
+    with pytest.raises(ValueError, match="validation_fraction=0.1 of 8 samples stratified"):
+        RLNClassifier(early_stopping=True, **FAST).fit(X[:8], np.arange(8) % 4)
 
 
 def test_verbose_shows_progress_with_loss(regression, capsys):

@@ -140,9 +140,16 @@ class BaseRLN(BaseEstimator):
         y = targets.values
         validation = None
         if self.early_stopping:
-            X, X_val, y, y_val = train_test_split(
-                X, y, test_size=self.validation_fraction, random_state=rng,
-                stratify=targets.strata)
+            try:
+                X, X_val, y, y_val = train_test_split(
+                    X, y, test_size=self.validation_fraction, random_state=rng,
+                    stratify=targets.strata)
+            except ValueError as error:  # scikit-learn's words: "test_size", "test set"
+                raise ValueError(
+                    f"early_stopping=True cannot set aside validation_fraction="
+                    f"{self.validation_fraction} of {len(y)} samples"
+                    f"{' stratified by class' if targets.strata is not None else ''}: "
+                    f"{error}") from None
             validation = (X_val, y_val)
         result = train(_trainer_factory(self.backend), config, X, y, epochs=self.epochs,
                        rng=rng, validation=validation, n_iter_no_change=self.n_iter_no_change,

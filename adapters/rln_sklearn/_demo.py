@@ -40,6 +40,9 @@ CLASSIFICATION_BASELINE = "class frequencies"
 FULL_EPOCHS, FULL_REPEATS = 100, 10  # the tutorial's
 MAX_NOISE_FEATURES = 10_000
 MIN_ROWS = 10
+# |target| at most: the spread of the squared errors over repeats is a fourth power of the
+# target (1e77**4 overflows float64); 1e90 printed inf +- inf and "within noise" verdicts
+MAX_TARGET = 1e70
 SEED_LIMIT = 2**32  # numpy.random.RandomState and scikit-learn's random_state
 FOOTER_WIDTH = 100
 MEMORY_LIMIT_GIB = 4
@@ -191,9 +194,10 @@ def check_table(X: np.ndarray, y: np.ndarray, settings: DemoSettings) -> None:
     y = np.asarray(y, dtype=np.float64)
     if not np.isfinite(y).all():
         raise ValueError("the target contains inf or NaN values")
-    if np.max(np.abs(y)) > 1e150:
+    if np.max(np.abs(y)) > MAX_TARGET:
         raise ValueError(f"the target reaches {np.max(np.abs(y)):.3g}: its squared errors "
-                         "would overflow; rescale it (e.g. to thousands or millions)")
+                         "would overflow in the spread over repeats (the fourth power of "
+                         "the target); rescale it (e.g. to thousands or millions)")
 
 
 def memory_needed(n_rows: int, n_real: int, settings: DemoSettings) -> int:
@@ -502,6 +506,8 @@ def _count(n: int, noun: str) -> str:
 
 def _mean_std(values: list[float]) -> str:
     mean, std = float(np.mean(values)), float(np.std(values))
+    if abs(mean) >= 1e6:
+        return f"{mean:.4g} +- {std:.2g}"
     if abs(mean) >= 100:
         return f"{mean:.0f} +- {std:.0f}"
     if abs(mean) >= 1:
