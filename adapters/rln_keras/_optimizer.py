@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -89,7 +88,9 @@ def _step_from(weights: Any, old: Any, lambdas: Any, prev_reg: Any, steps: Any,
                       compute_dtype, inner_stepped)
 
 
-@functools.lru_cache(maxsize=None)
+_COMPILED_STEP: Dict[str, Callable[..., GraphStep]] = {}  # `_compiled_step`'s, per backend
+
+
 def _compiled_step() -> Callable[..., GraphStep]:
     """`_step_from` as the backend runs it fastest inside a train step.
 
@@ -100,12 +101,20 @@ def _compiled_step() -> Callable[..., GraphStep]:
     (float64 math, one thread, CPU time) the update took 5.1 ms that way and
     3.1 ms under XLA. Elsewhere as it is: JAX jits the whole train step already,
     torch runs it op by op.
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
 
-        return tf.function(_step_from, jit_compile=True, reduce_retracing=True)
-    return _step_from
+    Made once per backend and kept in a plain dict, which TorchDynamo traces through
+    (it warns on calls to an `lru_cache`d function under `jit_compile=True` on torch).
+    """
+    backend = keras.backend.backend()
+    step = _COMPILED_STEP.get(backend)
+    if step is None:
+        step = _step_from
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            step = tf.function(_step_from, jit_compile=True, reduce_retracing=True)
+        _COMPILED_STEP[backend] = step
+    return step
 
 
 class _Slot(NamedTuple):
