@@ -12,7 +12,13 @@ ignored). An adapter for another framework wraps the arrays (e.g.
 `torch.from_numpy`), runs its own math and writes back.
 
 On a first update (steps == 0) the cases fill prev_reg with NaN: the spec says
-it is not read then, and an implementation that reads it fails.
+it is not read then, and an implementation that reads it fails. Every case checks
+`prev_weights` against the written weights, `delta` given or not (the spec lets an
+implementation that is always given `delta` keep no prev_weights: its wrapper then
+fills prev_weights with the new weights), and that the new weights, lambdas,
+prev_weights and prev_reg are four arrays sharing no memory (with prev_weights the
+same array as the weights, the next weight change of an in-place optimizer step
+would read 0).
 
 Tolerances (docs/RLN_SPEC.md, "per update", `SPEC_TOLERANCE`): lambdas within
 1e-9 relative (plus one ulp of the state dtype); weights and prev_reg within one
@@ -20,8 +26,9 @@ ulp of their dtype plus what that lambda tolerance implies (|reg| * tol), plus
 the smallest normal number (XLA flushes subnormals to zero); a weight the
 reference sets to exactly 0 must be exactly 0; `prev_weights` must equal the
 written weights. An implementation that computes in float32 on purpose (the
-core's `compute_dtype=np.float32`) is held to `FLOAT32_COMPUTE_TOLERANCE`:
-`check_update(fn, cases, tolerance=FLOAT32_COMPUTE_TOLERANCE)`.
+core's `compute_dtype=np.float32`) is held to `FLOAT32_COMPUTE_TOLERANCE` on its
+inputs, float32 weights and a float32 state:
+`check_update(fn, FLOAT32_CASES, tolerance=FLOAT32_COMPUTE_TOLERANCE)`.
 """
 
 from __future__ import annotations
@@ -74,6 +81,10 @@ class UpdateCase:
     learning_rate: float = DEFAULTS.learning_rate
     first: bool = False  # steps == 0: the first update of training (prev_reg not read)
     layout: str = "C"  # "C", "F" (transposed view) or "strided" (every other column)
+    # "": the state's arrays (and a given delta) in the weights' layout, as `init` makes
+    # them; "C" or "F": in that order whatever the weights' (an implementation must not
+    # assume one memory order for all its inputs)
+    state_layout: str = ""
     state_dtype: str = "float64"
     zero_fraction: float = 0.1  # weights that are exactly 0
     at_cap: bool = False  # a third of the lambdas end near their cap (first or nu = 0 only)
@@ -107,6 +118,10 @@ class UpdateCase:
             prev_reg = direction * np.exp(self.avg_reg + rng.normal(0.0, 1.0, size=self.shape))
             state.prev_reg[...] = prev_reg
             state.steps = 1 + self.seed
+        if self.state_layout:
+            state = dataclasses.replace(state, **{
+                name: _in_layout(getattr(state, name), self.state_layout)
+                for name in ("lambdas", "prev_weights", "prev_reg")})
         return weights, state
 
     def kwargs(self) -> dict:
@@ -121,7 +136,7 @@ class UpdateCase:
         if self.delta:
             rng = np.random.default_rng(self.seed + 10_000)
             change = rng.normal(0.0, 1e-3, size=self.shape).astype(self.delta)
-            kwargs["delta"] = _in_layout(change, self.layout)
+            kwargs["delta"] = _in_layout(change, self.state_layout or self.layout)
         return weights, state, kwargs
 
 
@@ -203,10 +218,51 @@ def _default_cases() -> Tuple[UpdateCase, ...]:
         cases.append(UpdateCase(name=f"delta_layout_{layout}", shape=(8, 5), layout=layout,
                                 delta="float32", seed=seed))
     cases.append(UpdateCase(name="tutorial_179x1013", shape=(1013, 179), seed=401))
+    # 0-d weights (a scalar parameter)
+    for seed, first in enumerate((False, True), 800):
+        cases.append(UpdateCase(name=f"scalar{'_first' if first else ''}", shape=(),
+                                zero_fraction=0.0, first=first, seed=seed))
+    # hyperparameters float32 cannot hold (a Theta or nu rounded to float32 is off)
+    for seed, ((avg_reg, nu), norm) in enumerate(itertools.product(
+            ((-10.3, 1e6 / 3), (-3.1, 1e7 / 3)), (1, 2)), 810):
+        cases.append(UpdateCase(name=f"inexact_{norm=}_theta{avg_reg}_nu{nu:.6g}",
+                                shape=(9, 6), norm=norm, avg_reg=avg_reg, learning_rate=nu,
+                                seed=seed))
+    # the state (and delta) in another memory order than the weights
+    for seed, (layout, state_layout, delta) in enumerate(
+            (("F", "C", ""), ("C", "F", ""), ("F", "C", "float32"), ("C", "F", "float64")),
+            820):
+        cases.append(UpdateCase(
+            name=f"layout_{layout}_state_{state_layout}{'_delta' if delta else ''}",
+            shape=(8, 5), layout=layout, state_layout=state_layout, delta=delta, seed=seed))
+    # a float32 state where the clip decides (float32 arithmetic is an option, never the
+    # default: computed in float32, these miss the spec's tolerance)
+    for seed, ((avg_reg, nu), norm) in enumerate(itertools.product(
+            ((-3.0, 1e7), (-4.0, 1e7)), (1, 2)), 830):
+        cases.append(UpdateCase(name=f"state_float32_extreme_{norm=}_theta{avg_reg}_nu{nu:g}",
+                                shape=(9, 6), norm=norm, avg_reg=avg_reg, learning_rate=nu,
+                                state_dtype="float32", seed=seed))
+    for seed, (norm, first) in enumerate(itertools.product((1, 2), (True, False)), 840):
+        cases.append(UpdateCase(
+            name=f"state_float32_at_cap_{norm=}_{'first' if first else 'translated'}",
+            shape=(40, 25), norm=norm, first=first, learning_rate=1e6 if first else 0.0,
+            at_cap=True, state_dtype="float32", seed=seed))
     return tuple(cases)
 
 
 CASES: Tuple[UpdateCase, ...] = _default_cases()
+"""The spec's cases: every float64 implementation passes them within `SPEC_TOLERANCE`."""
+
+
+def _float32_cases() -> Tuple[UpdateCase, ...]:
+    return tuple(case if case.state_dtype == "float32" else dataclasses.replace(
+                     case, name=f"f32_{case.name}", state_dtype="float32")
+                 for case in CASES if case.dtype == "float32" and case.delta != "float64")
+
+
+FLOAT32_CASES: Tuple[UpdateCase, ...] = _float32_cases()
+"""The inputs of the float32 arithmetic mode: the cases with float32 weights (and a
+float32 delta, where given), each with a float32 state; for `FLOAT32_COMPUTE_TOLERANCE`."""
 
 
 def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None,
@@ -229,12 +285,27 @@ def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None,
         weights, state, kwargs = case.inputs()
         scale = input_scale(weights, state, kwargs) if tolerance.relative_to_inputs else None
         expected_w, expected = reference.update(weights.copy(), state.copy(), **kwargs)
-        result = fn(weights, state, **kwargs)
+        try:
+            result = fn(weights, state, **kwargs)
+        except Exception as error:  # the case's name with it
+            raise AssertionError(f"[{case.name}] raised {type(error).__name__}({error})") \
+                from error
         got_w, got = result if isinstance(result, tuple) else (weights, state)
         assert_update_matches(case.name, expected_w, expected, np.asarray(got_w), got,
                               lambda_rtol=tolerance.lambda_rtol, scale=scale)
+        _assert_separate(case.name, {"weights": got_w, "state.lambdas": got.lambdas,
+                                     "state.prev_weights": got.prev_weights,
+                                     "state.prev_reg": got.prev_reg})
         n += 1
     return n
+
+
+def _assert_separate(name: str, arrays: dict) -> None:
+    """No two of the NumPy arrays in `arrays` share memory."""
+    items = [(key, value) for key, value in arrays.items() if isinstance(value, np.ndarray)]
+    for (key, value), (other_key, other) in itertools.combinations(items, 2):
+        _check(name, f"{key} and {other_key}", not np.shares_memory(value, other),
+               "share memory; the update must leave them as separate arrays")
 
 
 def input_scale(weights: np.ndarray, state: RLNState, kwargs: dict) -> np.ndarray:
@@ -464,6 +535,10 @@ def check_rejects_bad_input(fn: UpdateFn, cases: Sequence[ErrorCase] = ERROR_CAS
                 raise AssertionError(
                     f"[{case.name}] raised {type(error).__name__}({error}) whose message "
                     f"does not match {case.match!r}") from error
+        except Exception as error:  # the case's name with it
+            raise AssertionError(
+                f"[{case.name}] raised {type(error).__name__}({error}); expected one of "
+                f"{[t.__name__ for t in case.error_types]}") from error
         else:
             raise AssertionError(f"[{case.name}] was accepted; expected one of "
                                  f"{[t.__name__ for t in case.error_types]}")

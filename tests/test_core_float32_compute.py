@@ -34,15 +34,7 @@ def check_f32_update(fn, cases, lambda_rtol=F32_LAMBDA_RTOL):
         TOLERANCE, lambda_rtol=lambda_rtol))
 
 
-def _f32(case):
-    return dataclasses.replace(case, name=f"f32_{case.name}", dtype="float32",
-                               state_dtype="float32")
-
-
-KIT_CASES = [c for c in testing.CASES if c.state_dtype == "float32" and c.dtype == "float32"]
-# The kit's other float32-weight cases, re-run with a float32 state (the mode's only input).
-KIT_CASES_WITH_F32_STATE = [_f32(c) for c in testing.CASES
-                            if c.dtype == "float32" and c.state_dtype == "float64"]
+KIT_CASES = list(testing.FLOAT32_CASES)  # the kit's float32-weight cases, float32 state
 
 
 def _own_cases():
@@ -80,7 +72,7 @@ def _own_cases():
 
 
 OWN_CASES = _own_cases()
-ALL_CASES = KIT_CASES + KIT_CASES_WITH_F32_STATE + OWN_CASES
+ALL_CASES = KIT_CASES + OWN_CASES
 
 
 def f32_update(impl):
@@ -92,13 +84,16 @@ def test_the_stated_tolerance_is_the_cores():
     assert rln_core.checks.CLIP_MARGIN_F32 < F32_LAMBDA_RTOL / 2
 
 
-def test_the_kit_has_float32_state_cases():
-    assert len(KIT_CASES) >= 2 and all(c.dtype == "float32" for c in KIT_CASES)
+def test_the_kits_float32_cases_are_the_float32_weight_cases_with_a_float32_state():
+    assert len(KIT_CASES) >= 50
+    assert all(c.dtype == "float32" and c.state_dtype == "float32" and c.delta != "float64"
+               for c in KIT_CASES)
+    assert len(KIT_CASES) == sum(c.dtype == "float32" and c.delta != "float64"
+                                 for c in testing.CASES)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("cases", [KIT_CASES, KIT_CASES_WITH_F32_STATE, OWN_CASES],
-                         ids=["kit", "kit_with_f32_state", "own"])
+@pytest.mark.parametrize("cases", [KIT_CASES, OWN_CASES], ids=["kit", "own"])
 def test_float32_mode_matches_the_reference_within_its_tolerance(impl, cases):
     assert check_f32_update(f32_update(impl), cases) == len(cases)
 
@@ -206,7 +201,7 @@ def test_numba_threaded_path(norm):
 
 
 def test_auto_uses_the_float32_mode_too():
-    check_f32_update(f32_update("auto"), KIT_CASES + OWN_CASES[:6])
+    check_f32_update(f32_update("auto"), KIT_CASES[:12] + OWN_CASES[:6])
 
 
 # --- trajectories: float32 mode vs the float64 default ----------------------------------

@@ -5,7 +5,6 @@ Every test runs inside `jax.enable_x64(False)` (an autouse fixture), so a test m
 that turns x64 on for its process cannot change what these check.
 """
 
-import dataclasses
 import functools
 import inspect
 import io
@@ -113,8 +112,7 @@ def test_float32_mode_matches_the_reference_within_the_stated_tolerance():
     """The kit's float32 cases with a float32 state: float32 math vs the float64 reference
     on the same float32 inputs, within FLOAT32_TOLERANCE (and not within 1e-9: it is
     float32 math)."""
-    cases = [dataclasses.replace(case, state_dtype="float32") for case in testing.CASES
-             if case.dtype == "float32" and case.delta != "float64"]
+    cases = testing.FLOAT32_CASES
     assert len(cases) >= 40
     for case in cases:
         weights, state, kwargs = case.inputs()
@@ -418,6 +416,28 @@ def test_non_finite_updates_raise_eagerly():
 
 
 # --- checkpoints and lookup ---------------------------------------------------------------
+
+def test_a_step_skipping_wrapper_goes_around_the_chain():
+    # README: optax.MultiSteps(optax.chain(opt, rln), k) steps RLN once per optimizer
+    # step; chained after MultiSteps, RLN steps on every call (the zero updates of the
+    # left-out steps included), as the README warns
+    params = {"w": jnp.linspace(-0.1, 0.1, 12)}
+    grads = {"w": jnp.linspace(0.3, -0.2, 12)}
+
+    def rln_steps(tx, calls=8):
+        state = tx.init(params)
+        p = params
+        for _ in range(calls):
+            updates, state = tx.update(grads, state, p)
+            p = optax.apply_updates(p, updates)
+        return int(rln_jax.rln_state(state).steps)
+
+    inside = optax.MultiSteps(optax.chain(optax.sgd(1e-2), rln_jax.rln(avg_reg=-6.0)), 2)
+    after = optax.chain(optax.MultiSteps(optax.sgd(1e-2), 2).gradient_transformation(),
+                        rln_jax.rln(avg_reg=-6.0))
+    assert rln_steps(inside) == 4
+    assert rln_steps(after) == 8
+
 
 def test_checkpoint_round_trip_continues_exactly():
     params0 = _mlp(jax.random.PRNGKey(3))

@@ -263,7 +263,9 @@ def update_in_graph(weights, state, *, avg_reg, learning_rate, norm, delta=None,
     if compiled:
         step = compiled_graph_step()
     tensor = keras.ops.convert_to_tensor
-    out = step(tensor(np.ascontiguousarray(weights)), tensor(np.ascontiguousarray(delta)),
+    # (np.require, not np.ascontiguousarray, which makes a 0-d array 1-d)
+    out = step(tensor(np.require(weights, requirements="C")),
+               tensor(np.require(delta, requirements="C")),
                tensor(state.lambdas), tensor(state.prev_reg), tensor(np.int64(state.steps)),
                hyperparameters, compute_dtype)
     if int(to_numpy(out.skipped)):
