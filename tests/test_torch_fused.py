@@ -487,18 +487,28 @@ def test_a_switch_to_channels_last_mid_run_is_followed_by_the_state(fuse, impl):
                                rtol=1e-9, atol=1e-9)
 
 
-def test_a_loaded_gradient_mode_is_refused_by_the_fused_hook_before_anything():
-    """load_state_dict may switch an RLN to mode='gradient' after attach(fuse=True), which
-    learns from the optimizer's step: the next step is refused, nothing touched (it went
-    on in delta mode while the RLN said 'gradient')."""
+def test_gradient_mode_under_a_fused_attachment_is_refused_at_load_and_at_the_step():
+    """A gradient-mode state_dict loaded into an RLN attached with fuse=True (which learns
+    from the optimizer's step) is refused at load, nothing changed (it went on in delta
+    mode while the RLN said 'gradient'); once the fused attachment is removed it loads.
+    Set by hand, the mode is refused by the next step, nothing touched."""
     torch.manual_seed(0)
     weight = torch.nn.Parameter(torch.randn(SHAPE) * 0.05)
     optimizer = torch.optim.SGD([weight], lr=1e-2)
     rln = RLN(weight, avg_reg=-8.0, learning_rate=1e4)
-    rln.attach(optimizer, fuse=True)
+    handle = rln.attach(optimizer, fuse=True)
     checkpoint = rln.state_dict()
     checkpoint["hyperparameters"]["mode"] = "gradient"
+    with pytest.raises(ValueError, match="mode='gradient', but this RLN is attached with fuse"):
+        rln.load_state_dict(checkpoint)
+    assert rln.mode == "delta"
+    handle.remove()
+    handle.remove()  # idempotent: counted once
     rln.load_state_dict(checkpoint)
+    assert rln.mode == "gradient"
+    rln.mode = "delta"
+    rln.attach(optimizer, fuse=True)
+    rln.mode = "gradient"  # by hand: the hook refuses the step
     weight.grad = torch.ones(SHAPE)
     before, lambdas = weight.detach().clone(), rln.lambdas.clone()
     with pytest.raises(ValueError, match="now in mode='gradient'.*attach without fuse"):

@@ -132,6 +132,7 @@ class RLN(WithHyperparameters):
         self.state_dtype = state_dtype
         self.compute_dtype = compute_dtype
         self._single = not isinstance(target, (list, tuple))
+        self._fused_attachments = 0  # attach(fuse=True) handles not removed yet
         self._slots = [ParamSlot(param, implementation, avg_reg, state_dtype,
                                  f"parameter {index}", compute32=compute_dtype is not None)
                        for index, (param, implementation) in enumerate(zip(params,
@@ -206,10 +207,11 @@ class RLN(WithHyperparameters):
                         "twice per step")
         if fuse:
             hook = FusedHooks(self, optimizer)  # checks, then registers its hooks
+            self._fused_attachments += 1
         else:
             hook = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
         attached.append(self)
-        return Attachment(hook, attached, self)
+        return Attachment(hook, attached, self, fused=fuse)
 
     @property
     def lambdas(self) -> Union[torch.Tensor, List[torch.Tensor]]:
@@ -242,7 +244,8 @@ class RLN(WithHyperparameters):
         """Restore `state_dict()` output (hyperparameters included), like an optimizer.
 
         Everything is checked before anything is written: a state for another
-        shape, dtype or number of tensors raises and leaves this RLN unchanged.
+        shape, dtype or number of tensors, or mode='gradient' while this RLN is
+        attached with fuse=True, raises and leaves this RLN unchanged.
         Entries written before prev_reg was allocated at init (no prev_reg at
         steps 0) load too.
         """
@@ -258,6 +261,10 @@ class RLN(WithHyperparameters):
         mode = hyper.pop("mode")
         hyperparameters = Hyperparameters(**hyper)
         check_mode(mode)
+        if mode != "delta" and self._fused_attachments:
+            raise ValueError(f"the state_dict has mode={mode!r}, but this RLN is attached with "
+                             "fuse=True, which learns from the optimizer's own step "
+                             "(mode='delta'); remove the fused attachment first")
         states = state_dict["states"]
         if not isinstance(states, (list, tuple)) or len(states) != len(self._slots):
             found = len(states) if isinstance(states, (list, tuple)) else type(states)
@@ -287,13 +294,18 @@ class RLN(WithHyperparameters):
 class Attachment:
     """The handle `RLN.attach` returns: `remove()` detaches RLN from the optimizer."""
 
-    def __init__(self, hook: RemovableHandle, attached: list, rln: RLN):
+    def __init__(self, hook: Union[RemovableHandle, FusedHooks], attached: list, rln: RLN,
+                 fused: bool = False):
         self._hook, self._attached, self._rln = hook, attached, rln
+        self._fused = fused
 
     def remove(self) -> None:
         """Stop stepping RLN after the optimizer's steps (idempotent)."""
         self._hook.remove()
         self._attached[:] = [other for other in self._attached if other is not self._rln]
+        if self._fused:
+            self._fused = False
+            self._rln._fused_attachments -= 1
 
     def __enter__(self) -> "Attachment":
         return self
