@@ -490,6 +490,15 @@ def check_optimizer_skips_non_finite() -> None:
     sync(model)
     assert model.optimizer.state(0).steps == 1
     assert model.optimizer.skipped(0) == N_ROWS // BATCH - 1
+    # lambdas that would not be finite in the float32 state (a lambda step of ~1e290,
+    # finite in float64 arithmetic): every step after the first is skipped and counted
+    model = tiny_model(rln_optimizer(keras.optimizers.SGD(0.05), avg_reg=-6.0,
+                                     learning_rate=1e300, state_dtype="float32"))
+    fit(model, epochs=1)
+    sync(model)
+    assert model.optimizer.state(0).steps == 1
+    assert model.optimizer.skipped(0) == N_ROWS // BATCH - 1
+    assert np.isfinite(model.optimizer.lambdas(0)).all()
 
 
 def check_optimizer_serialization(compute_dtype=None) -> None:

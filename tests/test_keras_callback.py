@@ -404,6 +404,15 @@ def test_set_state_refuses_non_finite_values_naming_the_layer(key, value):
     assert_state_unchanged(callback, good)
 
 
+@pytest.mark.parametrize("steps", [-1, 1.5, "3", True, np.float64(2.0)])
+def test_set_state_refuses_odd_steps_naming_the_layer(steps):
+    model, callback = fitted_two_layer_callback()
+    good = callback.get_state()
+    with pytest.raises(ValueError, match=r"layer1.*\['steps'\] must be an int >= 0"):
+        callback.set_state({**good, "layer1/steps": steps})
+    assert_state_unchanged(callback, good)
+
+
 def test_set_state_checks_shapes_before_values_and_ignores_prev_reg_at_steps_0():
     model, callback = fitted_two_layer_callback()
     good = callback.get_state()
