@@ -175,7 +175,9 @@ def test_csv_errors(tmp_path, capsys, no_training, frame, argv, message):
     with pytest.raises(SystemExit) as exit_info:
         main(["demo", "--csv", str(path), *argv, "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("usage: rln demo")  # the subcommand's usage, not rln's
     assert not no_training
 
 

@@ -191,6 +191,12 @@ def test_classifier(n_classes):
     assert model.score(X, labels) > 0.8
 
 
+def test_labels_that_cannot_be_sorted_are_refused_saying_so():
+    X = np.random.default_rng(0).normal(size=(8, 3))
+    with pytest.raises(TypeError, match="the class labels cannot be sorted"):
+        RLNClassifier(**FAST).fit(X, np.array(["a", None] * 4, dtype=object))
+
+
 def test_early_stopping_keeps_the_best_epoch(regression):
     X, y = regression
     model = RLNRegressor(epochs=60, batch_size=16, early_stopping=True, n_iter_no_change=3,

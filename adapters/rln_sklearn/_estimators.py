@@ -151,8 +151,12 @@ class RLNClassifier(ClassifierMixin, BaseRLN):
     """
 
     def _encode_targets(self, y: np.ndarray) -> Targets:
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
+        try:  # both sort the labels (np.unique)
+            check_classification_targets(y)
+            encoder = LabelEncoder().fit(y)
+        except TypeError as error:
+            raise TypeError(f"the class labels cannot be sorted (labels of mixed types, or "
+                            f"None?): {error}") from None
         self.classes_ = encoder.classes_
         if len(self.classes_) < 2:
             raise ValueError(

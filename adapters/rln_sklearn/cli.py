@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,12 +32,12 @@ DATA_LABELS = {"boston": "Boston housing", "diabetes": "diabetes",
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `rln` command; returns the exit status."""
-    parser = _parser()
+    parser, demo = _parsers()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    return _demo(parser, args)
+    return _demo(demo, args)  # its errors show `rln demo`'s usage
 
 
 def _version() -> str:
@@ -50,7 +50,8 @@ def _version() -> str:
         return rln_core.__version__
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parsers() -> Tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """(the `rln` parser, its `demo` subparser)."""
     parser = argparse.ArgumentParser(
         prog="rln", description="Regularization Learning Networks (Shavitt & Segal, 2018).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -99,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", type=Path, metavar="PATH",
                       help="also write the results to this JSON file")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
+    return parser, demo
 
 
 def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
