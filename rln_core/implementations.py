@@ -61,8 +61,8 @@ def resolve(impl: str, weights: Any) -> str:
         raise ValueError(f"impl={impl!r} updates NumPy arrays, got a {type(weights).__name__}; "
                          "use impl='auto' or 'array_api'")
     if impl == "numba" and numba_kernel() is None:
-        raise ImportError("impl='numba' was requested but numba cannot be imported "
-                         "(or RLN_DISABLE_NUMBA is set)")
+        raise ImportError("impl='numba' was requested but numba cannot be imported, cannot "
+                          "cache its code (see the warning), or RLN_DISABLE_NUMBA is set")
     return impl
 
 
@@ -78,6 +78,15 @@ def numba_kernel() -> Optional[ModuleType]:
             f"numba is not available ({error}); RLN uses its NumPy implementation, "
             "which is correct but several times slower. `pip install numba` to speed it up.",
             NumbaUnavailableWarning, stacklevel=3)
+        return None
+    except RuntimeError as error:  # numba's cache=True with no folder it can write
+        if "cannot cache" not in str(error):
+            raise
+        warnings.warn(
+            f"numba cannot cache the compiled RLN kernel ({error}): neither the installed "
+            "package's folder nor numba's user cache folder is writable. Set NUMBA_CACHE_DIR "
+            "to a writable folder; until then RLN uses its NumPy implementation, which is "
+            "correct but several times slower.", NumbaUnavailableWarning, stacklevel=3)
         return None
     return _numba_kernel
 

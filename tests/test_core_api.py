@@ -202,3 +202,26 @@ def test_without_numba_the_numpy_path_runs_with_one_warning():
             print('refused')
     """)
     assert out.split() == ["1", "NumbaUnavailableWarning", "3", "False", "refused"]
+
+
+def test_where_numba_cannot_cache_the_numpy_path_runs_with_advice():
+    # a read-only install with a read-only home: numba finds no folder for its cache and
+    # raised a RuntimeError at the kernel's import, through every update
+    out = run_python("""
+        import warnings
+        from numba.core import caching
+        for impl in (caching.CacheImpl, caching.CompileResultCacheImpl):
+            impl._locator_classes = []  # as if no cache folder were writable
+        import numpy as np, rln_core
+        w = np.linspace(-1, 1, 8); state = rln_core.init(w)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            for _ in range(3):
+                rln_core.update(w, state)
+        print(len(caught), 'NUMBA_CACHE_DIR' in str(caught[0].message), state.steps)
+        try:
+            rln_core.update(w, state, impl='numba')
+        except ImportError as error:
+            print('refused')
+    """)
+    assert out.split() == ["1", "True", "3", "refused"]

@@ -1,6 +1,10 @@
 """`rln demo`, run in-process with tiny settings, and its refusals (all before any training)."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,6 +112,22 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("rln 0.")
+
+
+def test_the_console_script_runs_the_cli_and_names_the_missing_extra():
+    # a plain `pip install rln` has no scikit-learn or scipy: the `rln` command said so
+    # with a traceback (ModuleNotFoundError: scipy), even for --version
+    root = Path(__file__).resolve().parents[1]
+    assert 'rln = "rln_sklearn._command:main"' in (root / "pyproject.toml").read_text()
+    code = ("import sys; {hide}from rln_sklearn._command import main; "
+            "sys.exit(main(['--version']))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(root / "adapters")])}
+    run = [subprocess.run([sys.executable, "-c", code.format(hide=hide)], capture_output=True,
+                          text=True, env=env)
+           for hide in ("", "sys.modules['scipy'] = None; ")]
+    assert run[0].returncode == 0 and run[0].stdout.startswith("rln 0.")
+    assert run[1].returncode == 1 and "pip install 'rln[sklearn]'" in run[1].stderr
+    assert "missing: scipy" in run[1].stderr
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -12,6 +12,15 @@ examples/dask_grid_search.py. `rln demo` (`rln_sklearn.cli`) runs the tutorial's
 comparison.
 """
 
-from rln_sklearn._estimators import RLNClassifier, RLNRegressor
+from typing import Any
 
 __all__ = ["RLNClassifier", "RLNRegressor"]
+
+
+def __getattr__(name: str) -> Any:
+    """The estimators, imported on first use: `import rln_sklearn._command` (the `rln`
+    command's entry point) must not need scikit-learn, to say that it is missing."""
+    if name in __all__:
+        from rln_sklearn import _estimators
+        return getattr(_estimators, name)
+    raise AttributeError(f"module 'rln_sklearn' has no attribute {name!r}")

@@ -1,0 +1,20 @@
+"""The `rln` console script's entry point: `rln_sklearn.cli.main`, or a one-line error
+naming the extra to install where its dependencies are missing (a plain `pip install
+rln` has numpy and numba only)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run `rln_sklearn.cli.main`; exit status 1, saying what to install, without its
+    dependencies."""
+    try:
+        from rln_sklearn.cli import main as cli_main
+    except ModuleNotFoundError as error:
+        print(f"rln: the rln command needs the sklearn extra (missing: {error.name}); "
+              "install it with: pip install 'rln[sklearn]'", file=sys.stderr)
+        return 1
+    return cli_main(argv)
