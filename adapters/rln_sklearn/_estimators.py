@@ -85,9 +85,10 @@ class RLNRegressor(RegressorMixin, BaseRLN):
     finite magnitude (1e160, 1e-310) train as well as targets of order 1.
 
     `score` is scikit-learn's R^2 (computed on the standardized target, where it is
-    the same number and neither overflows nor underflows). The authors' tutorial printed the test mean
-    squared error instead; use `sklearn.metrics.mean_squared_error` (or
-    `scoring="neg_mean_squared_error"` in a search) to compare with it.
+    the same number and neither overflows nor underflows). The authors' tutorial
+    printed the test mean squared error instead; use
+    `sklearn.metrics.mean_squared_error` (or `scoring="neg_mean_squared_error"` in a
+    search) to compare with it.
 
     Example:
         >>> model = RLNRegressor(epochs=5, random_state=0)   # raw X: standardized inside
