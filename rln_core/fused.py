@@ -72,7 +72,7 @@ class FusedStep:
         compute_dtype: None or np.float32, as in `rln_core.update`.
 
     Raises:
-        ImportError: numba cannot be imported.
+        ImportError: the numba kernel is not available (`implementations.numba_kernel`).
         TypeError, ValueError: W or the state, naming the problem.
     """
 
@@ -80,7 +80,9 @@ class FusedStep:
         self._dtype = _weights_dtype(weights)
         self.compute32 = float32_arithmetic(compute_dtype)
         if implementations.numba_kernel() is None:
-            raise ImportError("a fused optimizer + RLN step needs numba (pip install numba)")
+            raise ImportError("a fused optimizer + RLN step needs the numba kernel, which is "
+                              "not available here (numba missing, its cache folder not "
+                              "writable: see the warning, or RLN_DISABLE_NUMBA set)")
         self.weights = weights
         self.state = state
         self.compute_dtype = compute_dtype

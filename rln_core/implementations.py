@@ -84,9 +84,10 @@ def numba_kernel() -> Optional[ModuleType]:
             raise
         warnings.warn(
             f"numba cannot cache the compiled RLN kernel ({error}): neither the installed "
-            "package's folder nor numba's user cache folder is writable. Set NUMBA_CACHE_DIR "
-            "to a writable folder; until then RLN uses its NumPy implementation, which is "
-            "correct but several times slower.", NumbaUnavailableWarning, stacklevel=3)
+            "package's folder nor numba's user cache folder is writable. This process uses "
+            "RLN's NumPy implementation, which is correct but several times slower; set "
+            "NUMBA_CACHE_DIR to a writable folder before starting Python to use numba.",
+            NumbaUnavailableWarning, stacklevel=3)
         return None
     return _numba_kernel
 

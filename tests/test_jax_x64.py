@@ -223,20 +223,27 @@ def test_first_update_makes_no_lambda_step_and_ignores_prev_reg():
 
 
 @pytest.mark.parametrize("jit", [False, True])
-def test_float32_updates_of_float64_params_land_clipped_weights_on_exactly_0(jit):
-    # an optimizer whose updates are float32 (float32 gradients) on float64 params: the
-    # returned updates are float64, so apply_updates lands every clipped weight on 0 (cast
-    # to float32, -params rounded, leaving residues up to 4e-9 here)
+def test_updates_keep_their_dtype_so_apply_if_finite_can_wrap_the_chain(jit):
+    # float32 gradients of float64 params: the updates stay float32 (optax's convention),
+    # which apply_if_finite's lax.cond needs (float64 updates from rln made it raise
+    # "cond branches must have equal output types"); params in float64 exact zeros need
+    # the gradients in float64 too
     rng = np.random.default_rng(0)
     params = jnp.asarray(rng.normal(0.0, 0.1, 50))
-    grads = jnp.asarray(rng.normal(0.0, 1.0, 50).astype(np.float32))
-    tx = optax.chain(optax.sgd(1e-3), rln_jax.rln(avg_reg=-2.0, learning_rate=1e3))
+    tx = optax.apply_if_finite(
+        optax.chain(optax.sgd(1e-3), rln_jax.rln(avg_reg=-2.0, learning_rate=1e3)), 3)
     update = jax.jit(tx.update) if jit else tx.update
-    updates, _ = update(grads, tx.init(params), params)
-    new_params = optax.apply_updates(params, updates)
-    clipped = np.abs(np.asarray(params) - 1e-3 * np.asarray(grads)) <= np.exp(-2.0)
-    assert updates.dtype == jnp.float64 and clipped.sum() > 10
-    np.testing.assert_array_equal(np.asarray(new_params)[clipped], 0.0)
+    for dtype in (np.float32, np.float64):
+        grads = jnp.asarray(rng.normal(0.0, 1.0, 50).astype(dtype))
+        updates, _ = update(grads, tx.init(params), params)
+        assert updates.dtype == dtype
+        new_params = np.asarray(optax.apply_updates(params, updates))
+        clipped = np.abs(np.asarray(params) - 1e-3 * np.asarray(grads)) <= np.exp(-2.0)
+        assert clipped.sum() > 10
+        if dtype == np.float64:
+            np.testing.assert_array_equal(new_params[clipped], 0.0)
+        else:  # a float32 rounding of -params is left
+            np.testing.assert_allclose(new_params[clipped], 0.0, rtol=0, atol=1e-8)
 
 
 def test_chain_equals_optimizer_then_reference_update():

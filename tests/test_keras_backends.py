@@ -641,6 +641,15 @@ def check_a_frozen_kernel_is_left_alone() -> None:
         sync(model)
         np.testing.assert_array_equal(to_numpy(model.layers[0].kernel), before)
         assert optimizer.state().steps == steps
+    if keras.backend.backend() == "tensorflow":
+        # the variables given as TensorFlow's own (the inner optimizer matches them by its
+        # variable key): RLN steps with the optimizer (it matched by identity and skipped)
+        model = tiny_model(rln_optimizer(keras.optimizers.SGD(0.05), **CLIPPING))
+        optimizer = model.optimizer
+        optimizer.build(model.trainable_variables)
+        grads = [keras.ops.ones(v.shape, v.dtype) for v in model.trainable_variables]
+        optimizer.apply_gradients(zip(grads, [v.value for v in model.trainable_variables]))
+        assert int(to_numpy(optimizer.iterations)) == 1 and optimizer.state().steps == 1
     plain = tiny_model(keras.optimizers.SGD(0.05))
     plain.layers[0].trainable = False
     plain.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")

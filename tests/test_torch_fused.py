@@ -21,6 +21,7 @@ tolerance.
 from __future__ import annotations
 
 import copy
+import gc
 import re
 
 import numpy as np
@@ -507,6 +508,12 @@ def test_gradient_mode_under_a_fused_attachment_is_refused_at_load_and_at_the_st
     rln.load_state_dict(checkpoint)
     assert rln.mode == "gradient"
     rln.mode = "delta"
+    rln.attach(optimizer, fuse=True)  # a fused attachment whose optimizer is then dropped,
+    del optimizer                     # without remove(), leaves nothing behind
+    gc.collect()
+    rln.load_state_dict(checkpoint)
+    rln.mode = "delta"
+    optimizer = torch.optim.SGD([weight], lr=1e-2)
     rln.attach(optimizer, fuse=True)
     rln.mode = "gradient"  # by hand: the hook refuses the step
     weight.grad = torch.ones(SHAPE)

@@ -212,6 +212,14 @@ def test_gradient_mode_refuses_to_attach_to_a_maximizing_param_group():
         RLN(model[0], mode="gradient").attach(optimizer)
     RLN(model[0], mode="delta").attach(optimizer).remove()  # delta mode learns from either
     RLN(model[2], mode="gradient").attach(optimizer).remove()
+    # nor can a loaded state_dict switch an attached RLN to gradient mode there
+    rln = RLN(model[0], mode="delta")
+    rln.attach(optimizer)
+    checkpoint = rln.state_dict()
+    checkpoint["hyperparameters"]["mode"] = "gradient"
+    with pytest.raises(ValueError, match="parameter 0 is trained with maximize=True"):
+        rln.load_state_dict(checkpoint)
+    assert rln.mode == "delta"
 
 
 @pytest.mark.parametrize("target, error, match", [

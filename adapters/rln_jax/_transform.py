@@ -62,11 +62,14 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
     (`optax.MultiSteps`, `optax.apply_if_finite`) wraps the whole chain: after
     one, RLN would take a step on each left-out (zero) update.
 
-    Rounding: the returned update is rounded to the wider of the update's and the
-    params' dtype (float64 updates for float64 params whatever the optimizer's
-    dtype), so `optax.apply_updates` lands within half an ulp of that update of W_new:
-    exactly on W_new wherever W_new and params are within a factor 2 of each
-    other, and on exactly 0 for every weight RLN sets to 0. Under `jax.jit`
+    Rounding: the returned update keeps the incoming update's dtype (as optax's
+    transforms do: `optax.apply_if_finite`'s `lax.cond` needs it), so
+    `optax.apply_updates` lands within half an ulp of that update of W_new: where
+    the updates have the params' dtype, exactly on W_new wherever W_new and params
+    are within a factor 2 of each other, and on exactly 0 for every weight RLN sets
+    to 0 (float32 updates of float64 params leave a float32 rounding of the
+    params instead, up to ~1e-8 here: give the optimizer gradients in the params'
+    dtype where exact zeros matter). Under `jax.jit`
     XLA may fuse the optimizer's last multiply into W = params + updates (an
     FMA); W then differs from the rounded sum by up to half an ulp of the updates.
 
@@ -144,8 +147,7 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
         new_weights, new_state, ok = regularize(weights, updates, state, hyperparameters,
                                                 float32)
         new_updates = jax.tree_util.tree_map(
-            lambda w, p, u: jnp.where(ok, (w - p).astype(jnp.promote_types(u.dtype, p.dtype)), u),
-            new_weights, params, updates)
+            lambda w, p, u: jnp.where(ok, (w - p).astype(u.dtype), u), new_weights, params, updates)
         return new_updates, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -341,7 +341,8 @@ class RLNOptimizer(keras.optimizers.Optimizer):
     def apply(self, grads, trainable_variables=None):
         """The inner optimizer's step, then one RLN update of each regularized variable
         it steps: one left out of `trainable_variables` (a frozen layer's kernel, after
-        `layer.trainable = False`) gets neither."""
+        `layer.trainable = False`) gets neither. (JAX's trainer calls `stateless_apply`
+        with every trainable variable of the build.)"""
         if len(grads) == 0:
             return
         if not self.built:
@@ -351,9 +352,13 @@ class RLNOptimizer(keras.optimizers.Optimizer):
             with keras.name_scope(self.name, caller=self):
                 self.build(list(trainable_variables))
             self.built = True
-        slots = self._slots if trainable_variables is None else [
-            slot for slot in self._slots
-            if any(slot.variable is v for v in trainable_variables)]
+        if trainable_variables is None:
+            slots = self._slots
+        else:  # matched as the inner optimizer matches them (Keras or backend variables)
+            trainable_variables = list(trainable_variables)
+            stepped_keys = {self._var_key(v) for v in trainable_variables}
+            slots = [slot for slot in self._slots
+                     if self._var_key(slot.variable) in stepped_keys]
         with _no_grad():
             before = [ops.copy(_read(slot.variable)) for slot in slots]
             iterations = ops.copy(_read(self.inner_optimizer.iterations))

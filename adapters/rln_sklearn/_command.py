@@ -7,6 +7,11 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
+# what the sklearn extra installs, as imported (scikit-learn brings scipy, joblib and
+# threadpoolctl; pandas brings dateutil)
+EXTRA_MODULES = frozenset({"sklearn", "scipy", "joblib", "threadpoolctl", "torch", "tqdm",
+                           "matplotlib", "pandas"})
+
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run `rln_sklearn.cli.main`; exit status 1, saying what to install, without its
@@ -14,6 +19,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         from rln_sklearn.cli import main as cli_main
     except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in EXTRA_MODULES:
+            raise  # not a missing extra: a broken install
         print(f"rln: the rln command needs the sklearn extra (missing: {error.name}); "
               "install it with: pip install 'rln[sklearn]'", file=sys.stderr)
         return 1

@@ -132,14 +132,13 @@ class RLNRegressor(RegressorMixin, BaseRLN):
         sums of squares stay finite and exact for targets of any magnitude (on y of
         1e160 scikit-learn's own R^2 overflowed to NaN; on 1e-310 it underflowed to 1.0).
         """
-        predicted = self.predict(X).reshape(-1, self.n_outputs_)
+        predicted = self._raw_outputs(X)  # the standardized prediction, (n, n_outputs)
         y = np.asarray(y, dtype=np.float64)
         y = y.reshape(len(y), -1) if y.ndim else y
         if y.ndim != 2 or y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has shape {y.shape}; this model predicts "
                              f"{self.n_outputs_} output(s) per sample")
-        return float(r2_score(standardize(y, self.target_mean_, self.target_scale_),
-                              standardize(predicted, self.target_mean_, self.target_scale_),
+        return float(r2_score(standardize(y, self.target_mean_, self.target_scale_), predicted,
                               sample_weight=sample_weight))
 
 

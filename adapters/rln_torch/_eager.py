@@ -20,8 +20,8 @@ import torch
 F = TypeVar("F", bound=Callable[..., Any])
 
 # torch.compiler.is_compiling is torch >= 2.3's name of the flag TorchDynamo sets
-_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling",
-                                            torch._utils.is_compiling)
+_is_compiling: Callable[[], bool] = (getattr(torch.compiler, "is_compiling", None)
+                                     or torch._utils.is_compiling)
 
 
 def eager(function: F) -> F:

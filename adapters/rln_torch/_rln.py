@@ -21,8 +21,16 @@ from rln_torch._state import (STATE_DTYPES, as_tensor, check_state_entry, load_s
 
 MODES = ("delta", "gradient")
 # Per optimizer, the RLNs attached to it: a second one over the same memory would
-# update those weights twice per step.
+# update those weights twice per step. And those attached with fuse=True (delta mode only).
+# Weak: an optimizer dropped without `remove()` leaves no attachment behind.
 _ATTACHED: "weakref.WeakKeyDictionary[torch.optim.Optimizer, list]" = weakref.WeakKeyDictionary()
+_FUSED: "weakref.WeakKeyDictionary[torch.optim.Optimizer, list]" = weakref.WeakKeyDictionary()
+
+
+def _optimizers_of(rln: "RLN", registry: weakref.WeakKeyDictionary) -> list:
+    """The live optimizers `rln` is attached to in `registry`."""
+    return [optimizer for optimizer, rlns in list(registry.items())
+            if any(other is rln for other in rlns)]
 
 
 def check_mode(mode: str) -> None:
@@ -132,7 +140,6 @@ class RLN(WithHyperparameters):
         self.state_dtype = state_dtype
         self.compute_dtype = compute_dtype
         self._single = not isinstance(target, (list, tuple))
-        self._fused_attachments = 0  # attach(fuse=True) handles not removed yet
         self._slots = [ParamSlot(param, implementation, avg_reg, state_dtype,
                                  f"parameter {index}", compute32=compute_dtype is not None)
                        for index, (param, implementation) in enumerate(zip(params,
@@ -185,15 +192,13 @@ class RLN(WithHyperparameters):
                 this optimizer already: the weights would be updated twice per step;
                 with fuse, an optimizer or setting it does not support.
         """
-        trained = {id(p): group for group in optimizer.param_groups for p in group["params"]}
+        trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
         for slot in self._slots:
             if id(slot.param) not in trained:
                 raise ValueError(f"{slot.name} {tuple(slot.param.shape)} is not trained by "
                                  f"this {type(optimizer).__name__}; RLN would never see a step")
-            if self.mode == "gradient" and trained[id(slot.param)].get("maximize", False):
-                raise ValueError(f"{slot.name} is trained with maximize=True, so its weight "
-                                 "change is +lr * grad, but mode='gradient' learns from "
-                                 "-grad (a descent step); use mode='delta'")
+        if self.mode == "gradient":
+            self._refuse_gradient_mode_under(optimizer)
         attached = _ATTACHED.setdefault(optimizer, [])
         for other in attached:
             if other is self:
@@ -207,11 +212,22 @@ class RLN(WithHyperparameters):
                         "twice per step")
         if fuse:
             hook = FusedHooks(self, optimizer)  # checks, then registers its hooks
-            self._fused_attachments += 1
         else:
             hook = optimizer.register_step_post_hook(lambda opt, args, kwargs: self.step())
-        attached.append(self)
-        return Attachment(hook, attached, self, fused=fuse)
+        registries = [attached, _FUSED.setdefault(optimizer, [])] if fuse else [attached]
+        for registered in registries:
+            registered.append(self)
+        return Attachment(hook, registries, self)
+
+    def _refuse_gradient_mode_under(self, optimizer: torch.optim.Optimizer) -> None:
+        """Raise ValueError if `optimizer` trains a regularized tensor with maximize=True:
+        its step is +lr * grad, and gradient mode learns from -grad."""
+        for slot in self._slots:
+            for group in optimizer.param_groups:
+                if group.get("maximize", False) and any(p is slot.param for p in group["params"]):
+                    raise ValueError(f"{slot.name} is trained with maximize=True, so its weight "
+                                     "change is +lr * grad, but mode='gradient' learns from "
+                                     "-grad (a descent step); use mode='delta'")
 
     @property
     def lambdas(self) -> Union[torch.Tensor, List[torch.Tensor]]:
@@ -245,7 +261,8 @@ class RLN(WithHyperparameters):
 
         Everything is checked before anything is written: a state for another
         shape, dtype or number of tensors, or mode='gradient' while this RLN is
-        attached with fuse=True, raises and leaves this RLN unchanged.
+        attached with fuse=True or to a maximize=True group, raises and leaves this RLN
+        unchanged.
         Entries written before prev_reg was allocated at init (no prev_reg at
         steps 0) load too.
         """
@@ -261,10 +278,13 @@ class RLN(WithHyperparameters):
         mode = hyper.pop("mode")
         hyperparameters = Hyperparameters(**hyper)
         check_mode(mode)
-        if mode != "delta" and self._fused_attachments:
-            raise ValueError(f"the state_dict has mode={mode!r}, but this RLN is attached with "
-                             "fuse=True, which learns from the optimizer's own step "
-                             "(mode='delta'); remove the fused attachment first")
+        if mode == "gradient":
+            if _optimizers_of(self, _FUSED):
+                raise ValueError(f"the state_dict has mode={mode!r}, but this RLN is attached "
+                                 "with fuse=True, which learns from the optimizer's own step "
+                                 "(mode='delta'); remove the fused attachment first")
+            for optimizer in _optimizers_of(self, _ATTACHED):
+                self._refuse_gradient_mode_under(optimizer)
         states = state_dict["states"]
         if not isinstance(states, (list, tuple)) or len(states) != len(self._slots):
             found = len(states) if isinstance(states, (list, tuple)) else type(states)
@@ -294,18 +314,15 @@ class RLN(WithHyperparameters):
 class Attachment:
     """The handle `RLN.attach` returns: `remove()` detaches RLN from the optimizer."""
 
-    def __init__(self, hook: Union[RemovableHandle, FusedHooks], attached: list, rln: RLN,
-                 fused: bool = False):
-        self._hook, self._attached, self._rln = hook, attached, rln
-        self._fused = fused
+    def __init__(self, hook: Union[RemovableHandle, FusedHooks], registries: List[list],
+                 rln: RLN):
+        self._hook, self._registries, self._rln = hook, registries, rln
 
     def remove(self) -> None:
         """Stop stepping RLN after the optimizer's steps (idempotent)."""
         self._hook.remove()
-        self._attached[:] = [other for other in self._attached if other is not self._rln]
-        if self._fused:
-            self._fused = False
-            self._rln._fused_attachments -= 1
+        for registered in self._registries:  # this optimizer's entries in the registries
+            registered[:] = [other for other in registered if other is not self._rln]
 
     def __enter__(self) -> "Attachment":
         return self
