@@ -528,12 +528,12 @@ def test_gradient_mode_under_a_fused_attachment_is_refused_at_load_and_at_the_st
 def test_a_param_group_without_the_decay_kind_gets_its_optimizers_own(cls, decoupled):
     # torch before 2.6 wrote no "decoupled_weight_decay" into Adam's or AdamW's groups
     # (AdamW did not derive from Adam); the fused step must not read AdamW's as Adam's.
-    from rln_torch._fused import _OPTIMIZER_ARGUMENTS
+    from rln_torch._fused import OPTIMIZERS
     weight = torch.nn.Parameter(torch.ones(3))
     group = {key: value for key, value in cls([weight], weight_decay=0.01).param_groups[0].items()
              if key != "decoupled_weight_decay"}
-    _, numbers = _OPTIMIZER_ARGUMENTS[cls](group, {}, weight)
+    arguments = OPTIMIZERS[cls][1]
+    _, numbers = arguments(group, {}, weight)
     assert numbers["decoupled_weight_decay"] is decoupled
-    _, numbers = _OPTIMIZER_ARGUMENTS[cls]({**group, "decoupled_weight_decay": not decoupled},
-                                           {}, weight)
+    _, numbers = arguments({**group, "decoupled_weight_decay": not decoupled}, {}, weight)
     assert numbers["decoupled_weight_decay"] is (not decoupled)  # the group's word wins

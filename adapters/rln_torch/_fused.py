@@ -28,7 +28,7 @@ post-hook does not run: the regularized tensors are not stepped and their
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import rln_core
 import torch
@@ -36,12 +36,6 @@ from rln_core import fused
 
 from rln_torch._eager import eager
 
-# The optimizer classes whose CPU step `rln_core.fused` reproduces (exact types:
-# a subclass may change the step), and the `rln_core.fused.FusedStep` method of each.
-OPTIMIZERS: Dict[type, str] = {
-    torch.optim.RMSprop: "rmsprop", torch.optim.Adam: "adam", torch.optim.AdamW: "adam",
-    torch.optim.SGD: "sgd",
-}
 # Param group flags that change torch's step beyond what rln_core.fused reproduces.
 _REFUSED_FLAGS = ("fused", "capturable", "differentiable")
 
@@ -116,8 +110,8 @@ class FusedHooks:
     def __init__(self, rln: Any, optimizer: torch.optim.Optimizer):
         check_fusable(rln, optimizer)
         self._rln = rln
-        self._method = OPTIMIZERS[type(optimizer)]  # the FusedStep method's name
-        self._arguments = _OPTIMIZER_ARGUMENTS[type(optimizer)]
+        # the FusedStep method's name, and the reader of its keywords
+        self._method, self._arguments = OPTIMIZERS[type(optimizer)]
         self._grads: Optional[List[Optional[torch.Tensor]]] = None
         # per slot: its `rln_core.fused.FusedStep` (made again when the slot's weights or
         # state are other objects) and NumPy views of the optimizer's state tensors (the
@@ -323,8 +317,12 @@ def _sgd_arguments(group: dict, state: dict, param: torch.Tensor) -> Arguments:
                                             "weight_decay", "maximize")}})
 
 
-_OPTIMIZER_ARGUMENTS = {
-    torch.optim.RMSprop: _rmsprop_arguments, torch.optim.Adam: _adam_arguments,
-    torch.optim.AdamW: functools.partial(_adam_arguments, decoupled=True),
-    torch.optim.SGD: _sgd_arguments,
+# The optimizer classes whose CPU step `rln_core.fused` reproduces (exact types: a
+# subclass may change the step): the `rln_core.fused.FusedStep` method of each, and the
+# function reading its state and numbers into that method's keywords.
+OPTIMIZERS: Dict[type, Tuple[str, Callable[..., Arguments]]] = {
+    torch.optim.RMSprop: ("rmsprop", _rmsprop_arguments),
+    torch.optim.Adam: ("adam", _adam_arguments),
+    torch.optim.AdamW: ("adam", functools.partial(_adam_arguments, decoupled=True)),
+    torch.optim.SGD: ("sgd", _sgd_arguments),
 }
