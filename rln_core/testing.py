@@ -1,8 +1,9 @@
 """Conformance kit: prove an RLN implementation matches the reference, one update at a time.
 
-    from rln_core.testing import check_update, check_rejects_bad_input
+    from rln_core.testing import check_update, check_rejects_bad_input, check_trajectory
     check_update(my_update)              # AssertionError naming case, element, difference
     check_rejects_bad_input(my_update)   # bad input must raise and change nothing
+    check_trajectory(my_update)          # runs of updates: no stale state between calls
 
 `my_update(weights, state, *, avg_reg, learning_rate, norm[, delta])` receives
 NumPy arrays and an `RLNState`; `delta` (the weight change to learn from) is
@@ -296,6 +297,76 @@ def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None,
         _assert_separate(case.name, {"weights": got_w, "state.lambdas": got.lambdas,
                                      "state.prev_weights": got.prev_weights,
                                      "state.prev_reg": got.prev_reg})
+        n += 1
+    return n
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajectoryCase:
+    """A run of updates from the start of training, each after an optimizer-like step
+    (W += a random change, in place), in a setting where two correct implementations stay
+    together (docs/RLN_SPEC.md: Theta -10, mild nu)."""
+
+    name: str
+    shape: Tuple[int, ...]
+    dtype: str = "float32"
+    norm: int = DEFAULTS.norm
+    avg_reg: float = DEFAULTS.avg_reg
+    learning_rate: float = DEFAULTS.learning_rate
+    n_updates: int = 60
+    seed: int = 0
+
+
+TRAJECTORY_CASES: Tuple[TrajectoryCase, ...] = (
+    TrajectoryCase("trajectory_norm=1_float32", (13, 7), seed=900),
+    TrajectoryCase("trajectory_norm=2_float32", (13, 7), norm=2, learning_rate=1e5, seed=901),
+    TrajectoryCase("trajectory_norm=1_float64", (9, 4), dtype="float64", n_updates=30,
+                   seed=902),
+)
+"""The cases of `check_trajectory`."""
+
+
+def check_trajectory(fn: UpdateFn, cases: Iterable[TrajectoryCase] = TRAJECTORY_CASES,
+                     lambda_rtol: float = 10 * LAMBDA_RTOL) -> int:
+    """Check `fn` over runs of updates: what one call leaves is what the next one reads.
+
+    `fn` as in `check_update`. Each case starts from `rln_core.init` (steps 0), then
+    `n_updates` times moves the weights in place (an optimizer step) and calls `fn`,
+    the reference alongside on its own copies. The per-update cases cannot see an
+    implementation that keeps something of its own between calls (a cached view, a
+    copy of prev_weights or the lambdas, a step count) and lets it go stale; this run
+    can. At the end: steps equal, lambdas within `lambda_rtol` (the spec's per-update
+    tolerance times 10: the gap grows slowly as the weights feed it back), weights and
+    prev_reg as `assert_update_matches` checks them with that tolerance.
+
+    Returns:
+        The number of cases checked.
+
+    Raises:
+        AssertionError: naming the case, the update and the difference.
+    """
+    n = 0
+    for case in cases:
+        rng = np.random.default_rng(case.seed)
+        weights = rng.normal(0.0, 0.1, size=case.shape).astype(case.dtype)
+        kwargs = {"avg_reg": case.avg_reg, "learning_rate": case.learning_rate,
+                  "norm": case.norm}
+        state = init(weights, case.avg_reg)
+        expected_w, expected = weights.copy(), state.copy()
+        for t in range(case.n_updates):
+            change = rng.normal(0.0, 1e-3, size=case.shape).astype(case.dtype)
+            expected_w, expected = reference.update(expected_w + change, expected, **kwargs)
+            weights += change  # in place, as an optimizer steps its parameters
+            try:
+                result = fn(weights, state, **kwargs)
+            except Exception as error:
+                raise AssertionError(f"[{case.name}] update {t} raised "
+                                     f"{type(error).__name__}({error})") from error
+            if isinstance(result, tuple):
+                got_w, state = result
+                np.copyto(weights, got_w)  # the model takes the written weights
+        assert_update_matches(f"{case.name} after {case.n_updates} updates", expected_w,
+                              expected, weights, state, lambda_rtol=lambda_rtol)
         n += 1
     return n
 

@@ -45,6 +45,32 @@ def test_the_threaded_path_repeats_itself_bit_for_bit():
     assert state.prev_reg.tobytes() == again_state.prev_reg.tobytes()
 
 
+@pytest.mark.parametrize("impl", IN_PLACE_IMPLS)
+def test_the_kits_trajectories_pass(impl):
+    update = functools.partial(rln_core.update, impl=impl)
+    assert testing.check_trajectory(update) == len(testing.TRAJECTORY_CASES)
+    assert testing.check_trajectory(rln_core.reference.update) == len(testing.TRAJECTORY_CASES)
+
+
+class RemembersTheFirstPrevWeights:
+    """A broken in-place implementation: it keeps the prev_weights of its first call on
+    a state and learns every later weight change from them (a stale cache)."""
+
+    def __init__(self):
+        self.first = {}
+
+    def __call__(self, weights, state, **hyperparameters):
+        _, remembered = self.first.setdefault(id(state), (state, state.prev_weights.copy()))
+        state.prev_weights[...] = remembered
+        rln_core.update(weights, state, impl="numpy", **hyperparameters)
+
+
+def test_the_kits_trajectories_catch_what_one_update_cannot():
+    assert testing.check_update(RemembersTheFirstPrevWeights()) == len(testing.CASES)
+    with pytest.raises(AssertionError, match=r"\[trajectory_norm=1_float32 after 60 updates\]"):
+        testing.check_trajectory(RemembersTheFirstPrevWeights())
+
+
 def test_conformance_kit_passes_the_reference_itself():
     assert testing.check_update(rln_core.reference.update) == len(testing.CASES)
 

@@ -1,6 +1,5 @@
 """rln_torch against rln_core.reference: per update (kit, Linear, Conv2d) and whole trainings."""
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -68,9 +67,8 @@ def test_torch_update_passes_the_conformance_kit(device):
 def test_torch_update_in_float32_meets_the_float32_modes_tolerance(device):
     """The kit's float32 cases (float32 weights and state, the tutorial's 1013 x 179
     layer among them) in float32 arithmetic on torch ops, the mean summed in float64."""
-    cases = [dataclasses.replace(case, state_dtype="float32") for case in testing.CASES
-             if case.dtype == "float32"]
-    assert any(case.name.startswith("tutorial") for case in cases)
+    cases = testing.FLOAT32_CASES
+    assert any("tutorial" in case.name for case in cases)
     assert testing.check_update(torch_update_on(device, torch.float32), cases,
                                 tolerance=testing.FLOAT32_COMPUTE_TOLERANCE) == len(cases)
 
@@ -83,6 +81,28 @@ def test_adapter_passes_the_conformance_kit(impl):
     errors = [case for case in testing.ERROR_CASES if not case.name.startswith("delta")]
     assert testing.check_update(adapter_on_numpy(impl), cases) == len(cases)
     assert testing.check_rejects_bad_input(adapter_on_numpy(impl), errors) == len(errors)
+
+
+class AdapterOverARun:
+    """The adapter as `check_trajectory` drives it: one RLN over a Parameter sharing the
+    kit's weights' memory, made at the first call (the kit's state loaded), then only
+    `step()`: it keeps its own state (and its cached views) across the run."""
+
+    def __init__(self, impl):
+        self.impl, self.rln, self.weights = impl, None, None
+
+    def __call__(self, weights, state, **kwargs):
+        if self.weights is not weights:  # a new run
+            self.weights = weights
+            tensor = torch.from_numpy(weights)
+            self.rln = RLN(torch.nn.Parameter(tensor), impl=self.impl, **kwargs)
+        self.rln.step()
+        return weights, numpy_state(self.rln.state_dict()["states"][0])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_adapter_keeps_its_state_over_a_run_of_updates(impl):
+    assert testing.check_trajectory(AdapterOverARun(impl)) == len(testing.TRAJECTORY_CASES)
 
 
 def make_layer(kind, dtype):
