@@ -71,8 +71,8 @@ FLOAT32_COMPUTE_TOLERANCE = Tolerance(F32_LAMBDA_RTOL, relative_to_inputs=True)
 
 
 @dataclasses.dataclass(frozen=True)
-class UpdateCase:
-    """One reproducible (weights, state, hyperparameters) input of the suite."""
+class _Setting:
+    """What every case names: the weights (shape, dtype) and the hyperparameters."""
 
     name: str
     shape: Tuple[int, ...]
@@ -80,6 +80,16 @@ class UpdateCase:
     norm: int = DEFAULTS.norm
     avg_reg: float = DEFAULTS.avg_reg
     learning_rate: float = DEFAULTS.learning_rate
+
+    def kwargs(self) -> dict:
+        """The hyperparameters, as keywords of an update."""
+        return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateCase(_Setting):
+    """One reproducible (weights, state, hyperparameters) input of the suite."""
+
     first: bool = False  # steps == 0: the first update of training (prev_reg not read)
     layout: str = "C"  # "C", "F" (transposed view) or "strided" (every other column)
     # "": the state's arrays (and a given delta) in the weights' layout, as `init` makes
@@ -124,10 +134,6 @@ class UpdateCase:
                 name: _in_layout(getattr(state, name), self.state_layout)
                 for name in ("lambdas", "prev_weights", "prev_reg")})
         return weights, state
-
-    def kwargs(self) -> dict:
-        """The hyperparameters, as keywords of an update."""
-        return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}
 
     def inputs(self) -> Tuple[np.ndarray, RLNState, dict]:
         """(weights, state, keywords): `make()`, and the keywords of the update, with a
@@ -302,17 +308,11 @@ def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None,
 
 
 @dataclasses.dataclass(frozen=True)
-class TrajectoryCase:
+class TrajectoryCase(_Setting):
     """A run of updates from the start of training, each after an optimizer-like step
     (W += a random change, in place), in a setting where two correct implementations stay
     together (docs/RLN_SPEC.md: Theta -10, mild nu)."""
 
-    name: str
-    shape: Tuple[int, ...]
-    dtype: str = "float32"
-    norm: int = DEFAULTS.norm
-    avg_reg: float = DEFAULTS.avg_reg
-    learning_rate: float = DEFAULTS.learning_rate
     n_updates: int = 60
     seed: int = 0
 
@@ -349,8 +349,7 @@ def check_trajectory(fn: UpdateFn, cases: Iterable[TrajectoryCase] = TRAJECTORY_
     for case in cases:
         rng = np.random.default_rng(case.seed)
         weights = rng.normal(0.0, 0.1, size=case.shape).astype(case.dtype)
-        kwargs = {"avg_reg": case.avg_reg, "learning_rate": case.learning_rate,
-                  "norm": case.norm}
+        kwargs = case.kwargs()
         state = init(weights, case.avg_reg)
         expected_w, expected = weights.copy(), state.copy()
         for t in range(case.n_updates):
