@@ -404,6 +404,9 @@ def test_non_finite_updates_raise_eagerly():
     updates = {"a": jnp.full((6, 4), 1e-3), "b": jnp.full((5,), 1e-3).at[3].set(jnp.nan)}
     with pytest.raises(ValueError, match=re.escape(NON_FINITE_WEIGHTS_MESSAGE) + ".*'b'"):
         tx.update(updates, state, params)
+    both = {"a": updates["a"].at[0, 0].set(jnp.nan), "b": updates["b"]}
+    with pytest.raises(ValueError, match=re.escape(NON_FINITE_WEIGHTS_MESSAGE) + r".*\['a'\]"):
+        tx.update(both, state, params)  # the first bad leaf is named
     big = rln_jax.rln(learning_rate=1e300)
     state = _after_one_update(big, params)
     updates = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 1e-3), params)

@@ -254,7 +254,10 @@ def test_chain_equals_optimizer_then_reference_update():
     updates (test_jax_rln.py checks jit against eager). Each update is compared on the same
     inputs: the reference starts from the transform's params, with its own state."""
     rng = np.random.default_rng(0)
-    shapes = {"a": ((12, 5), np.float32), "b": ((7,), np.float64)}
+    # "c": float32 params given float64 gradients: W is rounded to the params' dtype, as
+    # apply_updates rounds it, before RLN learns from it
+    shapes = {"a": ((12, 5), np.float32), "b": ((7,), np.float64), "c": ((6, 4), np.float32)}
+    grad_dtypes = {"a": np.float32, "b": np.float64, "c": np.float64}
     params = {k: jnp.asarray(rng.normal(0.0, 0.05, s).astype(d)) for k, (s, d) in shapes.items()}
     hp = dict(avg_reg=-6.0, learning_rate=3e5, norm=1)
     tx = optax.chain(optax.rmsprop(1e-2), rln_jax.rln(**hp))
@@ -263,7 +266,8 @@ def test_chain_equals_optimizer_then_reference_update():
     core = {k: rln_core.init(np.asarray(p), avg_reg=hp["avg_reg"]) for k, p in params.items()}
     zeros = 0
     for t in range(8):
-        grads = {k: jnp.asarray(rng.normal(0.0, 1.0, s).astype(d)) for k, (s, d) in shapes.items()}
+        grads = {k: jnp.asarray(rng.normal(0.0, 1.0, s).astype(grad_dtypes[k]))
+                 for k, (s, _) in shapes.items()}
         updates, state = tx.update(grads, state, params)
         new_params = optax.apply_updates(params, updates)
         opt_updates, opt_state = opt.update(grads, opt_state)

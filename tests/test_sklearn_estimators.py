@@ -144,6 +144,19 @@ def test_a_fit_neither_reads_nor_moves_torchs_global_state(regression, fitted):
     np.testing.assert_array_equal(model.predict(X), fitted.predict(X))
 
 
+def test_avg_reg_and_norm_reach_the_network(regression):
+    X, y = regression
+    model = RLNRegressor(avg_reg=-6.0, **FAST).fit(X, y)
+    assert -7.0 < model.lambdas_.mean() <= -6.0 + 1e-9  # mean Theta, the clip only lowers it
+    l2 = RLNRegressor(norm=2, **FAST).fit(X, y)
+    assert not np.array_equal(l2.lambdas_, RLNRegressor(**FAST).fit(X, y).lambdas_)
+
+
+def test_predict_returns_y_s_layout(regression):
+    X, y = regression
+    assert RLNRegressor(**FAST).fit(X, y.reshape(-1, 1)).predict(X).shape == (len(X), 1)
+
+
 def test_pickle_round_trip(fitted, regression):
     X, _ = regression
     restored = pickle.loads(pickle.dumps(fitted))
@@ -199,13 +212,20 @@ def test_labels_that_cannot_be_sorted_are_refused_saying_so():
 
 def test_early_stopping_keeps_the_best_epoch(regression):
     X, y = regression
-    model = RLNRegressor(epochs=60, batch_size=16, early_stopping=True, n_iter_no_change=3,
-                         validation_fraction=0.25, lr=0.01, random_state=0).fit(X, y)
+    settings = dict(batch_size=16, early_stopping=True, n_iter_no_change=3,
+                    validation_fraction=0.25, lr=0.01, random_state=0)
+    model = RLNRegressor(epochs=60, **settings).fit(X, y)
     curve = model.validation_loss_curve_
     assert len(curve) == model.n_iter_ == len(model.loss_curve_)
-    if model.n_iter_ < 60:
-        best = int(np.argmin(curve))
-        assert model.n_iter_ == best + 1 + 3
+    best = int(np.argmin(curve))
+    assert model.n_iter_ == best + 1 + 3 < 60  # it trained past its best epoch
+    # the weights kept are the best epoch's (a fit that stops there), not aliases of the
+    # live network's that training went on to change, nor the last epoch's
+    at_best = RLNRegressor(epochs=best + 1, **settings).fit(X, y)
+    for kept, expected in zip(model.coefs_ + [model.lambdas_], at_best.coefs_ + [at_best.lambdas_]):
+        np.testing.assert_array_equal(kept, expected)
+    again = RLNRegressor(epochs=60, **settings).fit(X, y)  # the validation split is seeded
+    np.testing.assert_array_equal(again.validation_loss_curve_, curve)
     with pytest.raises(ValueError, match="early_stopping=True cannot set aside "
                                          "validation_fraction=0.1 of 1 samples"):
         RLNRegressor(early_stopping=True, **FAST).fit(X[:1], y[:1])

@@ -537,3 +537,33 @@ def test_a_param_group_without_the_decay_kind_gets_its_optimizers_own(cls, decou
     assert numbers["decoupled_weight_decay"] is decoupled
     _, numbers = arguments({**group, "decoupled_weight_decay": not decoupled}, {}, weight)
     assert numbers["decoupled_weight_decay"] is (not decoupled)  # the group's word wins
+
+
+def test_a_refused_update_leaves_the_later_tensors_unregularized_as_unfused():
+    """Two regularized tensors, tensor 0's RLN update refused (a NaN gradient): the fused
+    step, like "optimizer.step() then RLN.step()", gives tensor 1 its optimizer step only
+    (its RLN state unchanged). A test with one tensor could not see the fused loop go on
+    regularizing the later tensors (a mutation-testing helper's find)."""
+    def run(fuse):
+        torch.manual_seed(0)
+        first = torch.nn.Parameter(torch.randn(5, 7) * 0.05)
+        second = torch.nn.Parameter(torch.randn(4, 3) * 0.05)
+        optimizer = torch.optim.SGD([first, second], lr=1e-2)
+        rln = RLN([first, second])
+        rln.attach(optimizer, fuse=fuse)
+        for _ in range(3):
+            first.grad, second.grad = torch.randn(5, 7) * 1e-2, torch.randn(4, 3) * 1e-2
+            optimizer.step()
+        saved = copy.deepcopy(rln.state_dict())
+        first.grad = torch.randn(5, 7) * 1e-2
+        first.grad[0, 0] = float("nan")
+        second.grad = torch.randn(4, 3) * 1e-2
+        with pytest.raises(ValueError, match="parameter 0"):
+            optimizer.step()
+        return second.detach().clone(), saved, rln.state_dict()
+
+    unfused_second, _, _ = run(fuse=False)
+    fused_second, saved, after = run(fuse=True)
+    assert after["states"][1]["steps"] == saved["states"][1]["steps"]
+    assert torch.equal(after["states"][1]["lambdas"], saved["states"][1]["lambdas"])
+    torch.testing.assert_close(fused_second, unfused_second, rtol=0, atol=1e-7)
