@@ -292,12 +292,7 @@ def check_update(fn: UpdateFn, cases: Optional[Iterable[UpdateCase]] = None,
         weights, state, kwargs = case.inputs()
         scale = input_scale(weights, state, kwargs) if tolerance.relative_to_inputs else None
         expected_w, expected = reference.update(weights.copy(), state.copy(), **kwargs)
-        try:
-            result = fn(weights, state, **kwargs)
-        except Exception as error:  # the case's name with it
-            raise AssertionError(f"[{case.name}] raised {type(error).__name__}({error})") \
-                from error
-        got_w, got = result if isinstance(result, tuple) else (weights, state)
+        got_w, got = _run(case.name, fn, weights, state, kwargs)
         assert_update_matches(case.name, expected_w, expected, np.asarray(got_w), got,
                               lambda_rtol=tolerance.lambda_rtol, scale=scale)
         _assert_separate(case.name, {"weights": got_w, "state.lambdas": got.lambdas,
@@ -356,18 +351,25 @@ def check_trajectory(fn: UpdateFn, cases: Iterable[TrajectoryCase] = TRAJECTORY_
             change = rng.normal(0.0, 1e-3, size=case.shape).astype(case.dtype)
             expected_w, expected = reference.update(expected_w + change, expected, **kwargs)
             weights += change  # in place, as an optimizer steps its parameters
-            try:
-                result = fn(weights, state, **kwargs)
-            except Exception as error:
-                raise AssertionError(f"[{case.name}] update {t} raised "
-                                     f"{type(error).__name__}({error})") from error
-            if isinstance(result, tuple):
-                got_w, state = result
+            got_w, state = _run(f"{case.name}, update {t}", fn, weights, state, kwargs)
+            if got_w is not weights:
                 np.copyto(weights, got_w)  # the model takes the written weights
         assert_update_matches(f"{case.name} after {case.n_updates} updates", expected_w,
                               expected, weights, state, lambda_rtol=lambda_rtol)
         n += 1
     return n
+
+
+def _run(name: str, fn: UpdateFn, weights: np.ndarray, state: RLNState,
+         kwargs: dict) -> Tuple[np.ndarray, RLNState]:
+    """`fn` on one update's inputs: its (new weights, new state), or the inputs themselves
+    where it updates them in place; an exception it raises becomes an AssertionError
+    naming `name`."""
+    try:
+        result = fn(weights, state, **kwargs)
+    except Exception as error:
+        raise AssertionError(f"[{name}] raised {type(error).__name__}({error})") from error
+    return result if isinstance(result, tuple) else (weights, state)
 
 
 def _assert_separate(name: str, arrays: dict) -> None:
