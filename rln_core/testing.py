@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Callable, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -407,8 +407,8 @@ def assert_update_matches(name: str, expected_weights: np.ndarray, expected: RLN
            and weights.dtype == expected_weights.dtype,
            f"got {weights.shape} {weights.dtype}, expected "
            f"{expected_weights.shape} {expected_weights.dtype}")
-    _check(name, "state.steps", int(state.steps) == int(expected.steps),
-           f"got {state.steps}, expected {expected.steps}")
+    _check(name, "state.steps", _is_count(state.steps) and int(state.steps) == int(expected.steps),
+           f"got {state.steps!r}, expected the integer {expected.steps}")
     for field in ("lambdas", "prev_reg", "prev_weights"):  # prev_weights: W's dtype
         got = getattr(state, field)
         _check(name, f"state.{field}.dtype", got.dtype == getattr(expected, field).dtype,
@@ -435,6 +435,17 @@ def assert_update_matches(name: str, expected_weights: np.ndarray, expected: RLN
     differs = state.prev_weights != weights
     _check(name, "state.prev_weights", not differs.any(),
            _where(differs, "is {got!r}, not the weights as written", state.prev_weights))
+
+
+def _is_count(steps: Any) -> bool:
+    """Whether `steps` is an integer count: a Python int (not a bool) or a 0-d integer array
+    of any library (a float 2.0 or a bool would pass int() and is refused here)."""
+    if isinstance(steps, bool):
+        return False
+    if isinstance(steps, int):
+        return True
+    array = np.asarray(steps)
+    return array.ndim == 0 and array.dtype.kind in "iu"
 
 
 def _assert_close(name: str, field: str, got: np.ndarray, expected: np.ndarray,

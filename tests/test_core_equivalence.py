@@ -71,6 +71,19 @@ def test_the_kits_trajectories_catch_what_one_update_cannot():
         testing.check_trajectory(RemembersTheFirstPrevWeights())
 
 
+@pytest.mark.parametrize("count", [float, np.float32, bool, lambda n: np.array([n])])
+def test_the_kit_refuses_a_step_count_that_is_not_an_integer(count):
+    """int() would pass 2.0, True and [2]: the kit asks for an integer count."""
+    def counts_wrong(weights, state, **kwargs):
+        new_weights, new_state = rln_core.reference.update(weights, state, **kwargs)
+        new_state.steps = count(new_state.steps)
+        return new_weights, new_state
+
+    first_update = [case for case in testing.CASES if case.first][:1]
+    with pytest.raises(AssertionError, match=r"state\.steps: got .*expected the integer 1"):
+        testing.check_update(counts_wrong, first_update)
+
+
 def test_conformance_kit_passes_the_reference_itself():
     assert testing.check_update(rln_core.reference.update) == len(testing.CASES)
 
