@@ -7,8 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Optional, Sequence
 
-# what the sklearn extra installs, as imported (scikit-learn brings scipy, joblib and
-# threadpoolctl; pandas brings dateutil)
+# the sklearn extra's distributions, as imported (tests/test_packaging.py keeps them equal)
 EXTRA_MODULES = frozenset({"sklearn", "scipy", "joblib", "threadpoolctl", "torch", "tqdm",
                            "matplotlib", "pandas"})
 
