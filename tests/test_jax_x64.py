@@ -132,6 +132,53 @@ def test_kit_detects_a_wrong_update():
         testing.check_update(off, [c for c in testing.CASES if c.name == "norm=1_float32_13x7"])
 
 
+class TransformOverARun:
+    """`rln_jax.rln` as `check_trajectory` drives it: made and initialised at a run's first
+    call (params: the kit's prev_weights, the weights its init saw), then per update the
+    weights' in-place change as the optimizer's updates (float64: exact for float32
+    weights) through the jitted `update`, and `optax.apply_updates`: lambdas, prev_reg
+    and steps are the transform's own optax state over the run."""
+
+    def __init__(self):
+        self.weights = None
+
+    def __call__(self, weights, state, *, avg_reg, learning_rate, norm):
+        if self.weights is not weights:  # a new run
+            self.weights = weights
+            transform = rln_jax.rln(avg_reg, learning_rate, norm)
+            self.update = jax.jit(transform.update)
+            self.params = jnp.asarray(state.prev_weights)
+            self.opt_state = transform.init(self.params)
+        updates = jnp.asarray(weights.astype(np.float64) - np.asarray(self.params, np.float64))
+        updates, self.opt_state = self.update(updates, self.opt_state, self.params)
+        assert int(self.opt_state.skipped) == 0
+        self.params = optax.apply_updates(self.params, updates)
+        new_weights = np.asarray(self.params)
+        return new_weights, _core_state(new_weights, self.opt_state)
+
+
+def test_the_transform_keeps_its_state_over_a_run_of_updates():
+    assert testing.check_trajectory(TransformOverARun()) == len(testing.TRAJECTORY_CASES)
+
+
+def test_float64_updates_of_float32_params_land_exactly_on_the_new_weights():
+    """The returned update is W_new - params taken in float64, the update's dtype: taken in
+    float32 and then cast, it was rounded, and the params landed an ulp off W_new (where
+    |W_new| and |params| are not within a factor 2): the next lambda step multiplied that
+    ulp by nu, and a run drifted from the spec (the trajectory test above)."""
+    rng = np.random.default_rng(5)
+    params = rng.normal(0.0, 1e-3, 4000).astype(np.float32)
+    updates = rng.normal(0.0, 1e-3, 4000)
+    weights = (params + updates).astype(np.float32)  # what rln_jax regularizes
+    expected, _ = reference.update(weights, rln_core.init(params, -8.0), avg_reg=-8.0,
+                                   learning_rate=1e6, norm=1)
+    transform = rln_jax.rln(-8.0, 1e6, 1)
+    new_updates, _ = transform.update(jnp.asarray(updates), transform.init(jnp.asarray(params)),
+                                      jnp.asarray(params))
+    assert new_updates.dtype == jnp.float64
+    np.testing.assert_array_equal(optax.apply_updates(jnp.asarray(params), new_updates), expected)
+
+
 F32_CASES = testing.FLOAT32_CASES  # the float32 mode's only inputs
 
 

@@ -15,8 +15,9 @@ import pytest
 
 import rln_core
 from rln_core import RLNState
-from rln_core.testing import (CASES, ERROR_CASES, FLOAT32_COMPUTE_TOLERANCE,
-                              assert_update_matches, check_rejects_bad_input, check_update)
+from rln_core.testing import (CASES, ERROR_CASES, FLOAT32_COMPUTE_TOLERANCE, TRAJECTORY_CASES,
+                              assert_update_matches, check_rejects_bad_input, check_trajectory,
+                              check_update)
 from rln_keras import RLNCallback, RLNOptimizer
 
 
@@ -107,6 +108,31 @@ def test_each_update_matches_the_reference_on_every_conformance_case():
     (W - prev_weights), as the spec's step 1 says; RLNOptimizer takes one."""
     cases = [case for case in CASES if not case.delta]
     assert check_update(update_through_callback, cases) >= 30
+
+
+class CallbackOverARun:
+    """RLNCallback as `check_trajectory` drives it: made at a run's first call on a layer
+    holding the kit's initial weights (its on_train_begin starts the state the kit's init
+    does), then per update the kernel set to the moved weights and one batch end: the
+    callback keeps its own state (its buffers, its prepared update) over the run."""
+
+    def __init__(self):
+        self.weights = None
+
+    def __call__(self, weights, state, *, avg_reg, learning_rate, norm):
+        if self.weights is not weights:  # a new run
+            self.weights, self.batch = weights, 0
+            self.layer, self.callback = holder_callback(
+                state.prev_weights, norm=norm, avg_reg=avg_reg, learning_rate=learning_rate)
+        self.layer.kernel.assign(weights)  # W as the optimizer left it
+        self.callback.on_train_batch_end(self.batch)
+        self.batch += 1
+        new_state = {key.split("/")[1]: value for key, value in self.callback.get_state().items()}
+        return kernel_of(self.layer), RLNState.from_dict(new_state)
+
+
+def test_the_callback_keeps_its_state_over_a_run_of_updates():
+    assert check_trajectory(CallbackOverARun()) == len(TRAJECTORY_CASES)
 
 
 FLOAT32 = {"state_dtype": np.float32, "compute_dtype": np.float32}

@@ -63,7 +63,8 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
     one, RLN would take a step on each left-out (zero) update.
 
     Rounding: the returned update keeps the incoming update's dtype (as optax's
-    transforms do: `optax.apply_if_finite`'s `lax.cond` needs it), so
+    transforms do: `optax.apply_if_finite`'s `lax.cond` needs it; the difference is
+    taken in the wider of that dtype and the params' and rounded once), so
     `optax.apply_updates` lands within half an ulp of that update of W_new: where
     the updates have the params' dtype, exactly on W_new wherever W_new and params
     are within a factor 2 of each other, and on exactly 0 for every weight RLN sets
@@ -147,10 +148,19 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
         new_weights, new_state, ok = regularize(weights, updates, state, hyperparameters,
                                                 float32)
         new_updates = jax.tree_util.tree_map(
-            lambda w, p, u: jnp.where(ok, (w - p).astype(u.dtype), u), new_weights, params, updates)
+            lambda w, p, u: jnp.where(ok, _difference(w, p, u.dtype), u), new_weights, params,
+            updates)
         return new_updates, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _difference(new_weights: jax.Array, params: jax.Array, dtype: Any) -> jax.Array:
+    """new_weights - params in `dtype` (the incoming update's), subtracted in the wider of
+    `dtype` and the params' and rounded once: float64 updates of float32 params are then
+    the exact difference (a float32 subtraction rounded it, and W landed an ulp off)."""
+    wide = jnp.promote_types(jnp.asarray(params).dtype, dtype)
+    return (new_weights.astype(wide) - jnp.asarray(params).astype(wide)).astype(dtype)
 
 
 def regularize(weights: PyTree, delta: PyTree, state: RLNState,
