@@ -172,15 +172,19 @@ def test_compiled_model_trains_with_rln_on_the_shared_parameter():
     assert RLN(torch.compile(torch.nn.Linear(3, 2), backend="aot_eager")).params[0].shape == (2, 3)
 
 
-@pytest.mark.parametrize("optimizer_class, fuse", [
-    (torch.optim.SGD, False), (torch.optim.SGD, True), (torch.optim.Adam, True)])
-def test_a_compiled_optimizer_step_runs_the_rln_hooks_eagerly(optimizer_class, fuse):
+@pytest.mark.parametrize("optimizer_class, fuse, backend", [
+    (torch.optim.SGD, False, "eager"), (torch.optim.SGD, True, "eager"),
+    (torch.optim.Adam, True, "eager"), (torch.optim.SGD, True, "inductor"),
+    (torch.optim.Adam, True, "inductor")])
+def test_a_compiled_optimizer_step_runs_the_rln_hooks_eagerly(optimizer_class, fuse, backend):
     # torch.compile(optimizer.step) traces the step hooks; RLN's read tensors as NumPy
     # and call numba, so they must run outside the trace (the fused hooks crashed there
     # after the other parameters' step had been counted). backend="eager": TorchDynamo's
     # tracing without code generation, where the hooks used to fail. Given gradients, so
     # the other parameter's compiled step (compiled Adam rounds differently) cannot feed
-    # back; unfused, the regularized tensor's step is torch's: SGD's is the same compiled.
+    # back; unfused, the regularized tensor's step is torch's: SGD's is the same compiled
+    # by "eager" (inductor's generated code rounds it differently, so unfused is not
+    # compared there). "inductor", torch.compile's default, generates and compiles C++.
     def run(compiled):
         torch.manual_seed(0)
         weight = torch.nn.Parameter(torch.randn(8, 12) * 0.05)
@@ -188,7 +192,7 @@ def test_a_compiled_optimizer_step_runs_the_rln_hooks_eagerly(optimizer_class, f
         optimizer = optimizer_class([weight, other], lr=0.01)
         rln = RLN(weight, **HYPER)
         rln.attach(optimizer, fuse=fuse)
-        step = torch.compile(optimizer.step, backend="eager") if compiled else optimizer.step
+        step = torch.compile(optimizer.step, backend=backend) if compiled else optimizer.step
         generator = torch.Generator().manual_seed(1)
         for _ in range(5):
             weight.grad = torch.randn(weight.shape, generator=generator) * 0.01
