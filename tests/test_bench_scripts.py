@@ -9,11 +9,16 @@ with a number.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import List
+
+import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RATIO = re.compile(r"\d+\.\d+x")
@@ -96,3 +101,72 @@ def test_bench_accuracy_writes_its_tables(tmp_path):
         assert row and re.match(r"\d+\.\d+ \+- \d+\.\d+", row[0][1]), method
     assert (tmp_path / "accuracy.json").stat().st_size > 0
     assert (tmp_path / "accuracy.png").stat().st_size > 0
+
+
+def test_bench_agreement_compares_every_route_with_the_reference(tmp_path):
+    routes = ["torch-f64", "torch-f32", "keras-tensorflow", "keras-jax", "keras-torch"]
+    out = _run("bench/bench_agreement.py", "--seeds", "2", "--epochs", "1", "--noise", "50",
+               "--tasks", "diabetes", "--jobs", "2", "--out", str(tmp_path))
+    saved = json.loads((tmp_path / "agreement.json").read_text())
+    assert (tmp_path / "agreement.md").read_text().strip() in out
+    assert saved["reference"] == "torch-f64" and list(saved["routes"]) == routes
+    result = saved["results"]["diabetes"]
+    assert result["inputs"] == 60 and result["real_inputs"] == 10 and result["reference_sd"] > 0
+    for route in routes:
+        title = saved["routes"][route]
+        rows = _table_rows(out, title)
+        # the figures table: test MSE, sparsity, importance on real inputs, fit s
+        assert re.fullmatch(r"\d+ \+- \d+", rows[0][1]), rows
+        assert re.fullmatch(r"\d+\.\d%", rows[0][2]) and re.match(r"\d+\.\d% \(", rows[0][3])
+        assert float(rows[0][4]) > 0
+        entry = result["routes"][route]
+        assert len(entry["test_mse"]) == len(entry["sparsity"]) == len(entry["real_share"]) == 2
+        assert entry["wall_s"] > 0 and "warnings" in entry
+        # the wall times: the fits' seconds, the worker processes'
+        assert all(re.fullmatch(r"\d+", cell) for cell in rows[-1][1:]), rows
+        if route == "torch-f64":
+            assert len(rows) == 2 and "comparison" not in entry
+            continue
+        # the comparison table: mean difference, standard error, t, verdict
+        assert len(rows) == 3 and rows[1][4] in ("agree", "DIFFERS"), rows
+        assert all(re.fullmatch(r"[+-]?\d+(\.\d+)?", cell) for cell in rows[1][1:4]), rows
+        assert set(entry["comparison"]) == {"n", "mean_difference", "standard_error", "t",
+                                            "critical_t", "verdict"}
+    assert "t(0.975, 1) = 12.706" in out
+
+
+def _bench_agreement_module():
+    spec = importlib.util.spec_from_file_location("bench_agreement",
+                                                  REPO / "bench" / "bench_agreement.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    return module
+
+
+def test_bench_agreement_rule_is_a_two_sided_paired_t_test_with_n_minus_1_dof():
+    compare = _bench_agreement_module().compare
+    reference = [3000.0, 2500.0, 3400.0, 2800.0, 3100.0]
+    assert compare(reference, reference).verdict == "agree"  # identical: t 0, not 0/0
+    shifted = [score + 1000.0 for score in reference]  # every seed by the same amount
+    assert compare(shifted, reference).verdict == "DIFFERS"
+    rng = np.random.default_rng(0)
+    far = [score + 5 * np.std(reference) + rng.normal() for score in reference]
+    assert compare(far, reference).verdict == "DIFFERS"
+    assert compare([-s for s in far], [-s for s in reference]).verdict == "DIFFERS"
+    # differences with a chosen t over 5 seeds: t(0.975, 4) = 2.776; a normal quantile
+    # (1.96), n degrees of freedom (2.571) or a one-sided test (2.132) would say DIFFERS
+    # at 2.7, and a rule without the paired standard error would not give these t at all
+    z = np.array([-1.2, -0.4, 0.1, 0.6, 0.9])
+    z = (z - z.mean()) / z.std(ddof=1)
+    for t, verdict in ((2.7, "agree"), (-2.7, "agree"), (2.85, "DIFFERS"), (-2.85, "DIFFERS")):
+        comparison = compare(list(np.add(reference, t / np.sqrt(5) + z)), reference)
+        assert comparison.t == pytest.approx(t) and comparison.verdict == verdict, comparison
+        assert comparison.critical_t == pytest.approx(2.7764451)
+    one = compare([3100.0], [3000.0])
+    assert one.verdict == "n/a" and one.mean_difference == 100.0 and one.t is None
+    with pytest.raises(ValueError, match="equally long"):
+        compare([1.0, 2.0], [1.0])
