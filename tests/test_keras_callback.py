@@ -643,6 +643,33 @@ def test_optimizer_keeps_the_inner_optimizers_state_and_iterations():
     assert optimizer.skipped(0) == 0  # steps and skipped of the one kernel
 
 
+def test_optimizer_regularizes_kernels_of_several_shapes():
+    """One RLNOptimizer over two kernels of different shapes, then models of other kernel
+    shapes in turn, in one process: XLA's compiled update is traced per shape. (One trace
+    with relaxed shapes, shared by every optimizer, failed on the second shape: an unknown
+    dimension in the mean's element count, or mismatched dimensions at the fourth.)"""
+    def check(model, optimizer, n_kernels):
+        model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0)
+        for which in range(n_kernels):
+            state = optimizer.state(which)
+            assert state.steps == N_ROWS // BATCH and optimizer.skipped(which) == 0
+            assert np.mean(state.lambdas) <= STRONG["avg_reg"] + 1e-9  # translated, clipped
+            assert np.ptp(state.lambdas) > 0  # learned
+
+    model = tiny_model()
+    optimizer = RLNOptimizer(keras.optimizers.SGD(0.05), [model.layers[0], model.layers[1]],
+                             **STRONG)
+    model.compile(optimizer=optimizer, loss="mse")
+    check(model, optimizer, 2)
+    for width in (5, 3, 7):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((N_IN,)), keras.layers.Dense(width),
+                                  keras.layers.Dense(1)])
+        optimizer = RLNOptimizer(keras.optimizers.SGD(0.05), model.layers[0], **STRONG)
+        model.compile(optimizer=optimizer, loss="mse")
+        check(model, optimizer, 1)
+
+
 def test_optimizer_float32_compute_needs_float32_variables_and_keeps_its_config():
     keras.utils.set_random_seed(0)
     double = keras.Sequential([keras.Input((N_IN,), dtype="float64"),

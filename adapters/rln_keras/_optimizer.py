@@ -104,6 +104,9 @@ def _compiled_step() -> Callable[..., GraphStep]:
 
     Made once per backend and kept in a plain dict, which TorchDynamo traces through
     (it warns on calls to an `lru_cache`d function under `jit_compile=True` on torch).
+    TensorFlow traces it once per shape and dtype of the regularized variable (not with
+    `reduce_retracing`: a trace with relaxed shapes, shared by every optimizer of the
+    process, left the mean's element count unknown, and the second shape failed).
     """
     backend = keras.backend.backend()
     step = _COMPILED_STEP.get(backend)
@@ -112,7 +115,7 @@ def _compiled_step() -> Callable[..., GraphStep]:
         if backend == "tensorflow":
             import tensorflow as tf
 
-            step = tf.function(_step_from, jit_compile=True, reduce_retracing=True)
+            step = tf.function(_step_from, jit_compile=True)
         _COMPILED_STEP[backend] = step
     return step
 
