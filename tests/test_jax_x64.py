@@ -179,6 +179,27 @@ def test_float64_updates_of_float32_params_land_exactly_on_the_new_weights():
     np.testing.assert_array_equal(optax.apply_updates(jnp.asarray(params), new_updates), expected)
 
 
+def test_float32_updates_land_within_half_an_ulp_of_the_update():
+    """What the docstring promises for float32 updates of float32 params: within half an
+    ulp of the returned update of W_new (not of W_new: a weight that shrinks below half
+    of itself can land many of its ulps off), and exactly 0 where RLN sets 0."""
+    rng = np.random.default_rng(5)
+    params = rng.normal(0.0, 1e-3, 4000).astype(np.float32)
+    updates = rng.normal(0.0, 1e-3, 4000).astype(np.float32)
+    expected, _ = reference.update((params + updates).astype(np.float32),
+                                   rln_core.init(params, -8.0), avg_reg=-8.0,
+                                   learning_rate=1e6, norm=1, delta=updates)
+    transform = rln_jax.rln(-8.0, 1e6, 1)
+    new_updates, _ = transform.update(jnp.asarray(updates), transform.init(jnp.asarray(params)),
+                                      jnp.asarray(params))
+    landed = np.asarray(optax.apply_updates(jnp.asarray(params), new_updates))
+    returned = np.asarray(new_updates)
+    assert returned.dtype == np.float32 and (expected == 0).sum() > 100
+    np.testing.assert_array_equal(landed[expected == 0], 0.0)
+    off = np.abs(landed.astype(np.float64) - expected)
+    assert np.all(off <= np.spacing(np.abs(returned)) / 2 + np.spacing(np.abs(expected)) / 2)
+
+
 F32_CASES = testing.FLOAT32_CASES  # the float32 mode's only inputs
 
 

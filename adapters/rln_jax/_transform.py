@@ -65,12 +65,15 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
     Rounding: the returned update keeps the incoming update's dtype (as optax's
     transforms do: `optax.apply_if_finite`'s `lax.cond` needs it; the difference is
     taken in the wider of that dtype and the params' and rounded once), so
-    `optax.apply_updates` lands within half an ulp of that update of W_new: where
-    the updates have the params' dtype, exactly on W_new wherever W_new and params
-    are within a factor 2 of each other, and on exactly 0 for every weight RLN sets
-    to 0 (float32 updates of float64 params leave a float32 rounding of the
-    params instead, up to ~1e-8 here: give the optimizer gradients in the params'
-    dtype where exact zeros matter). Under `jax.jit`
+    `optax.apply_updates` lands within half an ulp of that update of W_new. Where
+    the updates have the params' dtype, that is exactly on W_new wherever W_new and
+    params are within a factor 2 of each other, and exactly on 0 for every weight
+    RLN sets to 0; a weight that shrinks below half of itself in one step can land
+    off W_new (with float32 updates beyond the spec's per-update tolerance, and a
+    run then drifts from the spec's trajectory). Float64 updates of float32 params
+    (under x64) land exactly. Float32 updates of float64 params leave a
+    float32 rounding of the params instead, up to ~1e-8 here: give the optimizer
+    gradients in the params' dtype where exact zeros matter. Under `jax.jit`
     XLA may fuse the optimizer's last multiply into W = params + updates (an
     FMA); W then differs from the rounded sum by up to half an ulp of the updates.
 
