@@ -1,4 +1,4 @@
-"""Agreement benchmark: do torch, torch float32 and Keras (TF, JAX, torch) train RLN alike?
+"""Agreement benchmark: do rln_torch, rln_keras (TF, JAX, torch) and rln_jax train RLN alike?
 
 docs/RLN_SPEC.md ("Numerical equivalence") promises that training runs across
 frameworks agree over short runs in float64 (tests/test_keras_cross_framework.py)
@@ -6,16 +6,22 @@ and "in distribution (test loss over seeds) over long runs". This script
 measures the second claim: the same training through every route, over seeds,
 compared with the reference route seed by seed.
 
-Routes (`--routes`), all RLNRegressor with its defaults otherwise:
+Routes (`--routes`), RLNRegressor with its defaults otherwise:
   torch-f64: backend="torch", rln_precision="float64" (the reference);
   torch-f32: backend="torch", rln_precision="float32" (the core's fast mode);
   keras-tensorflow, keras-jax, keras-torch: backend="keras", rln_precision="float64",
-    under KERAS_BACKEND=tensorflow, jax, torch.
+    under KERAS_BACKEND=tensorflow, jax, torch (rln_keras.RLNCallback);
+and the same network and protocol written here against the other two adapters:
+  keras-in-graph: Keras on TensorFlow, rln_keras.RLNOptimizer around RMSprop (RLN
+    inside the train step, float64 math);
+  jax: JAX + optax, `optax.chain(optax.rmsprop(...), optax.masked(rln_jax.rln(), ...))`
+    at JAX's default precision (x64 off: float32 lambdas and math).
 Each route runs in its own worker processes (this script with a hidden
 --worker): KERAS_BACKEND is read once, when Keras is imported. One
 torch/numba/BLAS/TensorFlow/XLA thread per process; `--jobs` workers side by side.
-The Keras routes start from their own initial weights (Keras's GlorotNormal with
-the same seed draws other numbers than torch's), so no route replays another's
+The Keras and JAX routes start from their own initial weights (Keras's GlorotNormal
+and JAX's glorot_normal draw other numbers than torch's from the same seed) and the
+last two shuffle the rows with their own generators, so no route replays another's
 trajectory: what can agree is the distribution over seeds.
 
 Tasks (`--tasks`): diabetes and Boston housing, each plus 1000 N(0, 1) noise
@@ -49,13 +55,14 @@ Writes bench/results/agreement.{md,json} (`--out` for another folder); exits
 with status 1 when a route's worker failed (its row then says FAILED and the
 JSON holds the error).
 
-Runtime (measured with --jobs 1 on one core of a busy 2-core machine,
-taskset -c 1; torch 2.13, Keras 3.15 on TensorFlow 2.21 / JAX 0.10): --quick
-2 minutes; the default run 16 minutes (10 minutes of CPU). Per fit of 100
-epochs: torch 7-18 s (float64) and 6-13 s (float32); Keras on TensorFlow
-12-29 s, on JAX 11-31 s, on torch 19-40 s; a worker process adds 1-10 s of
-start-up and imports. The smoke test's settings (2 seeds, 1 epoch, 50 noise
-inputs, one task, --jobs 2) take about 40 s on one core.
+Runtime (torch 2.13, Keras 3.15 on TensorFlow 2.21, JAX 0.10, this project's 2-core
+machine): the default run, all seven routes, 9 minutes with --jobs 2 on a quiet
+machine; the first five routes alone took 16 minutes with --jobs 1 on one busy core.
+Per fit of 100 epochs (quiet machine): torch 6-10 s, Keras on TensorFlow or JAX
+10-12 s, on torch 18-20 s, RLNOptimizer on TensorFlow 32-37 s, rln_jax 10 s; a
+worker process adds 1-15 s of start-up and imports. --quick takes about 2 minutes;
+the smoke test's settings (2 seeds, 1 epoch, 50 noise inputs, one task, --jobs 2)
+under a minute.
 """
 
 from __future__ import annotations
@@ -87,7 +94,7 @@ class Route:
     """One implementation of the same training."""
 
     title: str
-    backend: str  # RLNRegressor's backend
+    backend: str  # RLNRegressor's backend ("jax" and "keras-in-graph": this script's trainers)
     precision: str  # RLNRegressor's rln_precision
     keras_backend: Optional[str] = None  # KERAS_BACKEND of the worker process
 
@@ -99,6 +106,9 @@ ROUTES = {
                               "tensorflow"),
     "keras-jax": Route("Keras on JAX, float64 RLN", "keras", "float64", "jax"),
     "keras-torch": Route("Keras on torch, float64 RLN", "keras", "float64", "torch"),
+    "keras-in-graph": Route("Keras on TensorFlow, RLNOptimizer (in-graph), float64 RLN",
+                            "keras-in-graph", "float64", "tensorflow"),
+    "jax": Route("JAX + optax, rln_jax (x64 off: float32 RLN)", "jax", "float32"),
 }
 REFERENCE = "torch-f64"
 TASKS = {"diabetes": "diabetes", "boston": "Boston housing"}  # rln_sklearn.datasets tables
@@ -202,23 +212,126 @@ def run_worker(spec: dict) -> dict:
     fits = []
     for seed in spec["seeds"]:
         X_train, X_test, y_train, y_test, n_real = make_split(spec["task"], seed, spec["noise"])
-        model = RLNRegressor(backend=route.backend, rln_precision=route.precision,
-                             epochs=spec["epochs"], random_state=seed)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             start = time.perf_counter()
-            model.fit(X_train, y_train)
+            if route.backend in TRAINERS:
+                predicted, kernel, objective = TRAINERS[route.backend](
+                    X_train, y_train, X_test, seed, spec["epochs"])
+            else:
+                model = RLNRegressor(backend=route.backend, rln_precision=route.precision,
+                                     epochs=spec["epochs"], random_state=seed)
+                model.fit(X_train, y_train)
+                predicted, kernel = model.predict(X_test), model.coefs_[0]
+                objective = model.loss_curve_[-1]
             seconds = time.perf_counter() - start
+        shares = np.abs(kernel).sum(axis=1) / max(np.abs(kernel).sum(), np.finfo(float).tiny)
         fits.append({
             "seed": seed, "split": fingerprint(X_train, X_test, y_train, y_test),
-            "test_mse": float(mean_squared_error(y_test, model.predict(X_test))),
-            "sparsity": float(model.sparsity_),
-            "real_share": float(model.feature_importances_[:n_real].sum()),
-            "train_objective": float(model.loss_curve_[-1]), "fit_s": seconds,
+            "test_mse": float(mean_squared_error(y_test, predicted)),
+            "sparsity": float(np.mean(kernel == 0)),
+            "real_share": float(shares[:n_real].sum()),
+            "train_objective": float(objective), "fit_s": seconds,
             "warnings": sorted({str(w.message) for w in caught
                                 if issubclass(w.category, ConvergenceWarning)})})
     return {"rows": len(y_train) + len(y_test), "test_rows": len(y_test),
             "real_inputs": n_real, "inputs": X_train.shape[1], "fits": fits}
+
+
+# The routes outside RLNRegressor: the same protocol written against rln_jax and
+# rln_keras.RLNOptimizer (RLNRegressor's documented network: LAYERS Dense layers, hidden
+# widths max(6, round(exp(log(n) * k / LAYERS))) for k = LAYERS-1 .. 1, ReLU,
+# Glorot-normal kernels, zero biases; inputs and target standardized with the training
+# rows' mean and sd; RMSprop lr 1e-3, rho 0.9, epsilon 1e-7 outside the square root;
+# batches of 10 in a new random order each epoch; on the first kernel RLN's defaults,
+# rln_core.DEFAULTS, which rln_jax.rln and RLNOptimizer take as theirs).
+LAYERS, BATCH, LEARNING_RATE = 4, 10, 1e-3
+
+
+def _widths(n_features: int) -> list[int]:
+    return [max(6, int(np.round(np.exp(np.log(n_features) * k / LAYERS))))
+            for k in range(LAYERS - 1, 0, -1)] + [1]
+
+
+def _standardized(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """float32 (X_train, y_train (n, 1), X_test) standardized, and y's mean and sd."""
+    mean, sd = X_train.mean(axis=0), X_train.std(axis=0)
+    sd = np.where(sd > 0, sd, 1.0)
+    y_mean, y_sd = float(y_train.mean()), float(y_train.std())
+    return (((X_train - mean) / sd).astype(np.float32),
+            ((y_train - y_mean) / y_sd).astype(np.float32).reshape(-1, 1),
+            ((X_test - mean) / sd).astype(np.float32), y_mean, y_sd)
+
+
+def fit_jax(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, seed: int,
+            epochs: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The network in JAX, `optax.chain(rmsprop, masked(rln_jax.rln()))`, JAX's default
+    precision (x64 off): (test predictions, first kernel (n_in, width), last epoch's loss)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import rln_jax
+
+    X, y, X_test, y_mean, y_sd = _standardized(X_train, y_train, X_test)
+    keys = jax.random.split(jax.random.PRNGKey(seed), LAYERS)
+    sizes = [X.shape[1], *_widths(X.shape[1])]
+    glorot = jax.nn.initializers.glorot_normal()
+    params = [{"kernel": glorot(key, (n_in, n_out), jnp.float32),
+               "bias": jnp.zeros(n_out, jnp.float32)}
+              for key, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])]
+    first = [{"kernel": i == 0, "bias": False} for i in range(LAYERS)]
+    optimizer = optax.chain(optax.rmsprop(LEARNING_RATE, decay=0.9, eps=1e-7, eps_in_sqrt=False),
+                            optax.masked(rln_jax.rln(), first))
+
+    def predict(params, x):
+        for layer in params[:-1]:
+            x = jax.nn.relu(x @ layer["kernel"] + layer["bias"])
+        return x @ params[-1]["kernel"] + params[-1]["bias"]
+
+    def loss(params, x, y):
+        return jnp.mean((predict(params, x) - y) ** 2)
+
+    @jax.jit
+    def step(params, state, x, y):
+        value, grads = jax.value_and_grad(loss)(params, x, y)
+        updates, state = optimizer.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, value
+
+    state, rng, total = optimizer.init(params), np.random.RandomState(seed), 0.0
+    for _ in range(epochs):
+        order, total = rng.permutation(len(X)), 0.0
+        for start in range(0, len(X), BATCH):
+            rows = order[start:start + BATCH]
+            params, state, value = step(params, state, X[rows], y[rows])
+            total += float(value) * len(rows)
+    predicted = np.asarray(predict(params, X_test), np.float64).ravel() * y_sd + y_mean
+    return predicted, np.asarray(params[0]["kernel"]), total / len(X)
+
+
+def fit_keras_in_graph(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray,
+                       seed: int, epochs: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The network in Keras on TensorFlow, RLN inside the train step
+    (`rln_keras.RLNOptimizer` around RMSprop, float64 RLN math): as `fit_jax`."""
+    import keras
+
+    from rln_keras import RLNOptimizer
+
+    X, y, X_test, y_mean, y_sd = _standardized(X_train, y_train, X_test)
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((X.shape[1],))] + [
+        keras.layers.Dense(width, activation="relu" if i < LAYERS - 1 else None,
+                           kernel_initializer=keras.initializers.GlorotNormal(seed + i))
+        for i, width in enumerate(_widths(X.shape[1]))])
+    model.compile(optimizer=RLNOptimizer(keras.optimizers.RMSprop(LEARNING_RATE),
+                                         model.layers[0]), loss="mse")
+    history = model.fit(X, y, batch_size=BATCH, epochs=epochs, shuffle=True, verbose=0)
+    predicted = model.predict(X_test, verbose=0).astype(np.float64).ravel() * y_sd + y_mean
+    return predicted, np.array(model.layers[0].kernel.numpy()), history.history["loss"][-1]
+
+
+TRAINERS = {"jax": fit_jax, "keras-in-graph": fit_keras_in_graph}
 
 
 def launch(route: str, task: str, seeds: list[int], epochs: int, noise: int) -> dict:

@@ -104,7 +104,8 @@ def test_bench_accuracy_writes_its_tables(tmp_path):
 
 
 def test_bench_agreement_compares_every_route_with_the_reference(tmp_path):
-    routes = ["torch-f64", "torch-f32", "keras-tensorflow", "keras-jax", "keras-torch"]
+    routes = ["torch-f64", "torch-f32", "keras-tensorflow", "keras-jax", "keras-torch",
+              "keras-in-graph", "jax"]
     out = _run("bench/bench_agreement.py", "--seeds", "2", "--epochs", "1", "--noise", "50",
                "--tasks", "diabetes", "--jobs", "2", "--out", str(tmp_path))
     saved = json.loads((tmp_path / "agreement.json").read_text())
