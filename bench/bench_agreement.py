@@ -44,8 +44,9 @@ t = mean / standard error. Rule: "agree" when |t| < the two-sided 95% Student-t
 quantile with n - 1 degrees of freedom (scipy.stats.t.ppf(0.975, n - 1): 2.776
 for 5 seeds), i.e. the difference is within seed noise; "DIFFERS" otherwise;
 "n/a" with fewer than 2 seeds. "agree" means no difference was detected at this
-many seeds, not that there is none: a difference of about 3 standard errors
-would have been seen. The reference's seed-to-seed sd is printed for scale.
+many seeds, not that there is none: with 5 seeds a true difference of 3 standard
+errors is flagged in about 60% of runs (simulated). The reference's seed-to-seed sd
+is printed for scale.
 
     python bench/bench_agreement.py --jobs 1               # 5 seeds, 100 epochs, both tasks
     python bench/bench_agreement.py --quick                # 2 seeds, 20 epochs
@@ -113,15 +114,6 @@ ROUTES = {
 REFERENCE = "torch-f64"
 TASKS = {"diabetes": "diabetes", "boston": "Boston housing"}  # rln_sklearn.datasets tables
 
-# Caps every thread pool of a worker at one thread; read when the framework is imported
-# (XLA, numba) or first runs (TensorFlow, OpenMP), so they go into the worker's environment.
-ONE_THREAD_ENVIRONMENT = {
-    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-    "NUMBA_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-    "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                  " intra_op_parallelism_threads=1").strip(),
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-}
 
 
 # ---------------------------------------------------------------------------------------
@@ -150,10 +142,10 @@ def compare(scores: Sequence[float], reference: Sequence[float]) -> Comparison:
     Raises:
         ValueError: the two samples differ in length, or are empty.
     """
-    difference = np.asarray(scores, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
-    if len(scores) != len(reference) or difference.ndim != 1 or not len(difference):
+    if len(scores) != len(reference) or not len(scores):
         raise ValueError(f"compare needs two equally long, non-empty samples of scores, "
                          f"paired by seed; got {len(scores)} and {len(reference)}")
+    difference = np.asarray(scores, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
     n, mean = len(difference), float(difference.mean())
     if n < 2:
         return Comparison(n, mean, None, None, None, "n/a")
@@ -337,7 +329,10 @@ TRAINERS = {"jax": fit_jax, "keras-in-graph": fit_keras_in_graph}
 def launch(route: str, task: str, seeds: list[int], epochs: int, noise: int) -> dict:
     """Run one worker process (this script, --worker) and return its figures, or
     {"error": ...} when it failed; "wall_s" is the process's wall time."""
-    environment = {**os.environ, **ONE_THREAD_ENVIRONMENT}
+    from bench_keras import thread_environment  # this folder: the script's sys.path[0]
+
+    # one thread per pool, set before the worker imports its framework
+    environment = {**os.environ, **thread_environment(1), "TF_CPP_MIN_LOG_LEVEL": "2"}
     if ROUTES[route].keras_backend is not None:
         environment["KERAS_BACKEND"] = ROUTES[route].keras_backend
     with tempfile.TemporaryDirectory() as folder:

@@ -32,7 +32,7 @@ import numpy as np
 
 N_ROWS, N_INPUTS, WIDTHS = 404, 1013, (179, 32, 6)
 THETA, NU = -10.0, 1e6
-ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false"
 
 
 def tutorial_params(seed: int) -> Dict[str, Dict[str, Any]]:

@@ -170,11 +170,13 @@ def state_arrays(state: RLNState) -> tuple:
 
 
 def check_steps(steps: Any, where: str = "state.steps") -> int:
-    """`steps` as an int >= 0 (an int, a NumPy integer or a 0-d integer array); raise otherwise."""
+    """`steps` as an int >= 0 (an int, a NumPy integer or a 0-d integer array or tensor of
+    any library; not a bool, a float or a longer array); raise ValueError otherwise."""
     if type(steps) is int and steps >= 0:  # what the updates store: checked at every update
         return steps
+    boolean = isinstance(steps, (bool, np.bool_)) or "bool" in str(getattr(steps, "dtype", ""))
     try:
-        value = None if isinstance(steps, (bool, np.bool_)) else operator.index(steps)
+        value = None if boolean else operator.index(steps)
     except TypeError:
         value = None
     if value is None or value < 0:

@@ -43,7 +43,7 @@ import numpy as np
 from rln_core import reference
 from rln_core.checks import F32_LAMBDA_RTOL
 from rln_core.hyperparameters import DEFAULTS
-from rln_core.state import RLNState, init
+from rln_core.state import RLNState, check_steps, init
 
 UpdateFn = Callable[..., Optional[Tuple[np.ndarray, RLNState]]]
 LAMBDA_RTOL = 1e-9
@@ -438,14 +438,14 @@ def assert_update_matches(name: str, expected_weights: np.ndarray, expected: RLN
 
 
 def _is_count(steps: Any) -> bool:
-    """Whether `steps` is an integer count: a Python int (not a bool) or a 0-d integer array
-    of any library (a float 2.0 or a bool would pass int() and is refused here)."""
-    if isinstance(steps, bool):
+    """Whether `steps` is a count `rln_core.state.check_steps` accepts: an int >= 0 or a
+    0-d integer array or tensor of any library (a float 2.0, a bool or [2] would pass
+    int() and are refused here)."""
+    try:
+        check_steps(steps)
+    except ValueError:
         return False
-    if isinstance(steps, int):
-        return True
-    array = np.asarray(steps)
-    return array.ndim == 0 and array.dtype.kind in "iu"
+    return True
 
 
 def _assert_close(name: str, field: str, got: np.ndarray, expected: np.ndarray,

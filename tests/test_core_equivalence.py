@@ -71,17 +71,30 @@ def test_the_kits_trajectories_catch_what_one_update_cannot():
         testing.check_trajectory(RemembersTheFirstPrevWeights())
 
 
-@pytest.mark.parametrize("count", [float, np.float32, bool, lambda n: np.array([n])])
-def test_the_kit_refuses_a_step_count_that_is_not_an_integer(count):
-    """int() would pass 2.0, True and [2]: the kit asks for an integer count."""
-    def counts_wrong(weights, state, **kwargs):
+def _counting(count):
+    """The reference, its step count handed back as `count(steps)`."""
+    def update(weights, state, **kwargs):
         new_weights, new_state = rln_core.reference.update(weights, state, **kwargs)
         new_state.steps = count(new_state.steps)
         return new_weights, new_state
+    return update
 
-    first_update = [case for case in testing.CASES if case.first][:1]
+
+FIRST_UPDATE = [case for case in testing.CASES if case.first][:1]
+
+
+@pytest.mark.parametrize("count", [float, np.float32, bool, lambda n: np.array([n]),
+                                   lambda n: np.array(n, dtype=bool)])
+def test_the_kit_refuses_a_step_count_that_is_not_an_integer(count):
+    """int() would pass 2.0, True and [2]: the kit asks for an integer count."""
     with pytest.raises(AssertionError, match=r"state\.steps: got .*expected the integer 1"):
-        testing.check_update(counts_wrong, first_update)
+        testing.check_update(_counting(count), FIRST_UPDATE)
+
+
+@pytest.mark.parametrize("count", [int, np.int64, np.uint8, np.array])
+def test_the_kit_takes_any_integer_step_count(count):
+    """NumPy integers and 0-d integer arrays (what adapters hand back) are counts."""
+    assert testing.check_update(_counting(count), FIRST_UPDATE) == 1
 
 
 def test_conformance_kit_passes_the_reference_itself():

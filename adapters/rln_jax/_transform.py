@@ -70,10 +70,12 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
     params are within a factor 2 of each other, and exactly on 0 for every weight
     RLN sets to 0; a weight that shrinks below half of itself in one step can land
     off W_new (with float32 updates beyond the spec's per-update tolerance, and a
-    run then drifts from the spec's trajectory). Float64 updates of float32 params
-    (under x64) land exactly. Float32 updates of float64 params leave a
-    float32 rounding of the params instead, up to ~1e-8 here: give the optimizer
-    gradients in the params' dtype where exact zeros matter. Under `jax.jit`
+    run then drifts from the spec's trajectory: README, "JAX / optax"). Float64
+    updates of float32 params (under x64) land exactly wherever |W_new| >= about
+    2**-29 |params| (float64 holds the difference exactly). Float32 updates of
+    float64 params leave a float32 rounding of the params instead, up to ~1e-8
+    here: give the optimizer gradients in the params' dtype where exact zeros
+    matter. Under `jax.jit`
     XLA may fuse the optimizer's last multiply into W = params + updates (an
     FMA); W then differs from the rounded sum by up to half an ulp of the updates.
 
@@ -162,8 +164,9 @@ def _difference(new_weights: jax.Array, params: jax.Array, dtype: Any) -> jax.Ar
     """new_weights - params in `dtype` (the incoming update's), subtracted in the wider of
     `dtype` and the params' and rounded once: float64 updates of float32 params are then
     the exact difference (a float32 subtraction rounded it, and W landed an ulp off)."""
-    wide = jnp.promote_types(jnp.asarray(params).dtype, dtype)
-    return (new_weights.astype(wide) - jnp.asarray(params).astype(wide)).astype(dtype)
+    params = jnp.asarray(params)
+    wide = jnp.promote_types(params.dtype, dtype)
+    return (new_weights.astype(wide) - params.astype(wide)).astype(dtype)
 
 
 def regularize(weights: PyTree, delta: PyTree, state: RLNState,

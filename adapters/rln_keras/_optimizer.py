@@ -104,9 +104,10 @@ def _compiled_step() -> Callable[..., GraphStep]:
 
     Made once per backend and kept in a plain dict, which TorchDynamo traces through
     (it warns on calls to an `lru_cache`d function under `jit_compile=True` on torch).
-    TensorFlow traces it once per shape and dtype of the regularized variable (not with
-    `reduce_retracing`: a trace with relaxed shapes, shared by every optimizer of the
-    process, left the mean's element count unknown, and the second shape failed).
+    TensorFlow traces it once per shape and dtype of the regularized variable and per
+    set of hyperparameters (not with `reduce_retracing`: a trace with relaxed shapes,
+    shared by every optimizer of the process, left the mean's element count unknown,
+    and the second shape failed).
     """
     backend = keras.backend.backend()
     step = _COMPILED_STEP.get(backend)
