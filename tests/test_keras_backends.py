@@ -454,6 +454,29 @@ def check_optimizer_steps_per_execution() -> None:
     np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-6)
 
 
+def check_optimizer_over_two_kernel_shapes_reads_quietly() -> None:
+    """One RLNOptimizer over both layers (kernels 6 x 4 and 4 x 1: its compiled update
+    traced per shape), and its state read back without NumPy's DeprecationWarning about
+    `__array__` (reading a torch tensor through keras.ops.convert_to_numpy gave one)."""
+    import warnings
+
+    import keras
+
+    from rln_keras import RLNOptimizer
+
+    model = tiny_model(lambda model: RLNOptimizer(keras.optimizers.SGD(0.05), model.layers,
+                                                  **HYPERPARAMETERS))
+    fit(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        states = [model.optimizer.state(which) for which in (0, 1)]
+        lambdas = model.optimizer.lambdas(1)
+        assert model.optimizer.skipped(0) == model.optimizer.skipped(1) == 0
+    assert [state.steps for state in states] == [N_UPDATES, N_UPDATES]
+    assert [state.lambdas.shape for state in states] == [(N_IN, 4), (4, 1)]
+    np.testing.assert_array_equal(lambdas, states[1].lambdas)
+
+
 def check_optimizer_skips_non_finite() -> None:
     """A step whose weights are not finite is skipped for RLN (the inner result is
     kept, the state does not move) and counted; the next finite step goes on."""
@@ -750,6 +773,8 @@ def run_checks(mode: str) -> None:
         ("graph_step float32 conformance", check_graph_step_float32_conformance),
         ("optimizer steps_per_execution", check_optimizer_steps_per_execution),
         ("optimizer skips non-finite", check_optimizer_skips_non_finite),
+        ("optimizer over two kernel shapes, read quietly",
+         check_optimizer_over_two_kernel_shapes_reads_quietly),
         ("optimizer wrapping a LossScaleOptimizer",
          check_optimizer_wrapping_a_loss_scale_optimizer),
         ("callback skips the steps the loss scaling skipped",

@@ -82,19 +82,20 @@ def value_dtype(kernel: keras.Variable) -> np.dtype:
     return np.dtype(keras.backend.standardize_dtype(kernel.value.dtype))
 
 
-def read_kernel(kernel: keras.Variable) -> np.ndarray:
-    """The kernel's current value in NumPy (on torch CPU: a view of its memory).
+def read_variable(variable: keras.Variable) -> np.ndarray:
+    """A variable's current value in NumPy (on torch CPU: a view of its memory).
 
-    TensorFlow tensors go through `.numpy()`: `keras.ops.convert_to_numpy`
-    calls their `__array__`, which NumPy 2 warns about (no `copy` keyword).
-    A CPU torch tensor's `.numpy()` shares its memory (convert_to_numpy copies).
+    TensorFlow and torch tensors go through their own `.numpy()`:
+    `keras.ops.convert_to_numpy` calls their `__array__`, which NumPy 2 warns
+    about (no `copy` keyword). A CPU torch tensor's `.numpy()` shares its memory
+    (`.cpu()` returns the tensor itself there; other devices copy to the host).
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return kernel.value.numpy()
-    if backend == "torch" and kernel.value.device.type == "cpu":
-        return kernel.value.detach().numpy()
-    return keras.ops.convert_to_numpy(kernel.value)
+        return variable.value.numpy()
+    if backend == "torch":
+        return variable.value.detach().cpu().numpy()
+    return keras.ops.convert_to_numpy(variable.value)
 
 
 class KernelAccess:
@@ -114,7 +115,7 @@ class KernelAccess:
 
     def read(self) -> np.ndarray:
         """A writable array holding the kernel's current value."""
-        return np.require(read_kernel(self.kernel), requirements="W")
+        return np.require(read_variable(self.kernel), requirements="W")
 
     def write(self, weights: np.ndarray) -> None:
         """Make `weights` the kernel's value."""
@@ -125,7 +126,7 @@ class _InPlace(KernelAccess):
     name = "in place"
 
     def read(self) -> np.ndarray:
-        return read_kernel(self.kernel)
+        return read_variable(self.kernel)
 
     def write(self, weights: np.ndarray) -> None:
         pass  # `weights` is the variable's memory
@@ -160,8 +161,8 @@ def kernel_access(kernel: keras.Variable) -> KernelAccess:
     if backend == "tensorflow":
         return _TensorFlowResource(kernel) if _is_plain_tf_variable(kernel.value) \
             else KernelAccess(kernel)
-    value = read_kernel(kernel)
-    if value.flags.writeable and np.shares_memory(value, read_kernel(kernel)):
+    value = read_variable(kernel)
+    if value.flags.writeable and np.shares_memory(value, read_variable(kernel)):
         return _InPlace(kernel)
     return KernelAccess(kernel)
 
@@ -225,7 +226,7 @@ class LayerKernel:
         fresh = self.rln.state is None
         self._start()
         if not fresh:
-            np.copyto(self.rln.state.prev_weights, read_kernel(self._kernel))
+            np.copyto(self.rln.state.prev_weights, read_variable(self._kernel))
 
     def step(self, batch: int) -> None:
         """After the optimizer step of `batch`: one RLN update of the kernel.
@@ -278,7 +279,7 @@ class LayerKernel:
         the state if there is none."""
         self.access = kernel_access(self._kernel)
         if self.rln.state is None:
-            self.rln.begin(read_kernel(self._kernel))
+            self.rln.begin(read_variable(self._kernel))
 
 
 def check_state_fits(state: rln_core.RLNState, shape: tuple, dtype: np.dtype,

@@ -14,7 +14,7 @@ from rln_core import DEFAULTS, Hyperparameters, array_api
 from rln_core.checks import FLOAT_DTYPES
 from rln_core.state import check_avg_reg_fits, check_state_dtype
 from rln_keras._kernel import (check_compute_dtype, check_float32_compute, check_layer,
-                               kernel_variable)
+                               kernel_variable, read_variable)
 from rln_keras._ops import KERAS_OPS, float64_available
 
 Target = Union[keras.layers.Layer, keras.Variable, str]
@@ -576,7 +576,5 @@ def _by_path(path: str, var_list: List[keras.Variable]) -> keras.Variable:
 
 
 def _to_numpy(variable: keras.Variable) -> np.ndarray:
-    value = variable.value
-    if keras.backend.backend() == "tensorflow":
-        return np.array(value.numpy(), copy=True)
-    return np.array(keras.ops.convert_to_numpy(value), copy=True)
+    """A copy of the variable's value (`read_variable` may return a view)."""
+    return np.array(read_variable(variable), copy=True)
