@@ -80,9 +80,8 @@ class FusedStep:
         self._dtype = _weights_dtype(weights)
         self.compute32 = float32_arithmetic(compute_dtype)
         if implementations.numba_kernel() is None:
-            raise ImportError("a fused optimizer + RLN step needs the numba kernel, which is "
-                              "not available here (numba missing, its cache folder not "
-                              "writable: see the warning, or RLN_DISABLE_NUMBA set)")
+            raise ImportError("a fused optimizer + RLN step needs the numba kernel, but "
+                              f"{implementations.NUMBA_UNAVAILABLE}")
         self.weights = weights
         self.state = state
         self.compute_dtype = compute_dtype

@@ -29,6 +29,9 @@ import numpy as np
 
 IMPLS = ("auto", "numba", "numpy", "array_api")
 NUMPY_ONLY = ("numba", "numpy")
+NUMBA_UNAVAILABLE = ("numba cannot be imported, cannot cache its code (see the warning), or "
+                     "RLN_DISABLE_NUMBA is set")
+"""Why `numba_kernel()` gives None, for the errors of whatever asked for the kernel."""
 
 
 class NumbaUnavailableWarning(RuntimeWarning):
@@ -61,8 +64,7 @@ def resolve(impl: str, weights: Any) -> str:
         raise ValueError(f"impl={impl!r} updates NumPy arrays, got a {type(weights).__name__}; "
                          "use impl='auto' or 'array_api'")
     if impl == "numba" and numba_kernel() is None:
-        raise ImportError("impl='numba' was requested but numba cannot be imported, cannot "
-                          "cache its code (see the warning), or RLN_DISABLE_NUMBA is set")
+        raise ImportError(f"impl='numba' was requested but {NUMBA_UNAVAILABLE}")
     return impl
 
 

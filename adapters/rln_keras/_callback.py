@@ -16,7 +16,8 @@ from rln_core.implementations import check_impl
 from rln_core.state import check_state, check_state_dtype, check_values, complete_fields
 from rln_keras import _claims
 from rln_keras._kernel import (LayerKernel, check_compute_dtype, check_float32_compute,
-                               check_layer, check_state_fits, kernel_variable, value_dtype)
+                               check_layer, check_state_fits, kernel_variable, read_variable,
+                               value_dtype)
 from rln_keras._optimizer import accumulated_batches, skips_steps
 
 LayerRef = Union[int, keras.layers.Layer]
@@ -321,4 +322,4 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
 
 def _iterations(optimizer: keras.optimizers.Optimizer) -> int:
     """The optimizer's step count now (on JAX: after `jax_state_sync`)."""
-    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+    return int(read_variable(optimizer.iterations))

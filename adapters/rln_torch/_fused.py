@@ -57,9 +57,8 @@ def check_fusable(rln: Any, optimizer: torch.optim.Optimizer) -> None:
         raise ValueError(f"fuse=True runs the numba kernel, got impl={rln.impl!r}; use "
                          "impl='auto' or 'numba'")
     if not rln_core.numba_available():
-        raise ValueError("fuse=True needs the numba kernel, which is not available here (numba "
-                         "missing, its cache folder not writable: see the warning, or "
-                         "RLN_DISABLE_NUMBA set); attach without fuse")
+        raise ValueError("fuse=True needs the numba kernel, but "
+                         f"{rln_core.implementations.NUMBA_UNAVAILABLE}; attach without fuse")
     for slot in rln._slots:
         param = slot.param
         where = f"{slot.name} {tuple(param.shape)}"
