@@ -18,7 +18,9 @@ What is checked on each backend:
   (recorded in-graph by `RecordingSGD`); steps_per_execution > 1 gives the same
   run; a non-finite step is skipped and counted; wrapping a LossScaleOptimizer
   gives the same run as wrapping its inner optimizer; get_config/from_config and
-  model.save/load_model round trip and the loaded run continues the same.
+  model.save/load_model round trip and the loaded run continues the same; over
+  the kit's runs of updates (`check_trajectory`, float64 modes) one optimizer's
+  state stays with the reference's (a stale prev_reg fails it).
   compute_dtype="float32": graph_step passes the kit's float32 cases within
   `FLOAT32_COMPUTE_TOLERANCE` (eagerly and compiled), every step of a fit is
   within it, differs from the default's float64 math on the same inputs, and
@@ -434,6 +436,50 @@ def check_optimizer_fit(hyperparameters=CLIPPING, dtype="float32", compute_dtype
             f"max |dW|/|W| {w:.2g}")
 
 
+class OptimizerOverARun:
+    """RLNOptimizer as `check_trajectory` drives it: made and built at a run's first
+    call over a variable holding the kit's initial weights (its build starts the state
+    the kit's init does); per update one `apply` whose inner optimizer moves the
+    variable to the kit's moved weights (the "gradient" is the new value), then RLN in
+    the same apply, learning from the change it saw: the optimizer keeps its own state
+    (lambdas, prev_reg, steps) over the run."""
+
+    def __init__(self):
+        self.weights = None
+
+    def __call__(self, weights, state, *, avg_reg, learning_rate, norm):
+        import keras
+
+        from rln_keras import RLNOptimizer
+
+        class MovesTo(keras.optimizers.Optimizer):
+            def update_step(self, gradient, variable, learning_rate):
+                self.assign(variable, gradient)
+
+        if self.weights is not weights:  # a new run
+            self.weights = weights
+            self.variable = keras.Variable(state.prev_weights, dtype=str(weights.dtype),
+                                           name="kernel")
+            self.optimizer = RLNOptimizer(MovesTo(learning_rate=1.0), self.variable,
+                                          avg_reg=avg_reg, learning_rate=learning_rate,
+                                          norm=norm)
+            self.optimizer.build([self.variable])
+        self.optimizer.apply([keras.ops.convert_to_tensor(weights)], [self.variable])
+        assert self.optimizer.skipped() == 0
+        return to_numpy(self.variable), self.optimizer.state()
+
+
+def check_optimizer_over_a_run() -> int:
+    """The kit's runs of updates (`check_trajectory`) through one RLNOptimizer each:
+    its state, kept in optimizer variables between applies, stays with the reference's
+    (float64 modes: the kit's float64 tolerances)."""
+    from rln_core.testing import TRAJECTORY_CASES, check_trajectory
+
+    n = check_trajectory(OptimizerOverARun())
+    assert n == len(TRAJECTORY_CASES)
+    return n
+
+
 def check_optimizer_steps_per_execution() -> None:
     """With steps_per_execution=3 (3 optimizer steps per compiled call) RLN still
     updates after every optimizer step: the same run as steps_per_execution=1."""
@@ -794,6 +840,7 @@ def run_checks(mode: str) -> None:
                     check_callback_resumes_a_float64_layer_without_float64)]
     if float64:
         checks += [("graph_step conformance", check_graph_step_conformance),
+                   ("optimizer over a run", check_optimizer_over_a_run),
                    ("callback and optimizer agree", check_callback_and_optimizer_agree)]
     failed = []
     for name, check in checks:
