@@ -52,6 +52,7 @@ from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
 from tqdm.auto import tqdm
 
 from rln_sklearn import RLNClassifier, RLNRegressor
+from rln_sklearn.comparison import compare_paired
 from rln_sklearn.datasets import add_noise_features, load_table, split_for_selection
 from rln_sklearn.threads import use_one_thread_per_process
 
@@ -308,18 +309,23 @@ PAIRS = (("RLN", "L1"), ("RLN", "HGB"), ("HGB", "L1"))
 
 def paired(methods: dict, digits: int) -> str:
     """RLN against L1 and HGB, and HGB against L1, seed by seed (same split, same noise):
-    the spread of a paired difference leaves out how hard each seed's split is."""
+    the spread of a paired difference leaves out how hard each seed's split is. "within
+    noise": rln_sklearn.comparison.compare_paired's paired t test."""
     parts = []
     for first, other in PAIRS:
-        difference = np.asarray(methods[first]["test"]) - np.asarray(methods[other]["test"])
-        wins = int(np.sum(difference < 0))
-        standard_error = difference.std(ddof=1) / np.sqrt(len(difference)) \
-            if len(difference) > 1 else np.inf
-        noise = abs(difference.mean()) <= 2 * standard_error
-        parts.append(f"{first} - {other} per seed {difference.mean():+.{digits}f} +- "
-                     f"{difference.std():.{digits}f}, {first} lower in {wins} of "
-                     f"{len(difference)}" + (" (within noise: 2 standard errors)" if noise else ""))
-    return "Paired by seed: " + "; ".join(parts) + "."
+        comparison = compare_paired(methods[first]["test"], methods[other]["test"])
+        difference = np.subtract(methods[first]["test"], methods[other]["test"])
+        part = (f"{first} - {other} per seed {comparison.mean_difference:+.{digits}f} +- "
+                f"{difference.std():.{digits}f}, {first} lower in "
+                f"{int(np.sum(difference < 0))} of {comparison.n}")
+        if comparison.t is not None:
+            part += f", t {comparison.t:+.2f}" + (" (within noise)" if comparison.within_noise
+                                                   else "")
+        parts.append(part)
+    rule = ("within noise: a two-sided 95% paired t test finds no difference, |t| < "
+            f"t(0.975, {comparison.n - 1}) = {comparison.critical_t:.3f}"
+            if comparison.critical_t is not None else "one seed: no noise estimate")
+    return f"Paired by seed ({rule}): " + "; ".join(parts) + "."
 
 
 def write_plot(results: dict, path: Path, settings: str) -> None:

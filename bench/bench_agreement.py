@@ -40,13 +40,13 @@ ConvergenceWarning of a fit (runaway lambdas, a constant predictor) under the ta
 
 Against the reference, per route: the paired differences d_s = MSE_route(s) -
 MSE_reference(s), their mean, standard error sd(d, ddof 1) / sqrt(n) and
-t = mean / standard error. Rule: "agree" when |t| < the two-sided 95% Student-t
-quantile with n - 1 degrees of freedom (scipy.stats.t.ppf(0.975, n - 1): 2.776
-for 5 seeds), i.e. the difference is within seed noise; "DIFFERS" otherwise;
+t = mean / standard error, by rln_sklearn.comparison.compare_paired (a two-sided
+95% paired t test). Rule: "agree" when the difference is within seed noise there,
+|t| < scipy.stats.t.ppf(0.975, n - 1) (2.776 for 5 seeds); "DIFFERS" otherwise;
 "n/a" with fewer than 2 seeds. "agree" means no difference was detected at this
-many seeds, not that there is none: a true difference of 3 standard errors is
-flagged in about 62% of runs with 5 seeds and 76% with 10 (simulated). The reference's seed-to-seed sd
-is printed for scale.
+many seeds, not that there is none (compare_paired gives the test's power: a true
+difference of 3 standard errors is flagged in about 62% of runs with 5 seeds and
+76% with 10). The reference's seed-to-seed sd is printed for scale.
 
     python bench/bench_agreement.py --jobs 1               # 5 seeds, 100 epochs, both tasks
     python bench/bench_agreement.py --quick                # 2 seeds, 20 epochs
@@ -81,13 +81,13 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
-from scipy import stats
+
+from rln_sklearn.comparison import PairedComparison, compare_paired
 
 HERE = Path(__file__).resolve().parent
-CONFIDENCE = 0.95  # two-sided level of the agreement rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,46 +117,12 @@ TASKS = {"diabetes": "diabetes", "boston": "Boston housing"}  # rln_sklearn.data
 
 
 # ---------------------------------------------------------------------------------------
-# The rule
+# The verdict's words (the rule: rln_sklearn.comparison.compare_paired)
 
 
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """A route's test MSEs against the reference's, paired by seed (route - reference).
-
-    With fewer than 2 seeds only `mean_difference` is known; the rest is None and the
-    verdict "n/a".
-    """
-
-    n: int
-    mean_difference: float
-    standard_error: Optional[float]
-    t: Optional[float]
-    critical_t: Optional[float]
-    verdict: str  # "agree", "DIFFERS" or "n/a"
-
-
-def compare(scores: Sequence[float], reference: Sequence[float]) -> Comparison:
-    """The paired t test of the module docstring: "agree" when |t| < t.ppf(0.975, n - 1).
-
-    Raises:
-        ValueError: the two samples differ in length, or are empty.
-    """
-    if len(scores) != len(reference) or not len(scores):
-        raise ValueError(f"compare needs two equally long, non-empty samples of scores, "
-                         f"paired by seed; got {len(scores)} and {len(reference)}")
-    difference = np.asarray(scores, dtype=np.float64) - np.asarray(reference, dtype=np.float64)
-    n, mean = len(difference), float(difference.mean())
-    if n < 2:
-        return Comparison(n, mean, None, None, None, "n/a")
-    standard_error = float(difference.std(ddof=1) / math.sqrt(n))
-    if standard_error > 0:
-        t = mean / standard_error
-    else:  # every seed differs by the same amount: none (agree) or a sure difference
-        t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
-    critical_t = float(stats.t.ppf(1 - (1 - CONFIDENCE) / 2, n - 1))
-    return Comparison(n, mean, standard_error, t, critical_t,
-                      "agree" if abs(t) < critical_t else "DIFFERS")
+def verdict(comparison: PairedComparison) -> str:
+    """"agree" (within seed noise), "DIFFERS", or "n/a" (fewer than 2 seeds)."""
+    return {None: "n/a", True: "agree", False: "DIFFERS"}[comparison.within_noise]
 
 
 # ---------------------------------------------------------------------------------------
@@ -382,7 +348,9 @@ def collect(task: str, runs: dict[str, dict], noise: int) -> dict:
         entry["warnings"] = [f"seed {f['seed']}: {w}" for f in fits for w in f["warnings"]]
         entry["wall_s"] = run["wall_s"]
         if route != REFERENCE and REFERENCE in done:
-            entry["comparison"] = dataclasses.asdict(compare(entry["test_mse"], reference))
+            comparison = compare_paired(entry["test_mse"], reference)
+            entry["comparison"] = {**dataclasses.asdict(comparison),
+                                   "verdict": verdict(comparison)}
         result["routes"][route] = entry
     if REFERENCE in done:
         result["reference_sd"] = float(np.std(reference, ddof=1)) if len(reference) > 1 else None
@@ -513,7 +481,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     (args.out / "agreement.json").write_text(json.dumps(
         {"settings": settings, "seeds": seeds, "epochs": epochs, "noise": args.noise,
          "reference": REFERENCE, "rule": f"agree when |t| < scipy.stats.t.ppf(0.975, n - 1) "
-         f"for the paired differences route - {REFERENCE}; n/a for n < 2",
+         f"for the paired differences route - {REFERENCE} "
+         "(rln_sklearn.comparison.compare_paired); n/a for n < 2",
          "routes": {r: ROUTES[r].title for r in routes}, "results": results,
          "minutes": minutes}, indent=1) + "\n")
     print(f"wrote {args.out / 'agreement'}.md, .json", file=sys.stderr)

@@ -20,7 +20,7 @@ features, all standardized: no network needed. `--boston` loads Boston housing
 with `keras.datasets.boston_housing` (downloads it; the notebook's data, MSE in
 ($1000)^2 as there).
 
-    pip install -e ".[keras]"   # or PYTHONPATH=.:adapters in the repository root
+    pip install -e ".[keras,sklearn]"   # or PYTHONPATH=.:adapters in the repository root
     python examples/tutorial_keras.py --quick   # 1 to 2 minutes on 2 cores (24 fits)
     python examples/tutorial_keras.py           # the notebook: 100 epochs, 10 repeats
 """
@@ -40,6 +40,7 @@ from sklearn.preprocessing import StandardScaler
 
 import rln_core
 from rln_keras import RLNCallback
+from rln_sklearn.comparison import compare_paired
 
 MJTCP = 32292  # Michael Jordan total career points: the notebook's seed
 NOTEBOOK_GRID = ((-8, 1e6), (-10, 1e5), (-10, 1e6), (-10, 1e7), (-12, 1e6))
@@ -49,7 +50,7 @@ BOSTON_L1 = (1e-2, 1e-1, 1.0, 10.0)  # the notebook's search
 DIABETES_L1 = (1e-4, 1e-3, 1e-2, 1e-1)
 Data = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 BuildFn = Callable[[], Tuple[keras.Model, List[keras.callbacks.Callback]]]
-SPREADS: Dict[str, float] = {}  # model name -> sample std of its test MSE over the repeats
+SCORES: Dict[str, np.ndarray] = {}  # model name -> its test MSE per repeat
 
 
 def load_data(boston: bool, noise_features: int, seed: int = MJTCP) -> Data:
@@ -103,7 +104,12 @@ def rln_model(input_dim: int, layers: int = 4, **rln_kwargs) -> BuildFn:
 
 def test_model(build_fn: BuildFn, model_name: str, data: Data, epochs: int,
                repeats: int) -> float:
-    """Train `repeats` fresh models; print and return the mean test MSE."""
+    """Train `repeats` fresh models; print and return the mean test MSE.
+
+    Every call starts from `keras.utils.set_random_seed(MJTCP)` on the same split, so
+    repeat i of two networks of one depth starts from the same initial weights: the
+    repeats pair up (`closing_comparison`).
+    """
     x_train, y_train, x_test, y_test = data
     keras.utils.set_random_seed(MJTCP)
     results, sparsity = np.zeros(repeats), np.zeros(repeats)
@@ -118,7 +124,7 @@ def test_model(build_fn: BuildFn, model_name: str, data: Data, epochs: int,
     note = f", first layer {100 * sparsity.mean():.0f}% zeros" if sparsity.any() else ""
     spread = float(results.std(ddof=1)) if repeats > 1 else float("nan")  # the sample std
     print(f"{model_name}: {results.mean():.2f} ({spread:.2f}) MSE{note}", flush=True)
-    SPREADS[model_name] = spread
+    SCORES[model_name] = results
     return float(results.mean())
 
 
@@ -167,28 +173,29 @@ def rln_grid(data: Data, layers: int, epochs: int, repeats: int,
     return best
 
 
-def closing_comparison(rln_mse: float, rln_std: float, l1_mse: float, l1_std: float,
-                       repeats: int) -> str:
-    """The notebook's verdict, RLN vs the best L1, with the noise of the two means.
+def closing_comparison(rln_scores: Sequence[float], l1_scores: Sequence[float]) -> str:
+    """The notebook's verdict, RLN vs the best L1, over repeats paired by initial weights.
 
-    A difference within two standard errors of the difference of the means
-    (sqrt((std_rln**2 + std_l1**2) / repeats), sample stds) is reported as noise, not as
-    a win; one repeat has no estimate of the noise, and gets no verdict.
+    A difference that `rln_sklearn.comparison.compare_paired`'s two-sided 95% paired t
+    test does not find is reported as noise, not as a win; one repeat has no estimate
+    of the noise, and gets no verdict.
     """
-    difference = l1_mse - rln_mse
-    if repeats < 2:
-        return (f"RLN {rln_mse:.4f} vs L1 {l1_mse:.4f} over 1 repeat: no estimate of the "
-                "noise, so no verdict (run --repeats 2 or more)")
-    noise = 2.0 * np.sqrt((rln_std ** 2 + l1_std ** 2) / repeats)
-    figures = (f"RLN {rln_mse:.4f} (std {rln_std:.4f}) vs L1 {l1_mse:.4f} (std {l1_std:.4f}) "
-               f"over {repeats} repeats")
-    if abs(difference) <= noise:
+    rln, l1 = np.asarray(rln_scores), np.asarray(l1_scores)
+    comparison = compare_paired(l1, rln)  # > 0: RLN lower
+    if comparison.within_noise is None:
+        return (f"RLN {rln.mean():.4f} vs L1 {l1.mean():.4f} over 1 repeat: no estimate of "
+                "the noise, so no verdict (run --repeats 2 or more)")
+    figures = (f"RLN {rln.mean():.4f} (std {rln.std(ddof=1):.4f}) vs L1 {l1.mean():.4f} "
+               f"(std {l1.std(ddof=1):.4f}) over {comparison.n} repeats")
+    test = (f"paired by repeat, |t| = {abs(comparison.t):.2f} against t(0.975, "
+            f"{comparison.n - 1}) = {comparison.critical_t:.2f}")
+    if comparison.within_noise:
         return (f"RLN and L1 regularization on this dataset are within noise: {figures}; "
-                f"the difference, {abs(difference):.4f}, is inside 2 standard errors "
-                f"({noise:.4f})")
-    verdict = "outperforms" if difference > 0 else "is outperformed by"
-    return (f"RLN {verdict} L1 regularization on this dataset: {figures}; the difference, "
-            f"{abs(difference):.4f}, exceeds 2 standard errors ({noise:.4f})")
+                f"a paired t test does not find the difference, "
+                f"{abs(comparison.mean_difference):.4f} ({test})")
+    verdict = "outperforms" if comparison.mean_difference > 0 else "is outperformed by"
+    return (f"RLN {verdict} L1 regularization on this dataset: {figures}; a paired t test "
+            f"finds the difference, {abs(comparison.mean_difference):.4f} ({test})")
 
 
 def parse_grid(text: str) -> List[Tuple[float, float]]:
@@ -278,9 +285,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
     layers = depth_search(data, args.epochs, args.repeats, args.max_layers)
     l1, l1_score = l1_search(data, layers, args.epochs, args.repeats, args.l1)
     theta, nu, rln_score = rln_grid(data, layers, args.epochs, args.repeats, args.grid)
-    rln_std = SPREADS.get(f"RLN with Theta={theta:g} and learning_rate={nu:.1E}", 0.0)
-    l1_std = SPREADS.get(f"L1 regularization of {l1:.0E}", 0.0)
-    print(closing_comparison(rln_score, rln_std, l1_score, l1_std, args.repeats))
+    print(closing_comparison(SCORES[f"RLN with Theta={theta:g} and learning_rate={nu:.1E}"],
+                             SCORES[f"L1 regularization of {l1:.0E}"]))
     print("The average regularization of RLN against the L1 coefficient: "
           f"exp(Theta) = {np.exp(theta):.1E} vs l1 = {l1:.1E}")
     return {"layers": layers, "l1": l1, "l1_mse": l1_score, "theta": theta, "nu": nu,

@@ -99,6 +99,7 @@ def test_bench_accuracy_writes_its_tables(tmp_path):
     for method in ("plain", "L1", "RLN", "HGB", "RLN + HGB"):
         row = _table_rows(table, method)
         assert row and re.match(r"\d+\.\d+ \+- \d+\.\d+", row[0][1]), method
+    assert "Paired by seed (one seed: no noise estimate): RLN - L1 per seed " in table
     assert (tmp_path / "accuracy.json").stat().st_size > 0
     assert (tmp_path / "accuracy.png").stat().st_size > 0
 
@@ -136,9 +137,8 @@ def test_bench_agreement_compares_every_route_with_the_reference(tmp_path):
     assert "t(0.975, 1) = 12.706" in out
 
 
-def _bench_agreement_module():
-    spec = importlib.util.spec_from_file_location("bench_agreement",
-                                                  REPO / "bench" / "bench_agreement.py")
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     try:
@@ -148,26 +148,39 @@ def _bench_agreement_module():
     return module
 
 
-def test_bench_agreement_rule_is_a_two_sided_paired_t_test_with_n_minus_1_dof():
-    compare = _bench_agreement_module().compare
-    reference = [3000.0, 2500.0, 3400.0, 2800.0, 3100.0]
-    assert compare(reference, reference).verdict == "agree"  # identical: t 0, not 0/0
-    shifted = [score + 1000.0 for score in reference]  # every seed by the same amount
-    assert compare(shifted, reference).verdict == "DIFFERS"
-    rng = np.random.default_rng(0)
-    far = [score + 5 * np.std(reference) + rng.normal() for score in reference]
-    assert compare(far, reference).verdict == "DIFFERS"
-    assert compare([-s for s in far], [-s for s in reference]).verdict == "DIFFERS"
-    # differences with a chosen t over 5 seeds: t(0.975, 4) = 2.776; a normal quantile
-    # (1.96), n degrees of freedom (2.571) or a one-sided test (2.132) would say DIFFERS
-    # at 2.7, and a rule without the paired standard error would not give these t at all
-    z = np.array([-1.2, -0.4, 0.1, 0.6, 0.9])
-    z = (z - z.mean()) / z.std(ddof=1)
-    for t, verdict in ((2.7, "agree"), (-2.7, "agree"), (2.85, "DIFFERS"), (-2.85, "DIFFERS")):
-        comparison = compare(list(np.add(reference, t / np.sqrt(5) + z)), reference)
-        assert comparison.t == pytest.approx(t) and comparison.verdict == verdict, comparison
-        assert comparison.critical_t == pytest.approx(2.7764451)
-    one = compare([3100.0], [3000.0])
-    assert one.verdict == "n/a" and one.mean_difference == 100.0 and one.t is None
-    with pytest.raises(ValueError, match="equally long"):
-        compare([1.0, 2.0], [1.0])
+def test_bench_agreement_words_the_shared_paired_t_test():
+    """The rule is rln_sklearn.comparison.compare_paired's (tests/test_sklearn_comparison.py);
+    here: its verdicts as the script words them, in the JSON's comparison of each route."""
+    module = _bench_module("bench_agreement")
+
+    def run(scores):
+        return {"rows": 442, "test_rows": 89, "real_inputs": 10, "inputs": 60, "wall_s": 1.0,
+                "fits": [{"seed": seed, "split": "s", "test_mse": score, "sparsity": 0.0,
+                          "real_share": 0.5, "train_objective": 1.0, "fit_s": 1.0,
+                          "warnings": []} for seed, score in enumerate(scores)]}
+
+    reference = [3000.0, 2500.0, 3400.0]
+    # differences -300, -100, -200: t -3.46, beyond 2 standard errors, inside t(0.975, 2) 4.30
+    result = module.collect("diabetes", {
+        "torch-f64": run(reference), "torch-f32": run([2700.0, 2400.0, 3200.0]),
+        "jax": run([2500.0, 2000.0, 2900.0])}, noise=50)
+    near, far = (result["routes"][route]["comparison"] for route in ("torch-f32", "jax"))
+    assert set(near) == {"n", "mean_difference", "standard_error", "t", "critical_t",
+                         "verdict"}
+    assert near["t"] == pytest.approx(-2 * np.sqrt(3)) and near["verdict"] == "agree"
+    assert far["verdict"] == "DIFFERS" and far["t"] == -np.inf
+    one = module.collect("diabetes", {"torch-f64": run([3000.0]), "jax": run([3100.0])}, 50)
+    assert one["routes"]["jax"]["comparison"]["verdict"] == "n/a"
+
+
+def test_bench_accuracy_calls_within_noise_what_the_paired_t_test_does_not_find():
+    paired = _bench_module("bench_accuracy").paired
+    # RLN - L1 per seed -3, -1, -2: t -3.46, beyond 2 standard errors but inside
+    # t(0.975, 2) = 4.303; RLN - HGB +4, +5, +6: t +8.66
+    methods = {"RLN": {"test": [7.0, 9.0, 8.0]}, "L1": {"test": [10.0, 10.0, 10.0]},
+               "HGB": {"test": [3.0, 4.0, 2.0]}}
+    assert paired(methods, 1) == (
+        "Paired by seed (within noise: a two-sided 95% paired t test finds no difference, "
+        "|t| < t(0.975, 2) = 4.303): RLN - L1 per seed -2.0 +- 0.8, RLN lower in 3 of 3, "
+        "t -3.46 (within noise); RLN - HGB per seed +5.0 +- 0.8, RLN lower in 0 of 3, "
+        "t +8.66; HGB - L1 per seed -7.0 +- 0.8, HGB lower in 3 of 3, t -12.12.")

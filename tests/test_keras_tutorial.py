@@ -57,10 +57,33 @@ def test_bad_arguments_are_refused_before_anything_runs(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_the_closing_verdict_needs_two_repeats_and_the_sample_spread():
+def test_the_closing_verdict_is_the_paired_t_test_over_repeats():
     tutorial = load_example()
-    assert "no verdict" in tutorial.closing_comparison(1.0, float("nan"), 1.5, float("nan"), 1)
-    # a difference of 0.12 with sample stds 0.0906 / 0.0906 over 2 repeats: 2 standard
-    # errors are 0.18, so noise (ddof=0 spreads, 1/sqrt(2) smaller, called it a win)
-    assert "within noise" in tutorial.closing_comparison(1.0, 0.0906, 1.12, 0.0906, 2)
-    assert "outperforms" in tutorial.closing_comparison(1.0, 0.01, 1.12, 0.01, 2)
+    assert "no verdict" in tutorial.closing_comparison([1.0], [1.5])
+    # L1 - RLN per repeat +0.3, +0.1, +0.2: |t| 3.46, beyond 2 standard errors (the rule
+    # it replaced called it a win) but inside t(0.975, 2) = 4.30
+    near = tutorial.closing_comparison([1.0, 1.1, 1.2], [1.3, 1.2, 1.4])
+    assert "within noise" in near and "|t| = 3.46 against t(0.975, 2) = 4.30" in near
+    assert "RLN outperforms" in tutorial.closing_comparison([1.0, 1.1, 1.2], [1.5, 1.4, 1.6])
+    assert "is outperformed by" in tutorial.closing_comparison([1.5, 1.4, 1.6], [1.0, 1.1, 1.2])
+
+
+def test_repeat_i_of_rln_and_of_l1_starts_from_the_same_weights():
+    """What makes the closing comparison's repeats pairs (test_model's docstring)."""
+    tutorial = load_example()
+    data = tutorial.load_data(False, 5)
+    first_kernels = {}
+
+    def recording(name, build_fn):
+        def build():
+            model, callbacks = build_fn()
+            first_kernels.setdefault(name, []).append(np.array(model.layers[0].kernel.numpy()))
+            return model, callbacks
+        return build
+
+    tutorial.test_model(recording("L1", tutorial.base_model(15, 2, l1=0.1)), "L1", data, 1, 2)
+    tutorial.test_model(recording("RLN", tutorial.rln_model(15, 2, avg_reg=-10,
+                                                            learning_rate=1e6)), "RLN", data, 1, 2)
+    for l1, rln in zip(first_kernels["L1"], first_kernels["RLN"]):
+        np.testing.assert_array_equal(l1, rln)
+    assert not np.array_equal(*first_kernels["L1"])  # repeats differ from each other

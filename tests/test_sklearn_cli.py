@@ -229,16 +229,37 @@ def test_no_command_prints_help(capsys):
     assert "demo" in capsys.readouterr().out
 
 
-def test_paired_comparison_says_when_it_is_noise():
-    from rln_sklearn._demo import L1, Paired
+def _scores(rln, l1, hgb, metric="mse"):
+    """A DemoResult holding only the paired comparisons' scores, one per repeat."""
+    from rln_sklearn._demo import HGB, L1, RLN, DemoResult, MethodScores
 
-    assert Paired(L1, mean=-0.3, std=5.0, rln_lower=5, repeats=10).within_noise
-    clear = Paired(L1, mean=-10.0, std=2.0, rln_lower=10, repeats=10)
-    assert not clear.within_noise and "RLN better" in clear.sentence("MSE")
-    assert "best L1 better" in Paired(L1, 10.0, 2.0, 0, 10).sentence("MSE")
-    one = Paired(L1, -10.0, 0.0, 1, 1)
-    assert one.within_noise  # one repeat proves nothing, and says so
-    assert one.sentence("MSE").endswith(": one repeat: no noise estimate")
+    scores = {RLN: MethodScores(metrics={metric: rln}), HGB: MethodScores(metrics={metric: hgb}),
+              L1: MethodScores(metrics={metric: l1}, chosen=[0.1] * len(l1))}
+    return DemoResult(scores, [], ["x"], np.array([True, False]), 100, 1.0)
+
+
+def test_paired_comparison_says_when_it_is_noise():
+    from rln_sklearn._demo import HGB, L1, DemoSettings, footer, paired
+
+    # RLN - best L1 per repeat -3, -1, -2: |t| 3.46, beyond 2 standard errors (the earlier
+    # rule said "RLN better") but inside t(0.975, 2) = 4.30; RLN - boosting +4, +5, +6
+    result = _scores([7.0, 9.0, 8.0], [10.0, 10.0, 10.0], [3.0, 4.0, 2.0])
+    near = paired(result, L1, "mse")
+    assert near.sentence("MSE") == "RLN - best L1 MSE -2 +- 0.82, RLN lower in 3 of 3: within noise"
+    assert paired(result, HGB, "mse").sentence("MSE").endswith(": gradient boosting better")
+    text = " ".join(line.strip() for line in footer(result, DemoSettings()))
+    assert ("paired by repeat (same noise and split; within noise = a two-sided 95% paired t "
+            "test finds no difference, |t| < t(0.975, 2) = 4.30): RLN - best L1") in text
+    clear = paired(_scores([5.0, 6.0, 7.0], [10.0, 10.0, 10.0], [1.0, 1.0, 1.0]), L1, "mse")
+    assert clear.verdict == "RLN better" and clear.comparison.t == pytest.approx(-4 * 3 ** 0.5)
+    # accuracy: higher is better, so RLN's lead is a negative difference as for the losses
+    accuracy = _scores([0.90, 0.95, 0.92], [0.50, 0.52, 0.55], [0.9, 0.9, 0.9], "accuracy")
+    assert paired(accuracy, L1, "accuracy").verdict == "RLN better"
+    one = _scores([-10.0], [0.0], [0.0])
+    assert paired(one, L1, "mse").sentence("MSE").endswith(": one repeat: no noise estimate")
+    text = " ".join(line.strip() for line in footer(one, DemoSettings(repeats=1)))
+    assert ("paired by repeat (same noise and split; a paired t test needs 2 repeats or "
+            "more)") in text
 
 
 def test_jobs_give_the_same_results(tmp_path, capsys):

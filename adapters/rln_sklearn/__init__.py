@@ -9,7 +9,8 @@
 processes (`GridSearchCV(..., n_jobs=2)`) or, inside
 `joblib.parallel_config(backend="dask")`, on a Dask cluster: see
 examples/dask_grid_search.py. `rln demo` (`rln_sklearn.cli`) runs the tutorial's
-comparison.
+comparison; `rln_sklearn.comparison.compare_paired` says whether scores paired by seed
+differ beyond seed noise (a paired t test).
 """
 
 from typing import Any

@@ -29,6 +29,7 @@ from rln_core import DEFAULTS, Hyperparameters
 from rln_sklearn._estimators import RLNClassifier, RLNRegressor
 from rln_sklearn._network import hidden_widths
 from rln_sklearn._training import RLN_PRECISIONS
+from rln_sklearn.comparison import PairedComparison, compare_paired
 from rln_sklearn.datasets import add_noise_features, split_for_selection
 
 BASELINE, PLAIN, L1, RLN, HGB = "baseline", "plain", "l1", "rln", "hgb"
@@ -349,46 +350,42 @@ def _record(scores: MethodScores, best: _Fitted, split, is_real: np.ndarray,
 
 @dataclasses.dataclass(frozen=True)
 class Paired:
-    """RLN minus another method, repeat by repeat (same noise, split and seed)."""
+    """RLN minus another method, repeat by repeat (same noise, split and seed), lower is
+    better; "within noise" by `rln_sklearn.comparison.compare_paired`."""
 
     other: str
-    mean: float
-    std: float
+    comparison: PairedComparison
+    std: float  # the differences' spread (ddof 0, as the table's)
     rln_lower: int
-    repeats: int
 
     @property
-    def within_noise(self) -> bool:
-        """|mean| within 2 standard errors of the paired differences (always, for 1 repeat)."""
-        if self.repeats < 2:
-            return True
-        standard_error = self.std * np.sqrt(self.repeats / (self.repeats - 1)) \
-            / np.sqrt(self.repeats)
-        return abs(self.mean) <= 2 * standard_error
+    def mean(self) -> float:
+        return self.comparison.mean_difference
 
     @property
     def verdict(self) -> str:
         """"within noise", "RLN better", "<the other> better", or for one repeat "one
         repeat: no noise estimate"."""
-        if self.repeats < 2:
+        within_noise = self.comparison.within_noise
+        if within_noise is None:
             return "one repeat: no noise estimate"
-        if self.within_noise:
+        if within_noise:
             return "within noise"
         return "RLN better" if self.mean < 0 else f"{LABELS[self.other]} better"
 
     def sentence(self, metric: str) -> str:
         return (f"RLN - {LABELS[self.other]} {metric} {self.mean:+.3g} +- {self.std:.2g}, "
-                f"RLN lower in {self.rln_lower} of {self.repeats}: {self.verdict}")
+                f"RLN lower in {self.rln_lower} of {self.comparison.n}: {self.verdict}")
 
 
 def paired(result: "DemoResult", other: str, metric: str) -> Paired:
     """RLN against `other` on `metric`, paired by repeat."""
-    difference = (np.asarray(result.scores[RLN].metrics[metric])
-                  - np.asarray(result.scores[other].metrics[metric]))
-    if metric == "accuracy":
-        difference = -difference  # lower is better everywhere else
-    return Paired(other, float(difference.mean()), float(difference.std()),
-                  int(np.sum(difference < 0)), len(difference))
+    first, second = result.scores[RLN].metrics[metric], result.scores[other].metrics[metric]
+    if metric == "accuracy":  # higher is better: RLN's lead negative, as for the losses
+        first, second = second, first
+    difference = np.subtract(first, second)
+    return Paired(other, compare_paired(first, second), float(difference.std()),
+                  int(np.sum(difference < 0)))
 
 
 def _mean_or_none(values: list) -> Optional[float]:
@@ -492,8 +489,11 @@ def footer(result: DemoResult, settings: DemoSettings) -> list[str]:
             f"the {n_real} real inputs.")
     metric = "log-loss" if settings.classification else "MSE"
     comparisons = [paired(result, other, settings.metrics[0]) for other in (L1, HGB)]
-    lines.append("paired by repeat (same noise and split; within noise = the mean difference "
-                 "is inside 2 standard errors): "
+    test = comparisons[0].comparison
+    rule = ("within noise = a two-sided 95% paired t test finds no difference, |t| < "
+            f"t(0.975, {test.n - 1}) = {test.critical_t:.2f}" if test.critical_t is not None
+            else "a paired t test needs 2 repeats or more")
+    lines.append(f"paired by repeat (same noise and split; {rule}): "
                  + "; ".join(c.sentence(metric) for c in comparisons) + ".")
     lines.append("Results vary with the seed and the machine.")
     return [wrapped for line in lines

@@ -1,0 +1,94 @@
+"""rln_sklearn.comparison.compare_paired: the project's one rule for "within seed noise"."""
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from rln_sklearn.comparison import PairedComparison, compare_paired
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 30])
+def test_it_is_scipys_paired_t_test_two_sided_at_95_percent(n):
+    rng = np.random.default_rng(n)
+    for shift in (0.0, 0.3, 1.0, 3.0):
+        first = rng.normal(10.0, 2.0, n)
+        second = first - shift + rng.normal(0.0, 1.0, n)
+        comparison = compare_paired(first, second)
+        reference = stats.ttest_rel(first, second)
+        difference = first - second
+        assert comparison.n == n
+        assert comparison.mean_difference == pytest.approx(difference.mean(), rel=1e-12)
+        assert comparison.standard_error == pytest.approx(
+            difference.std(ddof=1) / math.sqrt(n), rel=1e-12)
+        assert comparison.t == pytest.approx(reference.statistic, rel=1e-10)
+        assert comparison.critical_t == pytest.approx(stats.t.ppf(0.975, n - 1))
+        assert comparison.within_noise == (reference.pvalue > 0.05)
+
+
+def test_the_critical_t_has_n_minus_1_degrees_of_freedom_and_is_two_sided():
+    # differences with a chosen t over 5 pairs: t(0.975, 4) = 2.776; a normal quantile
+    # (1.96), n degrees of freedom (2.571) or a one-sided test (2.132) would flag 2.7
+    z = np.array([-1.2, -0.4, 0.1, 0.6, 0.9])
+    z = (z - z.mean()) / z.std(ddof=1)
+    reference = np.array([3000.0, 2500.0, 3400.0, 2800.0, 3100.0])
+    for t, within_noise in ((2.7, True), (-2.7, True), (2.85, False), (-2.85, False)):
+        comparison = compare_paired(reference + t / np.sqrt(5) + z, reference)
+        assert comparison.t == pytest.approx(t) and comparison.within_noise is within_noise
+        assert comparison.critical_t == pytest.approx(2.7764451)
+
+
+def test_three_repeats_need_t_above_4_30_not_2_standard_errors():
+    # mean difference -2, sd 1, standard error 0.577: |t| 3.46 is beyond 2 standard errors
+    # (the rule this replaced called it a difference) but within t(0.975, 2) = 4.303
+    comparison = compare_paired([7.0, 9.0, 8.0], [10.0, 10.0, 10.0])
+    assert abs(comparison.mean_difference) > 2 * comparison.standard_error
+    assert comparison.t == pytest.approx(-2 * math.sqrt(3))
+    assert comparison.critical_t == pytest.approx(4.3026527)
+    assert comparison.within_noise is True
+    assert compare_paired([5.0, 6.0, 7.0], [10.0, 10.0, 10.0]).within_noise is False  # t -8.7
+
+
+def test_one_pair_has_no_noise_estimate_and_no_verdict():
+    one = compare_paired([3100.0], [3000.0])
+    assert one == PairedComparison(1, 100.0, None, None, None)
+    assert one.within_noise is None
+
+
+def test_zero_standard_error_is_no_difference_or_a_sure_one():
+    same = compare_paired([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert (same.t, same.standard_error, same.within_noise) == (0.0, 0.0, True)
+    shifted = compare_paired([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
+    assert shifted.t == math.inf and shifted.within_noise is False
+    assert compare_paired([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]).t == -math.inf
+
+
+def test_huge_scores_give_the_t_of_the_same_scores_scaled_down():
+    first, second = np.array([3.0, 1.0, 2.5, 4.0]), np.array([1.0, 1.5, 0.5, 2.0])
+    small = compare_paired(first, second)
+    huge = compare_paired(first * 1e300, second * 1e300)  # their squares overflow float64
+    assert huge.t == pytest.approx(small.t, rel=1e-12)
+    assert huge.mean_difference == pytest.approx(small.mean_difference * 1e300, rel=1e-12)
+
+
+@pytest.mark.parametrize("first, second, message", [
+    ([1.0, 2.0], [1.0], "two equally long samples.*got 2 and 1"),
+    ([], [], "first is empty"),
+    ([1.0, float("nan")], [1.0, 2.0], r"first holds NaN or inf at position\(s\) \[1\]"),
+    ([1.0, 2.0], [float("inf"), 2.0], r"second holds NaN or inf at position\(s\) \[0\]"),
+    ([[1.0, 2.0]], [[1.0, 2.0]], r"first must be one-dimensional.*\(1, 2\)"),
+    ([1e308, 0.0], [-1e308, 0.0], "overflows float64"),
+])
+def test_bad_samples_are_refused_naming_the_problem(first, second, message):
+    with pytest.raises(ValueError, match=message):
+        compare_paired(first, second)
+
+
+def test_the_module_imports_without_scipy_or_scikit_learn():
+    code = ("import sys; sys.modules['scipy'] = sys.modules['sklearn'] = None; "
+            "import rln_sklearn.comparison as c; print(c.compare_paired([1.0], [2.0]).n)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
