@@ -45,7 +45,8 @@ def input_importance(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
     """
     weights = _real_array(weights)
     if weights.ndim == 0:
-        raise ValueError("input_importance needs a tensor with an input axis")
+        raise ValueError("a 0-d tensor has no input axis: per-input importance (and "
+                         "active inputs) need a weight tensor with one")
     axis = _normalize_axis(input_axis, weights.ndim)
     if not np.isfinite(weights).all():
         raise ValueError("the weights contain NaN or inf: their importance is undefined")
@@ -55,7 +56,10 @@ def input_importance(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
 
 
 def active_inputs(weights: np.ndarray, input_axis: int = 0) -> np.ndarray:
-    """Boolean mask of shape (n_inputs,): which inputs keep any non-zero weight."""
+    """Boolean mask of shape (n_inputs,): which inputs keep any non-zero weight.
+
+    Args and errors as `input_importance` (NaN or inf weights have no mask either).
+    """
     return input_importance(weights, input_axis) > 0
 
 

@@ -9,6 +9,7 @@ project's own packages, the core dependencies, and its extra (rln_torch: torch, 
 from __future__ import annotations
 
 import ast
+import re
 import importlib.metadata
 import sys
 from pathlib import Path
@@ -20,8 +21,8 @@ from packaging.utils import canonicalize_name
 
 try:
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    tomllib = pytest.importorskip("tomli")
+except ModuleNotFoundError:  # Python 3.10: the test extra installs tomli
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -44,16 +45,20 @@ def _declared(extra: Optional[str]) -> Set[str]:
     return {canonicalize_name(requirement.name) for requirement in requirements}
 
 
+def _imports(path: Path) -> Set[str]:
+    """Top-level names of every module a file imports, anywhere in it."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
 def _imported(package: str) -> Set[str]:
     """Top-level names of every module the package's files import, anywhere in them."""
-    names = set()
-    for path in (REPO / PACKAGE_DIRS[package]).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names.add(node.module.split(".")[0])
-    return names
+    return set().union(*map(_imports, (REPO / PACKAGE_DIRS[package]).rglob("*.py")))
 
 
 def _distributions(module: str, table: Dict[str, List[str]]) -> Set[str]:
@@ -104,3 +109,43 @@ def test_the_rln_command_names_the_sklearn_extra_for_each_of_its_modules():
     provided = {module: _distributions(module, table) & extra for module in EXTRA_MODULES}
     assert all(provided.values()), provided
     assert set().union(*provided.values()) == extra
+
+
+# `pip install ... ".[extra,...]"` (or '...'), as the README, the examples and the
+# benches tell users to run it
+INSTALL_LINE = re.compile(r"""pip install [^"'\n]*?["']\.\[([\w,\s-]+)\]["']""")
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "examples").glob("*.py")),
+             *sorted((REPO / "bench").glob("*.py"))]
+
+
+def test_every_extra_an_install_command_names_exists():
+    extras = set(PYPROJECT["project"]["optional-dependencies"])
+    named = {(path.name, extra.strip()) for path in DOCUMENTS
+             for match in INSTALL_LINE.finditer(path.read_text())
+             for extra in match.group(1).split(",")}
+    assert {"sklearn", "dask", "keras", "all", "test"} <= {extra for _, extra in named}
+    assert [(name, extra) for name, extra in sorted(named) if extra not in extras] == []
+
+
+def test_each_example_names_the_extras_of_what_it_imports():
+    """An example's one install line gives the extras of everything it imports: the
+    project's packages (rln_keras: keras) and the third-party ones, declared by the core
+    or a named extra (a requirement's own extras count: dask[distributed] gives
+    distributed). The Keras tutorial imported scikit-learn while its line named only keras."""
+    table = importlib.metadata.packages_distributions()
+    for path in sorted((REPO / "examples").glob("*.py")):
+        lines = INSTALL_LINE.findall(path.read_text())
+        assert len(lines) == 1, (path.name, lines)
+        named = {extra.strip() for extra in lines[0].split(",")}
+        project = PYPROJECT["project"]
+        requirements = [Requirement(text) for extra in named
+                        for text in project["optional-dependencies"][extra]]
+        declared = _declared(None) | {canonicalize_name(name) for requirement in requirements
+                                      for name in {requirement.name, *requirement.extras}}
+        imported = _imports(path)
+        assert {EXTRA_OF[package] for package in imported & OWN} - {None} <= named, path.name
+        third_party = imported - set(sys.stdlib_module_names) - OWN
+        assert third_party, path.name
+        missing = {module: sorted(found) for module in sorted(third_party)
+                   if (found := _distributions(module, table)) and not found & declared}
+        assert missing == {}, path.name

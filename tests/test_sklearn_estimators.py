@@ -30,6 +30,28 @@ def fitted(regression):
     return RLNRegressor(**FAST).fit(*regression)
 
 
+REGRESSOR_ATTRIBUTES = ["n_outputs_", "target_mean_", "target_scale_"]
+
+
+@pytest.mark.parametrize("estimator, own", [(RLNRegressor, REGRESSOR_ATTRIBUTES),
+                                             (RLNClassifier, ["classes_"])])
+def test_the_docstring_reaches_help_and_documents_every_parameter(estimator, own, fitted):
+    """`help(RLNRegressor)` shows the class's own text (built from parts, it was once an
+    expression, not a docstring: __doc__ None, help() showed the mixin's), with every
+    constructor parameter and fitted attribute."""
+    import inspect
+
+    doc = inspect.getdoc(estimator)
+    assert doc.startswith("A Regularization Learning Network for")
+    for name in estimator().get_params():
+        assert f"\n    {name}:" in doc or f"\n    {name}," in doc, name
+    common = [name for name in vars(fitted) if name.endswith("_")  # a fitted regressor's
+              and not name.startswith("_") and name not in REGRESSOR_ATTRIBUTES]
+    assert "lambdas_" in common and "feature_importances_" in common
+    for name in common + own:
+        assert f" {name}" in doc, name
+
+
 def test_tutorial_widths():
     # diabetes + 1000 noise columns: the tutorial's 1010 -> 179 -> 32 -> 6 -> 1.
     assert hidden_widths(1010, 4) == [179, 32, 6]

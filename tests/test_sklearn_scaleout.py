@@ -78,11 +78,3 @@ def test_example_refuses_bad_numbers_before_starting_a_cluster(capsys):
         with pytest.raises(SystemExit) as exit_info:
             parse_args(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
-
-
-def test_the_extra_the_example_names_exists():
-    tomllib = pytest.importorskip("tomllib")
-    extras = tomllib.loads((EXAMPLE.parents[1] / "pyproject.toml").read_text())[
-        "project"]["optional-dependencies"]
-    assert 'pip install -e ".[sklearn,dask]"' in EXAMPLE.read_text()
-    assert any(requirement.startswith("dask[distributed]") for requirement in extras["dask"])

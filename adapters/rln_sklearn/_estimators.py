@@ -25,7 +25,7 @@ _PARAMETERS = """
         norm: 1 (L1, default) or 2 (L2) for RLN's per-weight penalty.
         rln_precision: "float64" (default: RLN's state and arithmetic in
             float64, the spec's) or "float32" (a float32 state computed in
-            float32: the core's fast mode, about 2x faster per update, lambdas
+            float32: the core's fast mode, 1.7-2.2x faster per update, lambdas
             within 3e-6 of the float64 update's per step; see README).
         l1: a fixed L1 coefficient on the first layer's kernel (the tutorial's
             baseline); needs rln=False. rln=False, l1=0 is the plain network.
@@ -73,7 +73,8 @@ _ATTRIBUTES = """
 
 
 class RLNRegressor(RegressorMixin, BaseRLN):
-    """A Regularization Learning Network for regression (squared error).
+    # An assignment: a string expression made of parts is no docstring (__doc__ was None)
+    __doc__ = """A Regularization Learning Network for regression (squared error).
 
     The network is trained on the standardized target, (y - mean) / std per
     output, and `predict` maps back, so predictions (and any MSE) are in the
@@ -143,7 +144,7 @@ class RLNRegressor(RegressorMixin, BaseRLN):
 
 
 class RLNClassifier(ClassifierMixin, BaseRLN):
-    """A Regularization Learning Network for binary and multiclass classification.
+    __doc__ = """A Regularization Learning Network for binary and multiclass classification.
 
     Binary problems use one logit and the binary log-loss, multiclass ones a
     softmax over one logit per class. `score` is scikit-learn's accuracy.

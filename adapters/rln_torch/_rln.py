@@ -102,9 +102,9 @@ class RLN(WithHyperparameters):
         compute_dtype: the arithmetic of the update. None (default): float64, as
             the spec says (the kit's per-update tolerances). torch.float32 (float32
             parameters and state_dtype=torch.float32 only): float32 arithmetic,
-            about 2x faster on CPU, lambdas within
+            1.7-2.2x faster per update on CPU (README, Benchmarks), lambdas within
             `rln_core.checks.F32_LAMBDA_RTOL` (3e-6) of max(1, |lambda|,
-            |lambda step|) per update; every weight the float64 update sets to
+            |lambda in|, |lambda step|) per update; every weight the float64 update sets to
             exactly 0 is exactly 0. (On MPS the arithmetic is float32 anyway.)
 
     Raises:
@@ -249,8 +249,8 @@ class RLN(WithHyperparameters):
                                  for w in self._weights_after_update()])
 
     def state_dict(self) -> Dict[str, Any]:
-        """Hyperparameters (Python floats and ints, so `torch.load(weights_only=True)`
-        reads them) and each tensor's state in the core's serialized form (copies)."""
+        """Hyperparameters (plain Python values: numbers and the mode's name, so
+        `torch.load(weights_only=True)` reads them) and each tensor's state in the core's serialized form (copies)."""
         return {
             "hyperparameters": {**self.hyperparameters.asdict(), "mode": self.mode},
             "states": [state_to_dict(slot.state) for slot in self._slots],
