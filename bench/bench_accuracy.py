@@ -311,20 +311,20 @@ def paired(methods: dict, digits: int) -> str:
     """RLN against L1 and HGB, and HGB against L1, seed by seed (same split, same noise):
     the spread of a paired difference leaves out how hard each seed's split is. "within
     noise": rln_sklearn.comparison.compare_paired's paired t test."""
+    comparisons = {(first, other): compare_paired(methods[first]["test"], methods[other]["test"])
+                   for first, other in PAIRS}
     parts = []
-    for first, other in PAIRS:
-        comparison = compare_paired(methods[first]["test"], methods[other]["test"])
-        difference = np.subtract(methods[first]["test"], methods[other]["test"])
+    for (first, other), comparison in comparisons.items():
+        differences = np.asarray(comparison.differences)
         part = (f"{first} - {other} per seed {comparison.mean_difference:+.{digits}f} +- "
-                f"{difference.std():.{digits}f}, {first} lower in "
-                f"{int(np.sum(difference < 0))} of {comparison.n}")
+                f"{differences.std():.{digits}f}, {first} lower in "
+                f"{int(np.sum(differences < 0))} of {comparison.n}")
         if comparison.t is not None:
             part += f", t {comparison.t:+.2f}" + (" (within noise)" if comparison.within_noise
                                                    else "")
         parts.append(part)
-    rule = ("within noise: a two-sided 95% paired t test finds no difference, |t| < "
-            f"t(0.975, {comparison.n - 1}) = {comparison.critical_t:.3f}"
-            if comparison.critical_t is not None else "one seed: no noise estimate")
+    test = comparisons[PAIRS[0]]  # every method has one score per seed: one rule for all
+    rule = f"within noise: {test.rule}" if test.critical_t is not None else test.rule
     return f"Paired by seed ({rule}): " + "; ".join(parts) + "."
 
 

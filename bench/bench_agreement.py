@@ -44,7 +44,7 @@ t = mean / standard error, by rln_sklearn.comparison.compare_paired (a two-sided
 95% paired t test). Rule: "agree" when the difference is within seed noise there,
 |t| < scipy.stats.t.ppf(0.975, n - 1) (2.776 for 5 seeds); "DIFFERS" otherwise;
 "n/a" with fewer than 2 seeds. "agree" means no difference was detected at this
-many seeds, not that there is none (compare_paired gives the test's power: a true
+many seeds, not that there is none (compare_paired's docstring gives the test's power: a true
 difference of 3 standard errors is flagged in about 62% of runs with 5 seeds and
 76% with 10). The reference's seed-to-seed sd is printed for scale.
 
@@ -399,10 +399,12 @@ def format_markdown(result: dict, settings: str) -> str:
                 if "comparison" in entry}
     if not compared:
         return "\n".join(lines)
-    n = next(iter(compared.values()))["n"]
-    critical = next(iter(compared.values()))["critical_t"]
-    rule = (f"agree when |t| < t(0.975, {n - 1}) = {critical:.3f} (two-sided 95%, Student t, "
-            f"n - 1 = {n - 1} degrees of freedom), else DIFFERS" if critical is not None
+    stored = next(iter(compared.values()))  # every route has one score per seed: one rule
+    test = PairedComparison(**{field.name: stored[field.name]
+                               for field in dataclasses.fields(PairedComparison)
+                               if field.name in stored})
+    n = test.n
+    rule = (f"agree when {test.rule}, else DIFFERS" if test.critical_t is not None
             else "n/a: a verdict needs at least 2 seeds")
     lines += ["", f"Against the reference, paired by seed (route - reference test MSE, "
               f"n = {n}; the reference's seed-to-seed sd is "

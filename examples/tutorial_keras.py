@@ -50,7 +50,6 @@ BOSTON_L1 = (1e-2, 1e-1, 1.0, 10.0)  # the notebook's search
 DIABETES_L1 = (1e-4, 1e-3, 1e-2, 1e-1)
 Data = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 BuildFn = Callable[[], Tuple[keras.Model, List[keras.callbacks.Callback]]]
-SCORES: Dict[str, np.ndarray] = {}  # model name -> its test MSE per repeat
 
 
 def load_data(boston: bool, noise_features: int, seed: int = MJTCP) -> Data:
@@ -103,8 +102,9 @@ def rln_model(input_dim: int, layers: int = 4, **rln_kwargs) -> BuildFn:
 
 
 def test_model(build_fn: BuildFn, model_name: str, data: Data, epochs: int,
-               repeats: int) -> float:
-    """Train `repeats` fresh models; print and return the mean test MSE.
+               repeats: int) -> np.ndarray:
+    """Train `repeats` fresh models; print their mean test MSE, return each one's, shape
+    (repeats,).
 
     Every call starts from `keras.utils.set_random_seed(MJTCP)` on the same split, so
     repeat i of two networks of one depth starts from the same initial weights: the
@@ -124,18 +124,17 @@ def test_model(build_fn: BuildFn, model_name: str, data: Data, epochs: int,
     note = f", first layer {100 * sparsity.mean():.0f}% zeros" if sparsity.any() else ""
     spread = float(results.std(ddof=1)) if repeats > 1 else float("nan")  # the sample std
     print(f"{model_name}: {results.mean():.2f} ({spread:.2f}) MSE{note}", flush=True)
-    SCORES[model_name] = results
-    return float(results.mean())
+    return results
 
 
 def depth_search(data: Data, epochs: int, repeats: int, max_layers: int) -> int:
     """Grow the unregularized network from 2 layers while the test MSE improves."""
     input_dim = data[0].shape[1]
     best_layers, best_score = 2, test_model(base_model(input_dim, 2), "Network with 2 layers",
-                                            data, epochs, repeats)
+                                            data, epochs, repeats).mean()
     for layers in range(3, max_layers + 1):
         score = test_model(base_model(input_dim, layers), f"Network with {layers} layers",
-                           data, epochs, repeats)
+                           data, epochs, repeats).mean()
         if score >= best_score:
             break
         best_layers, best_score = layers, score
@@ -144,31 +143,33 @@ def depth_search(data: Data, epochs: int, repeats: int, max_layers: int) -> int:
 
 
 def l1_search(data: Data, layers: int, epochs: int, repeats: int,
-              l1_values: Sequence[float]) -> Tuple[float, float]:
-    """Try L1 coefficients in order while the test MSE improves; (best l1, its MSE)."""
+              l1_values: Sequence[float]) -> Tuple[float, np.ndarray]:
+    """Try L1 coefficients in order while the mean test MSE improves; (best l1, its test
+    MSE per repeat)."""
     input_dim = data[0].shape[1]
-    best_l1, best_score = None, np.inf
+    best_l1, best_scores = None, np.array([np.inf])
     for l1 in l1_values:
-        score = test_model(base_model(input_dim, layers, l1=l1),
-                           f"L1 regularization of {l1:.0E}", data, epochs, repeats)
-        if score >= best_score:
+        scores = test_model(base_model(input_dim, layers, l1=l1),
+                            f"L1 regularization of {l1:.0E}", data, epochs, repeats)
+        if scores.mean() >= best_scores.mean():
             break
-        best_l1, best_score = l1, score
+        best_l1, best_scores = l1, scores
     print(f"The best L1 regularization is achieved with l1 = {best_l1:.0E}")
-    return best_l1, best_score
+    return best_l1, best_scores
 
 
 def rln_grid(data: Data, layers: int, epochs: int, repeats: int,
-             grid: Sequence[Tuple[float, float]]) -> Tuple[float, float, float]:
-    """RLN over (Theta, nu) pairs; (best Theta, best nu, its MSE)."""
+             grid: Sequence[Tuple[float, float]]) -> Tuple[float, float, np.ndarray]:
+    """RLN over (Theta, nu) pairs; (best Theta, best nu, its test MSE per repeat)."""
     input_dim = data[0].shape[1]
-    best = (None, None, np.inf)
+    best = (None, None, np.array([np.inf]))
     for theta, nu in grid:
-        score = test_model(rln_model(input_dim, layers, norm=1, avg_reg=theta, learning_rate=nu),
-                           f"RLN with Theta={theta:g} and learning_rate={nu:.1E}", data,
-                           epochs, repeats)
-        if score < best[2]:
-            best = (theta, nu, score)
+        scores = test_model(rln_model(input_dim, layers, norm=1, avg_reg=theta,
+                                      learning_rate=nu),
+                            f"RLN with Theta={theta:g} and learning_rate={nu:.1E}", data,
+                            epochs, repeats)
+        if scores.mean() < best[2].mean():
+            best = (theta, nu, scores)
     print(f"The best RLN is achieved with Theta={best[0]:g} and learning_rate={best[1]:.1E}")
     return best
 
@@ -176,9 +177,9 @@ def rln_grid(data: Data, layers: int, epochs: int, repeats: int,
 def closing_comparison(rln_scores: Sequence[float], l1_scores: Sequence[float]) -> str:
     """The notebook's verdict, RLN vs the best L1, over repeats paired by initial weights.
 
-    A difference that `rln_sklearn.comparison.compare_paired`'s two-sided 95% paired t
-    test does not find is reported as noise, not as a win; one repeat has no estimate
-    of the noise, and gets no verdict.
+    A difference that `rln_sklearn.comparison.compare_paired`'s paired t test does not
+    find is reported as noise, not as a win; one repeat has no estimate of the noise,
+    and gets no verdict.
     """
     rln, l1 = np.asarray(rln_scores), np.asarray(l1_scores)
     comparison = compare_paired(l1, rln)  # > 0: RLN lower
@@ -187,15 +188,13 @@ def closing_comparison(rln_scores: Sequence[float], l1_scores: Sequence[float]) 
                 "the noise, so no verdict (run --repeats 2 or more)")
     figures = (f"RLN {rln.mean():.4f} (std {rln.std(ddof=1):.4f}) vs L1 {l1.mean():.4f} "
                f"(std {l1.std(ddof=1):.4f}) over {comparison.n} repeats")
-    test = (f"paired by repeat, |t| = {abs(comparison.t):.2f} against t(0.975, "
-            f"{comparison.n - 1}) = {comparison.critical_t:.2f}")
+    test = (f"the difference {abs(comparison.mean_difference):.4f}, paired by repeat: "
+            f"|t| = {abs(comparison.t):.2f} (within noise when {comparison.rule})")
     if comparison.within_noise:
         return (f"RLN and L1 regularization on this dataset are within noise: {figures}; "
-                f"a paired t test does not find the difference, "
-                f"{abs(comparison.mean_difference):.4f} ({test})")
+                f"{test}")
     verdict = "outperforms" if comparison.mean_difference > 0 else "is outperformed by"
-    return (f"RLN {verdict} L1 regularization on this dataset: {figures}; a paired t test "
-            f"finds the difference, {abs(comparison.mean_difference):.4f} ({test})")
+    return f"RLN {verdict} L1 regularization on this dataset: {figures}; {test}"
 
 
 def parse_grid(text: str) -> List[Tuple[float, float]]:
@@ -283,14 +282,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, float]:
           f"({args.noise_features} of them noise); {args.epochs} epochs, "
           f"{args.repeats} repeats per setting", flush=True)
     layers = depth_search(data, args.epochs, args.repeats, args.max_layers)
-    l1, l1_score = l1_search(data, layers, args.epochs, args.repeats, args.l1)
-    theta, nu, rln_score = rln_grid(data, layers, args.epochs, args.repeats, args.grid)
-    print(closing_comparison(SCORES[f"RLN with Theta={theta:g} and learning_rate={nu:.1E}"],
-                             SCORES[f"L1 regularization of {l1:.0E}"]))
+    l1, l1_scores = l1_search(data, layers, args.epochs, args.repeats, args.l1)
+    theta, nu, rln_scores = rln_grid(data, layers, args.epochs, args.repeats, args.grid)
+    print(closing_comparison(rln_scores, l1_scores))
     print("The average regularization of RLN against the L1 coefficient: "
           f"exp(Theta) = {np.exp(theta):.1E} vs l1 = {l1:.1E}")
-    return {"layers": layers, "l1": l1, "l1_mse": l1_score, "theta": theta, "nu": nu,
-            "rln_mse": rln_score}
+    return {"layers": layers, "l1": l1, "l1_mse": float(l1_scores.mean()), "theta": theta,
+            "nu": nu, "rln_mse": float(rln_scores.mean())}
 
 
 if __name__ == "__main__":

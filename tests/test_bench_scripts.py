@@ -99,7 +99,7 @@ def test_bench_accuracy_writes_its_tables(tmp_path):
     for method in ("plain", "L1", "RLN", "HGB", "RLN + HGB"):
         row = _table_rows(table, method)
         assert row and re.match(r"\d+\.\d+ \+- \d+\.\d+", row[0][1]), method
-    assert "Paired by seed (one seed: no noise estimate): RLN - L1 per seed " in table
+    assert "Paired by seed (a paired t test needs 2 pairs or more): RLN - L1 per seed " in table
     assert (tmp_path / "accuracy.json").stat().st_size > 0
     assert (tmp_path / "accuracy.png").stat().st_size > 0
 
@@ -133,7 +133,7 @@ def test_bench_agreement_compares_every_route_with_the_reference(tmp_path):
         assert len(rows) == 3 and rows[1][4] in ("agree", "DIFFERS"), rows
         assert all(re.fullmatch(r"[+-]?\d+(\.\d+)?", cell) for cell in rows[1][1:4]), rows
         assert set(entry["comparison"]) == {"n", "mean_difference", "standard_error", "t",
-                                            "critical_t", "verdict"}
+                                            "critical_t", "differences", "verdict"}
     assert "t(0.975, 1) = 12.706" in out
 
 
@@ -166,7 +166,8 @@ def test_bench_agreement_words_the_shared_paired_t_test():
         "jax": run([2500.0, 2000.0, 2900.0])}, noise=50)
     near, far = (result["routes"][route]["comparison"] for route in ("torch-f32", "jax"))
     assert set(near) == {"n", "mean_difference", "standard_error", "t", "critical_t",
-                         "verdict"}
+                         "differences", "verdict"}
+    assert list(near["differences"]) == [-300.0, -100.0, -200.0]
     assert near["t"] == pytest.approx(-2 * np.sqrt(3)) and near["verdict"] == "agree"
     assert far["verdict"] == "DIFFERS" and far["t"] == -np.inf
     one = module.collect("diabetes", {"torch-f64": run([3000.0]), "jax": run([3100.0])}, 50)

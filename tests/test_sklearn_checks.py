@@ -47,8 +47,9 @@ def check_name(check) -> str:
 
 
 def run_with_scipy_array_api(estimator) -> None:
-    env = {**os.environ, "SCIPY_ARRAY_API": "1",
-           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "SCIPY_ARRAY_API": "1",  # this checkout's packages and tests
+           "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE.parent / "adapters"),
+                                          str(HERE)])}
     run = subprocess.run([sys.executable, "-c", ARRAY_API_SCRIPT, type(estimator).__name__],
                          env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "checked" in run.stdout, run.stdout + run.stderr[-4000:]

@@ -229,12 +229,12 @@ def test_no_command_prints_help(capsys):
     assert "demo" in capsys.readouterr().out
 
 
-def _scores(rln, l1, hgb, metric="mse"):
-    """A DemoResult holding only the paired comparisons' scores, one per repeat."""
+def _scores(rln, l1, hgb):
+    """A DemoResult holding only the paired comparisons' test MSEs, one per repeat."""
     from rln_sklearn._demo import HGB, L1, RLN, DemoResult, MethodScores
 
-    scores = {RLN: MethodScores(metrics={metric: rln}), HGB: MethodScores(metrics={metric: hgb}),
-              L1: MethodScores(metrics={metric: l1}, chosen=[0.1] * len(l1))}
+    scores = {RLN: MethodScores(metrics={"mse": rln}), HGB: MethodScores(metrics={"mse": hgb}),
+              L1: MethodScores(metrics={"mse": l1}, chosen=[0.1] * len(l1))}
     return DemoResult(scores, [], ["x"], np.array([True, False]), 100, 1.0)
 
 
@@ -249,16 +249,13 @@ def test_paired_comparison_says_when_it_is_noise():
     assert paired(result, HGB, "mse").sentence("MSE").endswith(": gradient boosting better")
     text = " ".join(line.strip() for line in footer(result, DemoSettings()))
     assert ("paired by repeat (same noise and split; within noise = a two-sided 95% paired t "
-            "test finds no difference, |t| < t(0.975, 2) = 4.30): RLN - best L1") in text
+            "test finds no difference, |t| < t(0.975, 2) = 4.303): RLN - best L1") in text
     clear = paired(_scores([5.0, 6.0, 7.0], [10.0, 10.0, 10.0], [1.0, 1.0, 1.0]), L1, "mse")
     assert clear.verdict == "RLN better" and clear.comparison.t == pytest.approx(-4 * 3 ** 0.5)
-    # accuracy: higher is better, so RLN's lead is a negative difference as for the losses
-    accuracy = _scores([0.90, 0.95, 0.92], [0.50, 0.52, 0.55], [0.9, 0.9, 0.9], "accuracy")
-    assert paired(accuracy, L1, "accuracy").verdict == "RLN better"
     one = _scores([-10.0], [0.0], [0.0])
     assert paired(one, L1, "mse").sentence("MSE").endswith(": one repeat: no noise estimate")
     text = " ".join(line.strip() for line in footer(one, DemoSettings(repeats=1)))
-    assert ("paired by repeat (same noise and split; a paired t test needs 2 repeats or "
+    assert ("paired by repeat (same noise and split; a paired t test needs 2 pairs or "
             "more)") in text
 
 

@@ -1,14 +1,20 @@
 """rln_sklearn.comparison.compare_paired: the project's one rule for "within seed noise"."""
 
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from rln_sklearn.comparison import PairedComparison, compare_paired
+
+ROOT = Path(__file__).resolve().parents[1]
+# A Python process importing this checkout's packages, installed or not
+SOURCE_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "adapters")])}
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 10, 30])
@@ -54,7 +60,7 @@ def test_three_repeats_need_t_above_4_30_not_2_standard_errors():
 
 def test_one_pair_has_no_noise_estimate_and_no_verdict():
     one = compare_paired([3100.0], [3000.0])
-    assert one == PairedComparison(1, 100.0, None, None, None)
+    assert one == PairedComparison(1, 100.0, None, None, None, (100.0,))
     assert one.within_noise is None
 
 
@@ -87,8 +93,30 @@ def test_bad_samples_are_refused_naming_the_problem(first, second, message):
         compare_paired(first, second)
 
 
+def test_the_rule_in_words_and_the_differences():
+    comparison = compare_paired([7.0, 9.0, 8.0], [10.0, 10.0, 10.0])
+    assert comparison.rule == ("a two-sided 95% paired t test finds no difference, "
+                               "|t| < t(0.975, 2) = 4.303")
+    assert comparison.differences == (-3.0, -1.0, -2.0)
+    assert compare_paired([1e300, -1e300], [0.0, 0.0]).differences == (1e300, -1e300)
+    one = compare_paired([3.0], [1.0])
+    assert one.rule == "a paired t test needs 2 pairs or more" and one.differences == (2.0,)
+    assert compare_paired([2.0, 2.0], [2.0, 2.0]).differences == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["a", "b"], r"first must be real numbers \(float64\); ValueError"),
+    ([1j, 2.0], "first holds complex numbers"),
+    ([10 ** 400, 1], r"first must be real numbers \(float64\); OverflowError"),
+])
+def test_samples_that_are_not_real_numbers_are_refused_by_name(bad, message):
+    with pytest.raises(ValueError, match=message):
+        compare_paired(bad, [1.0, 2.0])
+
+
 def test_the_module_imports_without_scipy_or_scikit_learn():
     code = ("import sys; sys.modules['scipy'] = sys.modules['sklearn'] = None; "
             "import rln_sklearn.comparison as c; print(c.compare_paired([1.0], [2.0]).n)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=SOURCE_ENV)
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr

@@ -56,8 +56,8 @@ def state_dtype_now(requested: Optional[np.dtype]) -> np.dtype:
         return np.dtype(np.float64 if x64_enabled() else np.float32)
     if requested == np.float64 and not x64_enabled():
         raise TypeError("state_dtype float64 needs jax_enable_x64 (jax.config.update("
-                        "'jax_enable_x64', True) or `with jax.enable_x64(True):`); "
-                        "without it use float32 or leave state_dtype=None")
+                        "'jax_enable_x64', True), or JAX_ENABLE_X64=1 in the environment "
+                        "before JAX starts); without it use float32 or leave state_dtype=None")
     return requested
 
 

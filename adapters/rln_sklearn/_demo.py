@@ -355,12 +355,19 @@ class Paired:
 
     other: str
     comparison: PairedComparison
-    std: float  # the differences' spread (ddof 0, as the table's)
-    rln_lower: int
 
     @property
     def mean(self) -> float:
         return self.comparison.mean_difference
+
+    @property
+    def std(self) -> float:
+        """The differences' spread (ddof 0, as the table's)."""
+        return float(np.std(self.comparison.differences))
+
+    @property
+    def rln_lower(self) -> int:
+        return sum(difference < 0 for difference in self.comparison.differences)
 
     @property
     def verdict(self) -> str:
@@ -379,13 +386,9 @@ class Paired:
 
 
 def paired(result: "DemoResult", other: str, metric: str) -> Paired:
-    """RLN against `other` on `metric`, paired by repeat."""
-    first, second = result.scores[RLN].metrics[metric], result.scores[other].metrics[metric]
-    if metric == "accuracy":  # higher is better: RLN's lead negative, as for the losses
-        first, second = second, first
-    difference = np.subtract(first, second)
-    return Paired(other, compare_paired(first, second), float(difference.std()),
-                  int(np.sum(difference < 0)))
+    """RLN against `other` on `metric` (a loss: lower is better), paired by repeat."""
+    return Paired(other, compare_paired(result.scores[RLN].metrics[metric],
+                                        result.scores[other].metrics[metric]))
 
 
 def _mean_or_none(values: list) -> Optional[float]:
@@ -490,9 +493,7 @@ def footer(result: DemoResult, settings: DemoSettings) -> list[str]:
     metric = "log-loss" if settings.classification else "MSE"
     comparisons = [paired(result, other, settings.metrics[0]) for other in (L1, HGB)]
     test = comparisons[0].comparison
-    rule = ("within noise = a two-sided 95% paired t test finds no difference, |t| < "
-            f"t(0.975, {test.n - 1}) = {test.critical_t:.2f}" if test.critical_t is not None
-            else "a paired t test needs 2 repeats or more")
+    rule = f"within noise = {test.rule}" if test.critical_t is not None else test.rule
     lines.append(f"paired by repeat (same noise and split; {rule}): "
                  + "; ".join(c.sentence(metric) for c in comparisons) + ".")
     lines.append("Results vary with the seed and the machine.")

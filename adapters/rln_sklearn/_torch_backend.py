@@ -48,7 +48,7 @@ class TorchTrainer:
         if self._rln is not None:
             # RMSprop's step of the first layer and RLN's update in one kernel where numba
             # runs: the same step within rounding (README, "Fused optimizer + RLN step"), a
-            # fit 2-5% faster; test errors over 20 seeds the same within noise (paired)
+            # fit 3-5% faster; test errors over 20 seeds the same within noise (paired)
             self._rln.attach(self._optimizer, fuse=rln_core.numba_available())
         self._data_loss = DATA_LOSSES[config.loss]
         self._X = torch.tensor(X)  # copies: X may be a read-only view

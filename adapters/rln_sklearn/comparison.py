@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Optional, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 CONFIDENCE = 0.95
 """Two-sided level of the test: "within noise" when the p-value is above 1 - CONFIDENCE."""
@@ -24,7 +25,8 @@ CONFIDENCE = 0.95
 class PairedComparison:
     """The paired t test of `compare_paired`: the differences first - second, pair by pair.
 
-    With one pair only `n` and `mean_difference` are known; the rest is None.
+    With one pair only `n`, `mean_difference` and `differences` are known; the rest is
+    None.
     """
 
     n: int
@@ -32,6 +34,7 @@ class PairedComparison:
     standard_error: Optional[float]  # sd(differences, ddof=1) / sqrt(n)
     t: Optional[float]  # mean_difference / standard_error
     critical_t: Optional[float]  # scipy.stats.t.ppf(0.975, n - 1)
+    differences: Tuple[float, ...] = ()  # first[i] - second[i], shape (n,)
 
     @property
     def within_noise(self) -> Optional[bool]:
@@ -40,8 +43,16 @@ class PairedComparison:
             return None
         return abs(self.t) < self.critical_t
 
+    @property
+    def rule(self) -> str:
+        """The rule in words, with this test's critical value, for a report's legend."""
+        if self.critical_t is None:
+            return "a paired t test needs 2 pairs or more"
+        return (f"a two-sided {100 * CONFIDENCE:.0f}% paired t test finds no difference, "
+                f"|t| < t({1 - (1 - CONFIDENCE) / 2:g}, {self.n - 1}) = {self.critical_t:.3f}")
 
-def compare_paired(first: Sequence[float], second: Sequence[float]) -> PairedComparison:
+
+def compare_paired(first: ArrayLike, second: ArrayLike) -> PairedComparison:
     """A two-sided 95% paired Student t test of first - second.
 
     Rule: with the n differences d_i = first[i] - second[i], their mean, the standard
@@ -66,13 +77,15 @@ def compare_paired(first: Sequence[float], second: Sequence[float]) -> PairedCom
     18% at 3 pairs and 12% at 5.
 
     Args:
-        first, second: shape (n,), n >= 1, finite numbers (scores per repeat, say);
-            pair i is (first[i], second[i]).
+        first, second: shape (n,), n >= 1, finite real numbers (scores per repeat, say;
+            lists, NumPy arrays, pandas Series); pair i is (first[i], second[i]).
 
     Raises:
-        ValueError: naming the problem: a sample that is not one-dimensional, empty,
-            or holds NaN or inf; samples of different lengths; differences that
-            overflow float64.
+        ValueError: naming the problem: a sample that is not real numbers (or not
+            representable in float64), not one-dimensional, empty, or holds NaN or
+            inf; samples of different lengths; differences that overflow float64.
+        ModuleNotFoundError: 2 pairs or more without SciPy (the t quantile; SciPy
+            comes with rln's sklearn extra).
     """
     a, b = _sample("first", first), _sample("second", second)
     if len(a) != len(b):
@@ -84,22 +97,30 @@ def compare_paired(first: Sequence[float], second: Sequence[float]) -> PairedCom
         raise ValueError("first - second overflows float64 (differences beyond 1.8e308)")
     n = len(difference)
     if n < 2:
-        return PairedComparison(n, float(difference[0]), None, None, None)
+        return PairedComparison(n, float(difference[0]), None, None, None,
+                                (float(difference[0]),))
     from scipy import stats  # this module imports with numpy alone
 
     critical_t = float(stats.t.ppf(1 - (1 - CONFIDENCE) / 2, n - 1))
     scale = float(np.max(np.abs(difference)))
     if scale == 0:
-        return PairedComparison(n, 0.0, 0.0, 0.0, critical_t)
+        return PairedComparison(n, 0.0, 0.0, 0.0, critical_t, (0.0,) * n)
     unit = difference / scale  # in [-1, 1]: its squares cannot overflow
     mean, sd = float(unit.mean()), float(unit.std(ddof=1))
     t = mean / sd * math.sqrt(n) if sd > 0 else math.copysign(math.inf, mean)
-    return PairedComparison(n, scale * mean, scale * sd / math.sqrt(n), t, critical_t)
+    return PairedComparison(n, scale * mean, scale * sd / math.sqrt(n), t, critical_t,
+                            tuple(difference.tolist()))
 
 
-def _sample(name: str, values: Sequence[float]) -> np.ndarray:
+def _sample(name: str, values: ArrayLike) -> np.ndarray:
     """`values` as a 1-D float64 array of finite numbers, or a ValueError naming `name`."""
-    sample = np.asarray(values, dtype=np.float64)
+    if np.iscomplexobj(values):
+        raise ValueError(f"compare_paired: {name} holds complex numbers; scores must be real")
+    try:
+        sample = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"compare_paired: {name} must be real numbers (float64); "
+                         f"{type(error).__name__}: {error}") from None
     if sample.ndim != 1:
         raise ValueError(f"compare_paired: {name} must be one-dimensional (one score per "
                          f"pair); got shape {sample.shape}")
