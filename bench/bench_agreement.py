@@ -44,9 +44,9 @@ t = mean / standard error, by rln_sklearn.comparison.compare_paired (a two-sided
 95% paired t test). Rule: "agree" when the difference is within seed noise there,
 |t| < scipy.stats.t.ppf(0.975, n - 1) (2.776 for 5 seeds); "DIFFERS" otherwise;
 "n/a" with fewer than 2 seeds. "agree" means no difference was detected at this
-many seeds, not that there is none (compare_paired's docstring gives the test's power: a true
-difference of 3 standard errors is flagged in about 62% of runs with 5 seeds and
-76% with 10). The reference's seed-to-seed sd is printed for scale.
+many seeds, not that there is none (compare_paired's docstring gives the test's
+power: a true difference of 3 standard errors is flagged in about 62% of runs with
+5 seeds and 76% with 10). The reference's seed-to-seed sd is printed for scale.
 
     python bench/bench_agreement.py --jobs 1               # 5 seeds, 100 epochs, both tasks
     python bench/bench_agreement.py --quick                # 2 seeds, 20 epochs

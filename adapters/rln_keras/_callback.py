@@ -71,8 +71,8 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
             kernels and state_dtype=np.float32 only): `rln_core.update(...,
             compute_dtype=np.float32)`, faster, lambdas within
             `rln_core.checks.F32_LAMBDA_RTOL` (3e-6) of max(1, |lambda|,
-            |lambda in|, |lambda step|) per update; every weight the float64 update sets to
-            exactly 0 is exactly 0.
+            |lambda in|, |lambda step|) per update; every weight the float64 update
+            sets to exactly 0 is exactly 0.
 
     Raises:
         ValueError, TypeError: a bad hyperparameter, a layer that has no float

@@ -396,7 +396,8 @@ def _mean_or_none(values: list) -> Optional[float]:
 
 
 def to_json(result: DemoResult, settings: DemoSettings) -> dict:
-    """The results as plain JSON types: {"data", "settings", "table", "baseline", "methods", "seconds"}.
+    """The results as plain JSON types: {"data", "settings", "table", "baseline", "methods",
+    "seconds"}.
 
     Per method: "<metric>_mean", "<metric>_std" and "<metric>" (per repeat) for
     each metric (mse; or log_loss and accuracy), "fit_s" (mean seconds per

@@ -104,8 +104,8 @@ class RLN(WithHyperparameters):
             parameters and state_dtype=torch.float32 only): float32 arithmetic,
             1.7-2.2x faster per update on CPU (README, Benchmarks), lambdas within
             `rln_core.checks.F32_LAMBDA_RTOL` (3e-6) of max(1, |lambda|,
-            |lambda in|, |lambda step|) per update; every weight the float64 update sets to
-            exactly 0 is exactly 0. (On MPS the arithmetic is float32 anyway.)
+            |lambda in|, |lambda step|) per update; every weight the float64 update
+            sets to exactly 0 is exactly 0. (On MPS the arithmetic is float32 anyway.)
 
     Raises:
         ValueError, TypeError: naming the argument, before anything is built.
@@ -250,7 +250,8 @@ class RLN(WithHyperparameters):
 
     def state_dict(self) -> Dict[str, Any]:
         """Hyperparameters (plain Python values: numbers and the mode's name, so
-        `torch.load(weights_only=True)` reads them) and each tensor's state in the core's serialized form (copies)."""
+        `torch.load(weights_only=True)` reads them) and each tensor's state in the core's
+        serialized form (copies)."""
         return {
             "hyperparameters": {**self.hyperparameters.asdict(), "mode": self.mode},
             "states": [state_to_dict(slot.state) for slot in self._slots],
