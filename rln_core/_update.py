@@ -8,8 +8,8 @@ import numpy as np
 
 from rln_core import array_api, implementations, reference
 from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE
-from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_delta, check_update_inputs,
-                             dtype_name, float32_arithmetic, one_update_at_a_time)
+from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_delta, check_float32_inputs,
+                             check_update_inputs, float32_arithmetic, one_update_at_a_time)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState, check_steps, holds, state_arrays
 
@@ -101,7 +101,7 @@ class PreparedUpdate:
         weights, state = self.weights, self.state
         check_update_inputs(weights, state, delta, in_place=True)
         if self.compute32:
-            _check_float32_compute(weights, state)
+            check_float32_inputs(weights, state)
         if not holds(state, self._checked):
             self._checked = state_arrays(state)
             if self.resolved == "numba":
@@ -172,14 +172,3 @@ class PreparedUpdate:
         state.steps = int(state.steps) + 1
         return True
 
-
-def _check_float32_compute(weights: np.ndarray, state: RLNState) -> None:
-    """compute_dtype=float32 takes float32 weights and a float32 state only."""
-    arrays = {"weights": weights, "state.lambdas": state.lambdas, "state.prev_reg": state.prev_reg}
-    # by name (cached): a big-endian float32 is float32 too
-    wrong = {name: array.dtype for name, array in arrays.items()
-             if dtype_name(array) != "float32"}
-    if wrong:
-        found = ", ".join(f"{name} {dtype}" for name, dtype in wrong.items())
-        raise TypeError(f"compute_dtype=float32 needs float32 weights and a float32 state "
-                        f"(rln_core.init(..., state_dtype='float32')); got {found}")

@@ -24,7 +24,8 @@ from typing import Any, NamedTuple, Optional, Tuple
 import numpy as np
 
 from rln_core.checks import (CLIP_MARGIN, CLIP_MARGIN_F32, D_SCALE, LOG_HALF,
-                             NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs, namespace,
+                             NON_FINITE_WEIGHTS_MESSAGE, check_float32_inputs,
+                             check_update_inputs, float32_arithmetic, namespace,
                              non_finite_lambdas_message)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState
@@ -66,7 +67,10 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
         delta: the weight change to learn from (shape of W), or None for
             W - prev_weights.
         xp: the array namespace; detected from `weights` when None.
-        compute_dtype: the dtype of the arithmetic; xp.float64 when None.
+        compute_dtype: the dtype of the arithmetic, xp's own: xp.float64 (or None) or
+            xp.float32 (float32 weights and state). Not checked here (a traced step
+            cannot raise): `update` checks it, and names it (np.float32, "float32")
+            as xp's.
         mean_dtype: the dtype the mean of step 3 is summed in; compute_dtype when
             None. With float32 arithmetic pass xp.float64 where the library has
             it (the spec's float32 mode sums the mean in float64, as the numba
@@ -150,6 +154,19 @@ def step(weights: Any, lambdas: Any, prev_weights: Any, prev_reg: Any, steps: An
                 lambdas_finite=lambdas_finite, ok=ok)
 
 
+def _arithmetic(xp: Any, compute_dtype: Any) -> Optional[Any]:
+    """`compute_dtype` as `step` takes it: None for float64, xp.float32 for float32.
+
+    Raises:
+        TypeError: another dtype, or not a dtype (`rln_core.checks.float32_arithmetic`).
+    """
+    if compute_dtype is None or compute_dtype == xp.float64:
+        return None
+    if compute_dtype == xp.float32 or float32_arithmetic(compute_dtype):
+        return xp.float32
+    return None  # float64 by another name ("float64", np.float64)
+
+
 def _select(xp: Any, condition: Any, if_true: Any, if_false: Any) -> Any:
     """`if_true` where `condition` (a Python bool or a 0-d bool array), else `if_false`."""
     if isinstance(condition, bool):
@@ -171,8 +188,16 @@ def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
 
     Same arguments, checks and errors as `rln_core.reference.update`, with W,
     the state and delta as arrays of one library on one device (the checks
-    read the finiteness flags, one host sync). `compute_dtype`, `mean_dtype` as
-    in `step`.
+    read the finiteness flags, one host sync). `compute_dtype`: None or float64
+    (the spec's arithmetic), or float32 (float32 weights and state only), as
+    NumPy's (np.float32, "float32") or the library's (torch.float32) dtype.
+    `mean_dtype` as in `step` (the spec's float32 mode sums the mean in float64:
+    pass the library's float64 where it has one).
+
+    Raises:
+        TypeError: as `rln_core.reference.update`; a compute_dtype other than
+            float64/float32, or float32 with float64 weights or state.
+        ValueError: as `rln_core.reference.update`.
 
     Returns:
         (new_weights, new_state): new arrays of W's library, none sharing memory
@@ -180,10 +205,14 @@ def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
     """
     hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
     check_update_inputs(weights, state, delta, in_place=False)
+    xp = namespace(weights)
+    arithmetic = _arithmetic(xp, compute_dtype)
+    if arithmetic is not None:
+        check_float32_inputs(weights, state)
     with np.errstate(over="ignore", invalid="ignore"):  # NumPy arrays: checked just below
         result = step(weights, state.lambdas, None if delta is not None else state.prev_weights,
-                      state.prev_reg, int(state.steps), hyperparameters, delta=delta,
-                      compute_dtype=compute_dtype, mean_dtype=mean_dtype)
+                      state.prev_reg, int(state.steps), hyperparameters, delta=delta, xp=xp,
+                      compute_dtype=arithmetic, mean_dtype=mean_dtype)
     if not bool(result.weights_finite):
         raise ValueError(NON_FINITE_WEIGHTS_MESSAGE)
     if not bool(result.lambdas_finite):

@@ -127,6 +127,20 @@ def is_array(value: object) -> bool:
     return array_api_compat.is_array_api_obj(value) and not isinstance(value, (bool, int, float))
 
 
+def check_float32_inputs(weights: Any, state: "RLNState") -> None:
+    """compute_dtype=float32 takes float32 weights and a float32 state only (arrays of any
+    library): a TypeError naming each array of another dtype (float32 arithmetic on float64
+    values would round them)."""
+    arrays = {"weights": weights, "state.lambdas": state.lambdas, "state.prev_reg": state.prev_reg}
+    # by name (cached): a big-endian float32 is float32 too
+    wrong = {name: array.dtype for name, array in arrays.items()
+             if dtype_name(array) != "float32"}
+    if wrong:
+        found = ", ".join(f"{name} {dtype}" for name, dtype in wrong.items())
+        raise TypeError(f"compute_dtype=float32 needs float32 weights and a float32 state "
+                        f"(rln_core.init(..., state_dtype='float32')); got {found}")
+
+
 def float32_arithmetic(compute_dtype: Any) -> bool:
     """Whether `compute_dtype` asks for the float32 arithmetic mode (docs/RLN_SPEC.md).
 

@@ -23,7 +23,10 @@ Tensors of 2**19 elements or more run on the kernel's thread pool, as
 `rln_core.update` does.
 
 Errors: every input is checked before anything is written (ValueError /
-TypeError naming it). A refused RLN update (non-finite weights after the
+TypeError naming it), the optimizer's settings as torch.optim checks them when it
+is made (lr, eps, weight_decay, momentum, alpha >= 0; betas in [0, 1); Nesterov
+momentum needs momentum > 0 and dampening 0) and finite, Adam's step an integer
+>= 1. A refused RLN update (non-finite weights after the
 optimizer's step, or lambdas that would overflow) raises the ValueError of
 `rln_core.update` after the optimizer's step has been applied (weights and
 optimizer state as the optimizer alone leaves them), with the RLN state untouched:
@@ -32,6 +35,7 @@ what "optimizer.step() then RLN.step()" leaves.
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -40,9 +44,9 @@ import numpy as np
 from rln_core import implementations
 from rln_core._layout import as_2d_views
 from rln_core._numba_kernel_codes import BAD_WEIGHTS, LAMBDAS_UNSURE, OK
-from rln_core._update import _check_float32_compute, update
-from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_update_inputs,
-                             float32_arithmetic, one_update_at_a_time)
+from rln_core._update import update
+from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_float32_inputs,
+                             check_update_inputs, float32_arithmetic, one_update_at_a_time)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState, check_steps, holds, state_arrays
 
@@ -120,8 +124,8 @@ class FusedStep:
         Returns:
             the RLN state.
         """
-        with_momentum = momentum > 0
         h = self._numbers(_rmsprop_numbers, lr, alpha, eps, weight_decay, momentum, maximize)
+        with_momentum = momentum > 0
         slots = (("square_avg", square_avg, True),
                  ("momentum_buffer", momentum_buffer, with_momentum),
                  ("grad_avg", grad_avg, bool(centered)))
@@ -150,7 +154,9 @@ class FusedStep:
             the RLN state.
         """
         dtype = self._dtype
-        beta1, beta2 = betas
+        _check_settings("Adam", lr=lr, eps=eps, weight_decay=weight_decay)
+        beta1, beta2 = _check_betas(betas)
+        _check_step(step)
         one_minus_beta1 = dtype(1 - beta1)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
@@ -183,9 +189,9 @@ class FusedStep:
         Returns:
             the RLN state.
         """
-        with_momentum = momentum != 0
         h = self._numbers(_sgd_numbers, lr, weight_decay, momentum, dampening, maximize,
-                          bool(first_momentum))
+                          bool(first_momentum), bool(nesterov))
+        with_momentum = momentum != 0
         slots = (("momentum_buffer", momentum_buffer, with_momentum),)
         return self._step("sgd", (with_momentum, bool(nesterov) and with_momentum), h, grad,
                           slots, hyperparameters, regularize)
@@ -194,8 +200,11 @@ class FusedStep:
         """make(W's scalar type, *settings): the kernel's numbers, made again only when
         the settings' values differ from the last call's (a scheduler changes lr; a 0-d
         array changed in place is a new value: the key holds floats)."""
-        key = (make, tuple(map(float, settings)))
-        if key != self._numbers_key:
+        try:
+            key: Optional[tuple] = (make, tuple(map(float, settings)))
+        except (TypeError, ValueError):
+            key = None  # not numbers: `make` names the setting
+        if key is None or key != self._numbers_key:
             self._h = make(self._dtype, *settings)
             self._numbers_key = key
         return self._h
@@ -205,7 +214,7 @@ class FusedStep:
         weights, state = self.weights, self.state
         check_update_inputs(weights, state, in_place=True)
         if self.compute32:
-            _check_float32_compute(weights, state)
+            check_float32_inputs(weights, state)
         self._checked_state = state_arrays(state)
         self._checked_slots = ()
 
@@ -400,6 +409,8 @@ def _sign(maximize: bool) -> float:
 def _rmsprop_numbers(dtype: type, lr: float, alpha: float, eps: float, weight_decay: float,
                      momentum: float, maximize: bool) -> tuple:
     """RMSprop's h (`rln_core._numba_fused._rmsprop`)."""
+    _check_settings("RMSprop", lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                    momentum=momentum)
     one_minus_alpha = dtype(1 - alpha)
     lerp_rest, lerp_small = _lerp_terms(one_minus_alpha)
     return _numbers(dtype, (-lr, alpha, one_minus_alpha, lerp_rest, eps, weight_decay, momentum,
@@ -407,10 +418,58 @@ def _rmsprop_numbers(dtype: type, lr: float, alpha: float, eps: float, weight_de
 
 
 def _sgd_numbers(dtype: type, lr: float, weight_decay: float, momentum: float,
-                 dampening: float, maximize: bool, first_momentum: bool) -> tuple:
+                 dampening: float, maximize: bool, first_momentum: bool,
+                 nesterov: bool) -> tuple:
     """SGD's h (`rln_core._numba_fused._sgd`)."""
+    _check_settings("SGD", lr=lr, weight_decay=weight_decay, momentum=momentum)
+    _check_settings("SGD", non_negative=False, dampening=dampening)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"SGD: Nesterov momentum requires a momentum and zero dampening "
+                         f"(as torch.optim.SGD); got momentum={momentum!r}, "
+                         f"dampening={dampening!r}")
     return _numbers(dtype, (-lr, weight_decay, momentum, 1 - dampening, _sign(maximize)),
                     first_momentum)
+
+
+def _check_settings(optimizer: str, non_negative: bool = True, **settings: Any) -> None:
+    """Each setting a finite real number (a Python or NumPy number, a 0-d array), >= 0
+    where `non_negative` (torch.optim refuses a negative lr, eps, weight_decay, momentum
+    or alpha when it is made); a TypeError or ValueError naming it otherwise."""
+    for name, value in settings.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{optimizer}: {name} must be a real number, got "
+                            f"{value!r}") from None
+        if not math.isfinite(number) or (non_negative and number < 0):
+            raise ValueError(f"{optimizer}: invalid {name} {value!r}; expected a finite "
+                             f"number{' >= 0' if non_negative else ''}")
+
+
+def _check_betas(betas: Any) -> Tuple[float, float]:
+    """Adam's (beta1, beta2), each in [0, 1) (as torch.optim.Adam); raise otherwise."""
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise TypeError(f"Adam: betas must be a pair of numbers, got {betas!r}") from None
+    _check_settings("Adam", beta1=beta1, beta2=beta2)
+    for index, beta in enumerate((beta1, beta2)):
+        if not float(beta) < 1:
+            raise ValueError(f"Adam: invalid beta parameter at index {index}: {beta!r}; "
+                             "expected 0 <= beta < 1")
+    return beta1, beta2
+
+
+def _check_step(step: Any) -> None:
+    """Adam's step count after this step: an integer >= 1 (a 0-d array or an integral
+    float, as torch keeps it, too)."""
+    try:
+        number = float(step)
+    except (TypeError, ValueError):
+        raise TypeError(f"Adam: step must be an integer >= 1, got {step!r}") from None
+    if not (number >= 1 and number == int(number)):
+        raise ValueError(f"Adam: step must be an integer >= 1 (the count after this step), "
+                         f"got {step!r}")
 
 
 def _numbers(dtype: type, values: Sequence[float], flag: bool) -> tuple:

@@ -118,12 +118,19 @@ def check_avg_reg_fits(avg_reg: float, state_dtype: "np.typing.DTypeLike") -> No
 
 
 def check_state_dtype(state_dtype: "np.typing.DTypeLike") -> np.dtype:
-    """The state dtype as a NumPy dtype: float64 or float32; raise otherwise."""
+    """The state dtype as a NumPy dtype: float64 or float32 (np.float64, "float32", an
+    np.dtype, ...; None is NumPy's default, float64).
+
+    Raises:
+        TypeError: any other value, a name NumPy does not know, or another library's
+            dtype (torch.float32: adapters translate their dtypes first).
+    """
     try:
         dtype = np.dtype(state_dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         dtype = None
-    if dtype not in STATE_DTYPES:
+    # (`dtype in STATE_DTYPES` alone let None through: np.dtype("float64") == None is True)
+    if dtype is None or dtype not in STATE_DTYPES:
         raise TypeError(f"Invalid state_dtype: {state_dtype!r}; expected float64 or float32")
     return dtype
 

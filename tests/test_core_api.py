@@ -26,6 +26,9 @@ def test_init_makes_theta_lambdas_and_a_copy_of_the_weights():
 @pytest.mark.parametrize("kwargs, error, match", [
     ({"avg_reg": float("nan")}, ValueError, "avg_reg"),
     ({"state_dtype": np.float16}, TypeError, "state_dtype"),
+    # NumPy cannot parse these; they once passed (np.dtype("float64") == None is True)
+    ({"state_dtype": "bogus"}, TypeError, "Invalid state_dtype: 'bogus'"),
+    ({"state_dtype": object()}, TypeError, "Invalid state_dtype"),
 ])
 def test_init_refuses_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -315,6 +315,25 @@ def test_bad_input_is_refused_and_nothing_changes(impl):
     assert testing.check_rejects_bad_input(update, F32_ERROR_CASES) == len(F32_ERROR_CASES)
 
 
+@pytest.mark.parametrize("value", [np.float32, "float32", np.dtype("float32")])
+def test_the_array_api_update_takes_every_float32_spelling(value):
+    """`rln_core.array_api.update` compared `compute_dtype == xp.float32`, so "float32" ran
+    float32 arithmetic with the float64 clip margin (a weight the reference sets to 0
+    landed on -1.5e-8), and np.float16 or "int64" ran unchecked."""
+    update = functools.partial(rln_core.array_api.update, compute_dtype=value,
+                               mean_dtype=np.float64)
+    cases = testing.FLOAT32_CASES
+    assert testing.check_update(update, cases, testing.FLOAT32_COMPUTE_TOLERANCE) == len(cases)
+
+
+def test_the_array_api_update_refuses_what_update_refuses():
+    """Its compute_dtype and the float32 mode's dtypes checked as `rln_core.update`'s."""
+    def update(weights, state, compute_dtype=np.float32, **kwargs):
+        return rln_core.array_api.update(weights, state, compute_dtype=compute_dtype,
+                                         mean_dtype=np.float64, **kwargs)
+    assert testing.check_rejects_bad_input(update, F32_ERROR_CASES) == len(F32_ERROR_CASES)
+
+
 @pytest.mark.parametrize("value", [None, np.float64, "float64", np.dtype("float64")])
 def test_compute_dtype_none_and_float64_are_the_default(value):
     case = KIT_CASES[0]

@@ -142,6 +142,54 @@ def test_the_adam_and_sgd_functions_equal_fused_step(method, settings, buffers, 
     assert s_a.steps == 5 and not np.array_equal(w_a, _tensor(9))
 
 
+BAD_SETTINGS = [
+    ("rmsprop", {"lr": -1e-3}, ValueError, "RMSprop: invalid lr -0.001"),
+    ("rmsprop", {"lr": float("nan")}, ValueError, "RMSprop: invalid lr nan"),
+    ("rmsprop", {"lr": "fast"}, TypeError, "RMSprop: lr must be a real number"),
+    ("rmsprop", {"eps": -1.0}, ValueError, "RMSprop: invalid eps"),
+    ("rmsprop", {"alpha": -0.1}, ValueError, "RMSprop: invalid alpha"),
+    ("rmsprop", {"momentum": -0.5}, ValueError, "RMSprop: invalid momentum"),
+    ("rmsprop", {"weight_decay": -0.01}, ValueError, "RMSprop: invalid weight_decay"),
+    ("adam", {"step": 0}, ValueError, "Adam: step must be an integer >= 1"),
+    ("adam", {"step": 1.5}, ValueError, "Adam: step must be an integer >= 1"),
+    ("adam", {"betas": (1.0, 0.999)}, ValueError, "invalid beta parameter at index 0"),
+    ("adam", {"betas": (0.9, -0.1)}, ValueError, "Adam: invalid beta2"),
+    ("adam", {"betas": 0.9}, TypeError, "betas must be a pair"),
+    ("adam", {"lr": -1e-3}, ValueError, "Adam: invalid lr"),
+    ("sgd", {"lr": -1e-3}, ValueError, "SGD: invalid lr"),
+    ("sgd", {"momentum": -0.9}, ValueError, "SGD: invalid momentum"),
+    ("sgd", {"nesterov": True}, ValueError, "Nesterov momentum requires a momentum"),
+    ("sgd", {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, ValueError, "Nesterov"),
+    ("sgd", {"dampening": float("inf")}, ValueError, "SGD: invalid dampening"),
+]
+
+
+@pytest.mark.parametrize("method, setting, error, match", BAD_SETTINGS)
+def test_optimizer_settings_torch_refuses_are_refused_before_anything_moves(method, setting,
+                                                                             error, match):
+    """As torch.optim checks them when it is made (lr, eps, weight_decay, momentum, alpha
+    >= 0; betas in [0, 1); Nesterov needs momentum and no dampening), finite, Adam's step
+    an integer >= 1 (step 0 was a ZeroDivisionError, a negative lr a step uphill)."""
+    weights = _tensor(31)
+    state = rln_core.init(weights, avg_reg=HP.avg_reg)
+    buffers = {"rmsprop": ("square_avg",), "adam": ("exp_avg", "exp_avg_sq"),
+               "sgd": ("momentum_buffer",)}[method]
+    arrays = {name: np.full_like(weights, 0.5) for name in buffers}
+    settings = dict({"lr": 1e-3}, **({"step": 1} if method == "adam" else {}))
+    if method == "sgd" and "momentum" not in setting:
+        arrays = {"momentum_buffer": None}
+    settings.update(setting)
+    grad = _changes(32, weights.shape, weights.dtype, 1)[0]
+    before = (weights.copy(), state.copy(), {k: None if v is None else v.copy()
+                                               for k, v in arrays.items()})
+    with pytest.raises(error, match=match):
+        getattr(fused.FusedStep(weights, state), method)(grad, HP, **settings, **arrays)
+    _assert_same(weights, state, before[0], before[1])
+    for name, value in arrays.items():
+        if value is not None:
+            np.testing.assert_array_equal(value, before[2][name])
+
+
 def test_fused_step_checks_new_optimizer_arrays_and_every_gradient():
     weights = _tensor(6)
     state = rln_core.init(weights)

@@ -176,6 +176,7 @@ def test_defaults_are_rln_cores():
     (dict(avg_reg=float("nan")), ValueError, "avg_reg"),
     (dict(state_dtype="int32"), TypeError, "state_dtype"),
     (dict(state_dtype=np.float16), TypeError, "state_dtype"),
+    (dict(state_dtype="bogus"), TypeError, "state_dtype"),  # once a float32 state
 ])
 def test_rln_validates_its_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):

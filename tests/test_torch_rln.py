@@ -380,3 +380,25 @@ def test_numba_path_writes_through_the_tensors_memory():
                                             **HYPER)
     rln.step()
     np.testing.assert_array_equal(view, expected)
+
+
+@pytest.mark.parametrize("compute_dtype, weights_dtype, match", [
+    (torch.int64, torch.float32, "Invalid compute_dtype: torch.int64"),
+    (torch.float16, torch.float32, "Invalid compute_dtype: torch.float16"),
+    (torch.float32, torch.float64, "needs float32 weights and a float32 state"),
+])
+def test_torch_update_refuses_another_arithmetic_before_writing(compute_dtype, weights_dtype,
+                                                                match):
+    """`rln_torch.torch_update` took any compute_dtype: torch.int64 zeroed the weights."""
+    from rln_torch import torch_update
+
+    weights = torch.tensor([0.1, -0.2, 0.3], dtype=weights_dtype)
+    state = rln_core.RLNState(lambdas=torch.full((3,), -10.0, dtype=weights_dtype),
+                              prev_weights=weights.clone(),
+                              prev_reg=torch.zeros(3, dtype=weights_dtype), steps=0)
+    before = weights.clone(), state.lambdas.clone()
+    with pytest.raises(TypeError, match=match):
+        torch_update(weights, state, compute_dtype=compute_dtype, avg_reg=-10.0,
+                     learning_rate=1e6, norm=1)
+    assert torch.equal(weights, before[0]) and torch.equal(state.lambdas, before[1])
+    assert state.steps == 0

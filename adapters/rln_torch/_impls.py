@@ -60,12 +60,17 @@ def torch_update(weights: torch.Tensor, state: rln_core.RLNState, *,
         weights: W after the optimizer step, float32/float64 tensor, any shape.
         state: an `rln_core.RLNState` of tensors on W's device.
         delta: the weight change to learn from (W's shape and device), or None.
-        compute_dtype: None (float64 arithmetic) or torch.float32; always float32
-            on MPS, which has no float64.
+        compute_dtype: None (float64 arithmetic) or torch.float32 (float32 weights and
+            state only); always float32 on MPS, which has no float64.
         **hyperparameters: avg_reg, learning_rate, norm (`rln_core.Hyperparameters`).
 
     Returns:
         `state` itself.
+
+    Raises:
+        TypeError, ValueError: as `rln_core.array_api.update` (another compute_dtype,
+            float32 arithmetic on float64 weights or state, bad inputs, non-finite
+            results), before anything is written.
     """
     with one_update_at_a_time(state):
         mps = weights.device.type == "mps"  # no float64 there
