@@ -114,7 +114,7 @@ def _write_row(w_row, lam_row, prev_w_row, prev_reg_row, delta_row, given, stepp
     """Steps 3 (translate) to 5 of the spec on 1-D rows, in place: one SIMD loop.
 
     Inlined where `norm` is a constant, so each norm gets its own loop. The
-    clip is decided with CLIP_MARGIN (`rln_core._clip`).
+    clip is decided with CLIP_MARGIN (`rln_core.checks.CLIP_MARGIN`).
     """
     for j in range(w_row.size):
         w = np.float64(w_row[j])

@@ -28,6 +28,13 @@ class RLN(WithHyperparameters):
         norm: 1 (L1) or 2 (L2).
         impl: "auto", "numba", "numpy" or "array_api" (see `rln_core.implementations`).
         state_dtype: float64 (default) or float32 for lambdas and prev_reg.
+
+    Raises:
+        ValueError: a bad hyperparameter or impl. TypeError: another state_dtype.
+        RuntimeError: `update`, `lambdas`, `sparsity`, `input_importance` or
+            `active_inputs` before `begin`. `begin` and `update` raise as `rln_core.init`
+            and `rln_core.update` do (ImportError: impl="numba" without numba, at the
+            first update).
     """
 
     def __init__(self, avg_reg: float = DEFAULTS.avg_reg,

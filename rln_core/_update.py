@@ -39,7 +39,8 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
             |lambda in|, |lambda step|), `rln_core.checks.F32_LAMBDA_RTOL`);
             every weight the reference sets to exactly 0 is exactly 0. "numpy"
             and "array_api" then run `rln_core.array_api.update(...,
-            compute_dtype=np.float32)`.
+            compute_dtype=np.float32, mean_dtype=np.float64)` (the mean summed in
+            float64, as the spec's float32 mode says).
 
     Returns:
         `state` itself, for chaining.
@@ -48,6 +49,8 @@ def update(weights: np.ndarray, state: RLNState, *, avg_reg: float = DEFAULTS.av
         ValueError, TypeError: as `rln_core.reference.update`; also (TypeError) a
             compute_dtype other than None/float64/float32, or float32 with
             float64 weights or state (before anything is written).
+        ImportError: impl="numba" where numba cannot be imported (or
+            RLN_DISABLE_NUMBA is set).
     """
     hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
     return PreparedUpdate(weights, state, impl=impl, compute_dtype=compute_dtype)(
@@ -77,7 +80,8 @@ class PreparedUpdate:
         impl, compute_dtype: as `rln_core.update`.
 
     Raises:
-        ValueError, TypeError: as `rln_core.update` (before anything is written).
+        ValueError, TypeError, ImportError: as `rln_core.update` (before anything is
+            written).
     """
 
     def __init__(self, weights: np.ndarray, state: RLNState, *, impl: str = "auto",

@@ -166,7 +166,12 @@ def float32_arithmetic(compute_dtype: Any) -> bool:
 
 
 def check_weights(weights: Any, *, writable: bool = False, name: str = "weights") -> None:
-    """A non-empty float32/float64 array (NumPy: writable when updated in place)."""
+    """A non-empty float32/float64 array (NumPy: writable when updated in place).
+
+    Raises:
+        TypeError: not an array, or not float32/float64. ValueError: empty; with
+            `writable`, a read-only or broadcast (zero-stride) NumPy array.
+    """
     if not is_array(weights):
         raise TypeError(f"{name} must be an array (NumPy, torch, JAX, ...), got "
                         f"{type(weights).__name__}")

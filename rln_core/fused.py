@@ -50,6 +50,8 @@ from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_float32_inputs,
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState, check_steps, holds, state_arrays
 
+__all__ = ["FusedStep", "OPTIMIZERS", "rmsprop_step", "adam_step", "sgd_step"]
+
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 _N_NUMBERS = 10  # the numbers of every optimizer's element function (the most: Adam's)
 

@@ -12,8 +12,9 @@ Precedence (`resolve`):
    only (an adapter hands them a NumPy view of a CPU tensor's memory).
 2. impl="auto" on NumPy arrays: "numba" when numba can be imported (and
    RLN_DISABLE_NUMBA is not set), else "numpy" (with one
-   `NumbaUnavailableWarning`). Where numba cannot walk a layout in place (an
-   N-D view whose axes do not merge), `rln_core.update` runs "numpy" for that call.
+   `NumbaUnavailableWarning`, except under RLN_DISABLE_NUMBA, which asks for it).
+   Where numba cannot walk a layout in place (an N-D view whose axes do not merge),
+   `rln_core.update` runs "numpy" for that call.
 3. impl="auto" on any other array: "array_api".
 """
 
@@ -35,11 +36,13 @@ NUMBA_UNAVAILABLE = ("numba cannot be imported, cannot cache its code (see the w
 
 
 class NumbaUnavailableWarning(RuntimeWarning):
-    """numba could not be imported; RLN falls back to the NumPy implementation."""
+    """numba cannot run RLN's kernel (it cannot be imported, or cannot cache the compiled
+    kernel anywhere writable); RLN falls back to the NumPy implementation. Not raised
+    when RLN_DISABLE_NUMBA asks for that fallback."""
 
 
 def check_impl(impl: str) -> None:
-    """`impl` must name one of `IMPLS`."""
+    """`impl` must name one of `IMPLS`; a ValueError naming it otherwise."""
     if not isinstance(impl, str) or impl not in IMPLS:
         raise ValueError(f"Invalid impl: {impl!r}; expected one of {IMPLS}")
 
@@ -70,7 +73,8 @@ def resolve(impl: str, weights: Any) -> str:
 
 @functools.lru_cache(maxsize=None)
 def numba_kernel() -> Optional[ModuleType]:
-    """The numba kernel module, imported once; None (with one warning) if impossible."""
+    """The numba kernel module, imported once; None if impossible (with one warning) or
+    disabled by RLN_DISABLE_NUMBA (without)."""
     if os.environ.get("RLN_DISABLE_NUMBA", "") not in ("", "0"):
         return None
     try:

@@ -94,6 +94,11 @@ def init(weights: np.ndarray, avg_reg: float = DEFAULTS.avg_reg,
     Returns:
         lambdas = Theta everywhere, prev_weights = a copy of W, prev_reg = zeros,
         steps = 0. The arrays keep W's memory order, so views of W and state line up.
+
+    Raises:
+        TypeError: W not float32/float64 (or not real numbers), a state_dtype other than
+            float64/float32.
+        ValueError: an empty W; Theta not finite, or beyond a float32 state's range.
     """
     weights = np.asarray(weights)
     check_weights(weights)
@@ -202,6 +207,8 @@ def complete_fields(fields: Mapping[str, Any], where: str = "RLN state dict") ->
 
     Raises:
         ValueError: a missing or unknown field, or no prev_reg after the first update.
+        TypeError: a field of the wrong type (an array field that is not an array, a
+            step count that is not an integer).
     """
     names = set(fields)
     required = set(STATE_FIELDS) - {"prev_reg"}

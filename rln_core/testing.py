@@ -23,7 +23,7 @@ would read 0).
 
 Tolerances (docs/RLN_SPEC.md, "per update", `SPEC_TOLERANCE`): lambdas within
 1e-9 relative (plus one ulp of the state dtype); weights and prev_reg within one
-ulp of their dtype plus what that lambda tolerance implies (|reg| * tol), plus
+ulp of their dtype plus what that lambda tolerance implies (2 * |reg| * tol), plus
 the smallest normal number (XLA flushes subnormals to zero); a weight the
 reference sets to exactly 0 must be exactly 0; `prev_weights` must equal the
 written weights. An implementation that computes in float32 on purpose (the
@@ -44,6 +44,11 @@ from rln_core import reference
 from rln_core.checks import F32_LAMBDA_RTOL
 from rln_core.hyperparameters import DEFAULTS
 from rln_core.state import RLNState, check_steps, init
+
+__all__ = ["UpdateFn", "LAMBDA_RTOL", "Tolerance", "SPEC_TOLERANCE", "FLOAT32_COMPUTE_TOLERANCE",
+           "UpdateCase", "CASES", "FLOAT32_CASES", "check_update", "TrajectoryCase",
+           "TRAJECTORY_CASES", "check_trajectory", "input_scale", "assert_update_matches",
+           "ErrorCase", "ERROR_CASES", "check_rejects_bad_input"]
 
 UpdateFn = Callable[..., Optional[Tuple[np.ndarray, RLNState]]]
 LAMBDA_RTOL = 1e-9
@@ -600,6 +605,12 @@ ERROR_CASES: Tuple[ErrorCase, ...] = (
 
 def check_rejects_bad_input(fn: UpdateFn, cases: Sequence[ErrorCase] = ERROR_CASES) -> int:
     """Check `fn` raises on every bad input and leaves weights and state byte for byte.
+
+    Args:
+        fn: as in `check_update`.
+        cases: the `ErrorCase`s to try (default `ERROR_CASES`, which every
+            implementation must refuse); each builds its inputs and names the
+            exception types, and a message pattern, it accepts.
 
     Returns:
         The number of cases checked.

@@ -105,8 +105,11 @@ def test_the_rule_in_words_and_the_differences():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (["a", "b"], r"first must be real numbers \(float64\); ValueError"),
-    ([1j, 2.0], "first holds complex numbers"),
+    (["a", "b"], "first must be real numbers; got dtype <U1"),
+    ([1j, 2.0], r"first must be real numbers; got dtype complex128"),
+    ([True, False], r"first must be real numbers; got dtype bool"),
+    (None, "first holds None"),
+    ([1.0, None], "first holds None"),
     ([10 ** 400, 1], r"first must be real numbers \(float64\); OverflowError"),
 ])
 def test_samples_that_are_not_real_numbers_are_refused_by_name(bad, message):

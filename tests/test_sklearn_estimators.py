@@ -499,3 +499,14 @@ def test_the_torch_backend_fuses_rmsprop_and_rln_where_numba_runs(regression, mo
     model = RLNRegressor(**FAST).fit(*regression)
     assert attached == [numba_runs]
     assert model.n_iter_ == FAST["epochs"] and np.isfinite(model.lambdas_).all()
+
+
+@pytest.mark.parametrize("n_noise", [-1, 2.5, True, "3"])
+def test_noise_columns_need_an_int_count(n_noise):
+    """A float count once failed inside NumPy ("'float' object cannot be interpreted as an
+    integer"), a bool counted as 1 column."""
+    from rln_sklearn.datasets import add_noise_features, load_table
+
+    X, y, names = load_table("diabetes")
+    with pytest.raises(ValueError, match="Invalid n_noise"):
+        add_noise_features(X, y, names, n_noise, np.random.RandomState(0))

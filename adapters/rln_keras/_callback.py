@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -63,7 +63,7 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
         allow_steps_per_execution: with `steps_per_execution = k > 1` Keras runs
             the batch hooks once per k steps, so RLN would update once per k
             optimizer steps, which is another method. Refused unless True.
-        impl: "auto", "numba" or "numpy" (see `rln_core.update`).
+        impl: "auto", "numba", "numpy" or "array_api" (see `rln_core.update`).
         state_dtype: dtype of the lambdas and of the last regularization step:
             float64 (default) or float32.
         compute_dtype: the arithmetic of each update. None (default): float64, as
@@ -79,6 +79,9 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
             kernel variable, or float32 arithmetic with a float64 state or kernel
             (unbuilt layers are checked at train begin, or at the end of the
             first step for a layer Keras builds only then).
+        RuntimeError: `lambdas`, `sparsity`, `input_importance`, `active_inputs` or
+            `get_state` before training begins; IndexError: a layer index beyond
+            `layers`; ValueError: a layer this callback does not regularize.
     """
 
     def __init__(self, layer: Union[keras.layers.Layer, Sequence[keras.layers.Layer]],
@@ -198,13 +201,13 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
         if sync is not None:
             sync()
 
-    def get_state(self) -> Dict[str, np.ndarray]:
-        """The RLN state of every layer as a flat dict of array copies.
+    def get_state(self) -> Dict[str, Any]:
+        """The RLN state of every layer as a flat dict of array copies (and step counts).
 
         Keys are "layer{i}/{field}" for i in the order of `layers` and the
         fields of the core's serialized state (`rln_core.RLNState.to_dict`):
         lambdas, prev_weights, prev_reg (zeros before the first update) and
-        steps, so `np.savez(path, **cb.get_state())` saves it and
+        steps (an int), so `np.savez(path, **cb.get_state())` saves it and
         `cb.set_state(np.load(path))` restores it.
         """
         out = {}

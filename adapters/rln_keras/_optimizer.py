@@ -63,7 +63,12 @@ def graph_step(weights: Any, delta: Any, lambdas: Any, prev_reg: Any, steps: Any
             summed in float64 where the backend has it, as the spec's float32
             mode says (XLA on TensorFlow sums float32 in one long chain: the mean
             of the tutorial's 1013 x 179 lambdas came out 3.5e-6 off, more than
-            F32_LAMBDA_RTOL).
+            F32_LAMBDA_RTOL). Not checked (nothing raises in a traced step):
+            `RLNOptimizer` passes one of the two.
+        inner_stepped: 0-d bool tensor (or True): whether the optimizer stepped.
+
+    Returns:
+        A `GraphStep` of backend tensors.
     """
     wide = compute_dtype == "float32" and float64_available(weights)
     result = array_api.step(weights, lambdas, None, prev_reg, steps, hyperparameters,
@@ -209,7 +214,10 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         ValueError, TypeError: a bad hyperparameter, inner optimizer or target,
             or compute_dtype="float32" with state_dtype="float64"; at build, a
             target that is not among the trained variables, or a float64 one
-            under compute_dtype="float32".
+            under compute_dtype="float32", or state_dtype="float64" where the
+            backend computes in float32 (JAX without x64, torch on MPS).
+        RuntimeError: `state`, `lambdas` or `skipped` before build; IndexError: an
+            index beyond the regularized variables.
     """
 
     def __init__(self, inner_optimizer: keras.optimizers.Optimizer,

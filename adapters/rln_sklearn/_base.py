@@ -101,6 +101,12 @@ class BaseRLN(BaseEstimator):
 
         Returns:
             self, fitted.
+
+        Raises:
+            ValueError: X or y scikit-learn's checks refuse (NaN, inf, wrong shapes; one
+                class only for a classifier), rln=True with l1 > 0, or a fit that
+                diverged (a NaN or infinite loss). InvalidParameterError: a parameter
+                outside its documented range.
         """
         X, y = validate_data(self, X, y, dtype=self._input_dtype(),
                              multi_output=not is_classifier(self),

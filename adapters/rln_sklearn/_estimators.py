@@ -126,7 +126,8 @@ class RLNRegressor(RegressorMixin, BaseRLN):
         return outputs.ravel() if self._y_ndim == 1 else outputs
 
     def score(self, X, y, sample_weight=None) -> float:
-        """R^2 of `predict(X)` against y (`sklearn.metrics.r2_score`, averaged over outputs).
+        """R^2 of `predict(X)` against y (`sklearn.metrics.r2_score`, averaged over outputs;
+        `sample_weight`, shape (n_samples,), weights the rows as there).
 
         Computed after standardizing y and the predictions with `target_mean_` and
         `target_scale_`: an affine map of each output leaves R^2 unchanged, and the

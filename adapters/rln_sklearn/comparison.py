@@ -114,13 +114,18 @@ def compare_paired(first: ArrayLike, second: ArrayLike) -> PairedComparison:
 
 def _sample(name: str, values: ArrayLike) -> np.ndarray:
     """`values` as a 1-D float64 array of finite numbers, or a ValueError naming `name`."""
-    if np.iscomplexobj(values):
-        raise ValueError(f"compare_paired: {name} holds complex numbers; scores must be real")
+    raw = np.asarray(values)
+    if raw.dtype.kind not in "iufO":  # booleans, complex numbers, strings, bytes, ...
+        raise ValueError(f"compare_paired: {name} must be real numbers; got dtype "
+                         f"{raw.dtype} ({type(values).__name__})")
     try:
-        sample = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError) as error:
+        sample = raw.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as error:  # objects: None, 10**400, ...
         raise ValueError(f"compare_paired: {name} must be real numbers (float64); "
                          f"{type(error).__name__}: {error}") from None
+    if raw.dtype.kind == "O" and np.isnan(sample).any() and any(  # None became NaN
+            value is None for value in raw.ravel()):
+        raise ValueError(f"compare_paired: {name} holds None; scores must be real numbers")
     if sample.ndim != 1:
         raise ValueError(f"compare_paired: {name} must be one-dimensional (one score per "
                          f"pair); got shape {sample.shape}")

@@ -18,6 +18,9 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.model_selection import train_test_split
 
+__all__ = ["BOSTON_TARGET", "BUILTIN", "CLASSIFICATION", "NoisyTable", "Split",
+           "add_noise_features", "load_noisy", "load_table", "split_for_selection"]
+
 BOSTON_TARGET = "medv"
 
 
@@ -67,9 +70,14 @@ class NoisyTable:
 
 def add_noise_features(X: np.ndarray, y: np.ndarray, feature_names: list[str],
                        n_noise: int, rng: np.random.RandomState) -> NoisyTable:
-    """Append `n_noise` columns of N(0, 1) noise to X (drawn from `rng`)."""
+    """Append `n_noise` columns of N(0, 1) noise to X (drawn from `rng`).
+
+    Raises:
+        ValueError: n_noise not an int >= 0.
+    """
     X = np.asarray(X, dtype=np.float64)
-    if n_noise < 0:
+    if isinstance(n_noise, bool) or not isinstance(n_noise, (int, np.integer)) \
+            or n_noise < 0:
         raise ValueError(f"Invalid n_noise: {n_noise!r}; expected an int >= 0")
     noise = rng.standard_normal((X.shape[0], n_noise))
     names = list(feature_names) + [f"noise_{i}" for i in range(n_noise)]
@@ -80,6 +88,9 @@ def load_noisy(name: str, n_noise: int = 1000, seed: int = 0) -> NoisyTable:
     """A built-in table ("boston", "diabetes" or "breast_cancer") plus noise columns.
 
     All three ship with this package or scikit-learn, so nothing is downloaded.
+
+    Raises:
+        ValueError: an unknown name, or n_noise not an int >= 0.
     """
     X, y, names = load_table(name)
     return add_noise_features(X, y, names, n_noise, np.random.RandomState(seed))
@@ -91,6 +102,9 @@ def load_table(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     "boston": Boston housing, 506 rows, 12 inputs (crim ... lstat; no `black`
     column), target medv in $1000s. "diabetes": scikit-learn's, 442 rows, 10
     inputs. "breast_cancer": scikit-learn's, 569 rows, 30 inputs, target 0/1.
+
+    Raises:
+        ValueError: an unknown name.
     """
     if name not in BUILTIN:
         raise ValueError(f"Unknown data set {name!r}; expected one of {sorted(BUILTIN)}")

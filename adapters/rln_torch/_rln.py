@@ -162,6 +162,12 @@ class RLN(WithHyperparameters):
         Every tensor is checked (shape, dtype, device, .grad in gradient mode)
         before any is updated. Each tensor's update is all-or-nothing; if the
         update refuses tensor k (e.g. NaN weights), tensors before k are updated.
+
+        Raises:
+            ValueError, TypeError: a tensor whose shape, dtype or device changed, or an
+                update `rln_core.update` refuses (non-finite weights, lambdas that would
+                overflow), naming the tensor.
+            RuntimeError: gradient mode and a tensor without `.grad`.
         """
         gradient = self.mode == "gradient"
         for slot in self._slots:
