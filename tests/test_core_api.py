@@ -106,6 +106,9 @@ def test_from_dict_refuses_an_incomplete_or_inconsistent_state():
         RLNState.from_dict({**state.to_dict(), "steps": 1.5})
     with pytest.raises(TypeError, match="prev_reg"):
         RLNState.from_dict({**state.to_dict(), "prev_reg": state.prev_reg.astype(np.float32)})
+    # a field it does not know (a typo, another library's extra) is refused, not dropped
+    with pytest.raises(ValueError, match="has fields .*'lambda'.*expected"):
+        RLNState.from_dict({**state.to_dict(), "lambda": state.lambdas})
 
 
 def test_rln_class_is_the_functions_in_an_object():
@@ -150,6 +153,20 @@ def test_inspection_per_input_axis():
                                   [False, False, True, False])
     with pytest.raises(ValueError, match="input_axis"):
         rln_core.input_importance(w, input_axis=2)
+    # the default axis is 0 (Keras, NumPy x @ W); -ndim is the first axis too
+    np.testing.assert_array_equal(rln_core.input_importance(w), [0.0, 3.0])
+    np.testing.assert_array_equal(rln_core.input_importance(w, input_axis=-2), [0.0, 3.0])
+    # exactly 0 only: a tiny weight is a weight
+    assert rln_core.sparsity(np.array([1e-30, 0.0, 1.0, -1e-12])) == 0.25
+
+
+def test_input_importance_sums_float32_weights_in_float64():
+    """Two float32 weights of 3e38 on one input sum to 6e38: beyond float32's range (inf
+    if summed in float32), not float64's."""
+    w = np.array([[3e38, 0.0], [3e38, 1.0]], dtype=np.float32)  # column 0: one input
+    importance = rln_core.input_importance(w, input_axis=1)
+    assert importance.dtype == np.float64
+    np.testing.assert_allclose(importance, [6e38, 1.0], rtol=1e-7)
 
 
 def run_python(code, env=None):
