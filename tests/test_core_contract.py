@@ -56,7 +56,11 @@ def test_hyperparameters_store_python_numbers_and_are_frozen():
     assert Hyperparameters.fields() == ("avg_reg", "learning_rate", "norm")
     with pytest.raises(AttributeError):
         hp.norm = 1
-    assert DEFAULTS == Hyperparameters() and rln_core.ORIGINAL_CALLBACK_DEFAULTS.avg_reg == -7.5
+    assert DEFAULTS == Hyperparameters(avg_reg=-10.0, learning_rate=1e6, norm=1)  # README
+    # the signature of the authors' Keras 2 callback, RLNCallback(layer, norm=1,
+    # avg_reg=-7.5, learning_rate=6e5), which rln_keras.RLNCallback keeps
+    assert rln_core.ORIGINAL_CALLBACK_DEFAULTS == Hyperparameters(avg_reg=-7.5,
+                                                                  learning_rate=6e5, norm=1)
 
 
 @pytest.mark.parametrize("impl", ["numba", "numpy", "array_api"])

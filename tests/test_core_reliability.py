@@ -269,3 +269,52 @@ def test_misuse_of_the_core_api_is_refused_naming_the_problem():
     np.testing.assert_array_equal(weights, before[0])
     np.testing.assert_array_equal(state.lambdas, before[1].lambdas)
     assert state.steps == 0
+
+
+def test_a_broadcast_view_is_refused_and_a_length_one_zero_stride_axis_is_not():
+    """Two elements on one memory cell cannot both be updated; an axis of length 1 with
+    stride 0 (what NumPy makes of some reshapes) holds one element per cell."""
+    cell = np.array([0.1, -0.2, 0.3])
+    shared = np.lib.stride_tricks.as_strided(cell, shape=(2, 3), strides=(0, 8),
+                                             writeable=True)
+    state = rln_core.init(np.ascontiguousarray(shared), -10.0)
+    with pytest.raises(ValueError, match="zero stride"):
+        rln_core.update(shared, state, impl="numpy")
+    one = np.lib.stride_tricks.as_strided(cell, shape=(1, 3), strides=(0, 8), writeable=True)
+    rln_core.update(one, rln_core.init(one.copy(), -10.0), impl="numpy")
+
+
+def test_weights_of_another_dtype_than_the_state_was_made_for_are_a_type_error():
+    state = rln_core.init(np.ones((2, 3)), -10.0)  # made for float64 weights
+    with pytest.raises(TypeError, match="weights have dtype float32 but the RLN state was made "
+                                        "for float64"):
+        rln_core.update(np.ones((2, 3), dtype=np.float32), state)
+
+
+def test_a_state_whose_arrays_differ_in_shape_is_refused():
+    state = rln_core.init(np.ones((2, 3)), -10.0)
+    bad = rln_core.RLNState(lambdas=state.lambdas, prev_weights=state.prev_weights,
+                            prev_reg=np.zeros((3, 2)), steps=0)
+    with pytest.raises(ValueError, match="prev_reg"):
+        rln_core.update(np.ones((2, 3)), bad)
+
+
+def test_a_state_on_another_device_is_refused():
+    """torch's meta device stands in for a GPU: W on the CPU, its state elsewhere."""
+    torch = pytest.importorskip("torch")
+    weights = torch.ones(2, 3)
+    state = rln_core.RLNState(lambdas=torch.full((2, 3), -10.0, device="meta"),
+                              prev_weights=torch.ones(2, 3, device="meta"),
+                              prev_reg=torch.zeros(2, 3, device="meta"), steps=0)
+    with pytest.raises(ValueError, match="the RLN state is on meta but the weights are on cpu"):
+        rln_core.array_api.update(weights, state)
+
+
+def test_loaded_and_copied_states_share_no_memory_with_their_source():
+    state = rln_core.init(np.ones((2, 3)), -10.0)
+    fields = state.to_dict()
+    loaded = rln_core.RLNState.from_dict(fields)
+    copied = state.copy()
+    for name in ("lambdas", "prev_weights", "prev_reg"):
+        assert not np.shares_memory(getattr(loaded, name), fields[name]), name
+        assert not np.shares_memory(getattr(copied, name), getattr(state, name)), name
