@@ -40,6 +40,12 @@ the cap as its lambda (off by at most the margin, 100x below the 1e-9
 tolerance) and lands on 0 instead of a residue of at most about the margin
 times |W|, also within tolerance. The reference itself decides exactly. In
 float32 arithmetic the margin is below one ulp, so it changes nothing there.
+
+The numba kernel compiles this and the other constants here into its code, and
+numba's disk cache is keyed on the kernel's own source files only: after changing
+one of them in a checkout, delete rln_core/__pycache__/*.nbi and *.nbc (or touch
+rln_core/_numba_kernel.py), or the old value keeps running (an installed upgrade
+rewrites every file, so it recompiles).
 """
 
 CLIP_MARGIN_F32 = 1e-6

@@ -243,6 +243,39 @@ def test_the_at_cap_cases_catch_a_clip_margin_near_the_tolerance(case):
         testing.check_update(functools.partial(clips_differently, margin=1e-9), [case])
 
 
+def test_the_kernels_margin_zeroes_weights_where_its_log_is_one_ulp_above_numpys():
+    """The numba kernel's log of a float32 weight is within 1 ulp of NumPy's, one ulp
+    above it for ~2% of weights: with the lambda exactly at the reference's cap log|W|
+    the reference clips (W -> exactly 0), and only CLIP_MARGIN makes the kernel clip
+    too (with a margin of 0 these weights kept residues)."""
+    import numba
+
+    from rln_core import _numba_math
+
+    @numba.njit
+    def kernel_logs(x):
+        out = np.empty(x.size)
+        for i in range(x.size):
+            out[i] = _numba_math.log_abs(x[i])
+        return out
+
+    rng = np.random.default_rng(5)
+    drawn = (rng.standard_normal(200_000) * 0.1).astype(np.float32)
+    drawn = drawn[drawn != 0]
+    caps = np.log(np.abs(drawn).astype(np.float64))  # the reference's
+    high = kernel_logs(drawn) > caps
+    assert high.sum() > 100, ("no weight where the kernel's log is above NumPy's: find "
+                              "another way to test the clip margin")
+    weights = np.ascontiguousarray(drawn[high][:512])
+    state = rln_core.init(weights, avg_reg=-10.0)
+    state.lambdas[:] = caps[high][:512]  # first update: the lambdas are used as they are
+    expected_w, _ = rln_core.reference.update(weights, state.copy(), avg_reg=-10.0,
+                                              learning_rate=1e6, norm=1)
+    assert (expected_w == 0).all()
+    rln_core.update(weights, state, impl="numba", avg_reg=-10.0, learning_rate=1e6, norm=1)
+    assert (weights == 0).all(), np.flatnonzero(weights)[:10]
+
+
 @pytest.mark.parametrize("impl", IN_PLACE_IMPLS)
 def test_bad_input_is_refused_and_nothing_changes(impl):
     assert testing.check_rejects_bad_input(
