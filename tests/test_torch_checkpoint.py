@@ -127,3 +127,17 @@ def test_refuses_a_state_dict_for_another_layer():
     with pytest.raises(ValueError, match=r"shape \(3, 4\) but this RLN's tensor has shape"):
         target.load_state_dict(RLN(small).state_dict())
     assert torch.equal(target.lambdas, lambdas)
+
+
+@pytest.mark.parametrize("impl", ["auto", "torch"])
+def test_a_state_dict_is_a_copy_that_later_steps_leave_alone(impl):
+    """A state_dict kept as "the best so far" must not move with training."""
+    model, optimizer, rln = build(impl, "delta", seed=3)
+    train(model, optimizer, range(3))
+    saved = rln.state_dict()
+    kept = {key: value.clone() for key, value in saved["states"][0].items()
+            if isinstance(value, torch.Tensor)}
+    train(model, optimizer, range(3, 6))
+    assert not torch.equal(rln.state_dict()["states"][0]["lambdas"], kept["lambdas"])
+    for key, value in kept.items():
+        assert torch.equal(saved["states"][0][key], value), key
