@@ -52,6 +52,25 @@ def test_the_docstring_reaches_help_and_documents_every_parameter(estimator, own
         assert f" {name}" in doc, name
 
 
+def test_the_defaults_the_docstring_states_are_the_signatures():
+    """Each "(default V" in a parameter's description is that parameter's default."""
+    import ast
+    import inspect
+    import re
+
+    doc = inspect.getdoc(RLNRegressor)
+    blocks = dict(re.findall(r"\n    (\w+): (.*?)(?=\n    \w+:|\nAttributes:)", doc, re.S))
+    defaults = {name: parameter.default for name, parameter
+                in inspect.signature(RLNRegressor).parameters.items()}
+    stated = {name: re.search(r"default (-?[\w.+-]+)", " ".join(text.split()))
+              for name, text in blocks.items() if name in defaults}
+    stated = {name: match.group(1) for name, match in stated.items() if match}
+    assert {"layers", "avg_reg", "learning_rate", "lr", "epochs", "batch_size",
+            "validation_fraction", "n_iter_no_change", "verbose", "l1"} <= set(stated)
+    for name, text in stated.items():
+        assert ast.literal_eval(text) == defaults[name], (name, text, defaults[name])
+
+
 def test_tutorial_widths():
     # diabetes + 1000 noise columns: the tutorial's 1010 -> 179 -> 32 -> 6 -> 1.
     assert hidden_widths(1010, 4) == [179, 32, 6]

@@ -28,10 +28,14 @@ _PARAMETERS = """
             float32: the core's fast mode, 1.7-2.2x faster per update, lambdas
             within 3e-6 of the float64 update's per step; see README).
         l1: a fixed L1 coefficient on the first layer's kernel (the tutorial's
-            baseline); needs rln=False. rln=False, l1=0 is the plain network.
-        lr: RMSprop's step size (Keras's RMSprop: rho 0.9, epsilon 1e-7).
-        epochs: passes over the training data (the maximum with early stopping).
-        batch_size: samples per optimizer step (and per RLN update).
+            baseline; default 0); needs rln=False. rln=False, l1=0 is the plain
+            network.
+        lr: RMSprop's step size (default 1e-3; Keras's RMSprop: rho 0.9, epsilon
+            1e-7).
+        epochs: passes over the training data (default 100, the tutorial's; the
+            maximum with early stopping).
+        batch_size: samples per optimizer step and per RLN update (default 10, the
+            tutorial's).
         backend: "torch" (default) or "keras" (Keras 3; KERAS_BACKEND defaults
             to "tensorflow").
         standardize: train on (X - mean) / std per column (default True), the
@@ -40,10 +44,11 @@ _PARAMETERS = """
             to the network as it is (scale it yourself).
         early_stopping: hold out `validation_fraction` of the training rows and
             stop after `n_iter_no_change` epochs without a lower validation
-            loss, keeping the best epoch's weights.
-        validation_fraction: share of rows held out for early stopping.
-        n_iter_no_change: patience of early stopping, in epochs.
-        verbose: show a tqdm progress bar over epochs with the running loss.
+            loss, keeping the best epoch's weights (default False).
+        validation_fraction: share of rows held out for early stopping (default 0.1).
+        n_iter_no_change: patience of early stopping, in epochs (default 10).
+        verbose: 1 shows a tqdm progress bar over epochs with the running loss
+            (default 0).
         random_state: seeds the initialization, the batch order and the
             validation split; an int makes a fit reproducible on one backend.
 """
