@@ -315,10 +315,9 @@ def paired(methods: dict, digits: int) -> str:
                    for first, other in PAIRS}
     parts = []
     for (first, other), comparison in comparisons.items():
-        differences = np.asarray(comparison.differences)
         part = (f"{first} - {other} per seed {comparison.mean_difference:+.{digits}f} +- "
-                f"{differences.std():.{digits}f}, {first} lower in "
-                f"{int(np.sum(differences < 0))} of {comparison.n}")
+                f"{comparison.spread:.{digits}f}, {first} lower in "
+                f"{comparison.first_lower} of {comparison.n}")
         if comparison.t is not None:
             part += f", t {comparison.t:+.2f}" + (" (within noise)" if comparison.within_noise
                                                    else "")

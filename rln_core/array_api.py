@@ -219,6 +219,6 @@ def update(weights: Any, state: RLNState, *, avg_reg: float = DEFAULTS.avg_reg,
         raise ValueError(non_finite_lambdas_message(learning_rate))
     # prev_weights its own copy: a caller that then steps the weights in place (NumPy,
     # torch) must not move prev_weights with them (the next weight change would read 0)
-    prev_weights = namespace(weights).asarray(result.weights, copy=True)
+    prev_weights = xp.asarray(result.weights, copy=True)
     return result.weights, RLNState(lambdas=result.lambdas, prev_weights=prev_weights,
                                     prev_reg=result.reg, steps=int(state.steps) + 1)

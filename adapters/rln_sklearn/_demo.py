@@ -361,15 +361,6 @@ class Paired:
         return self.comparison.mean_difference
 
     @property
-    def std(self) -> float:
-        """The differences' spread (ddof 0, as the table's)."""
-        return float(np.std(self.comparison.differences))
-
-    @property
-    def rln_lower(self) -> int:
-        return sum(difference < 0 for difference in self.comparison.differences)
-
-    @property
     def verdict(self) -> str:
         """"within noise", "RLN better", "<the other> better", or for one repeat "one
         repeat: no noise estimate"."""
@@ -381,8 +372,10 @@ class Paired:
         return "RLN better" if self.mean < 0 else f"{LABELS[self.other]} better"
 
     def sentence(self, metric: str) -> str:
-        return (f"RLN - {LABELS[self.other]} {metric} {self.mean:+.3g} +- {self.std:.2g}, "
-                f"RLN lower in {self.rln_lower} of {self.comparison.n}: {self.verdict}")
+        comparison = self.comparison
+        return (f"RLN - {LABELS[self.other]} {metric} {self.mean:+.3g} +- "
+                f"{comparison.spread:.2g}, RLN lower in {comparison.first_lower} of "
+                f"{comparison.n}: {self.verdict}")
 
 
 def paired(result: "DemoResult", other: str, metric: str) -> Paired:

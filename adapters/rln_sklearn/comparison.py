@@ -44,6 +44,16 @@ class PairedComparison:
         return abs(self.t) < self.critical_t
 
     @property
+    def spread(self) -> float:
+        """The differences' standard deviation with ddof 0 (as a table's "mean +- std")."""
+        return float(np.std(self.differences))
+
+    @property
+    def first_lower(self) -> int:
+        """In how many pairs first < second."""
+        return sum(difference < 0 for difference in self.differences)
+
+    @property
     def rule(self) -> str:
         """The rule in words, with this test's critical value, for a report's legend."""
         if self.critical_t is None:
