@@ -26,7 +26,7 @@ Errors: every input is checked before anything is written (ValueError /
 TypeError naming it), the optimizer's settings as torch.optim checks them when it
 is made (lr, eps, weight_decay, momentum, alpha >= 0; betas in [0, 1); Nesterov
 momentum needs momentum > 0 and dampening 0) and finite, Adam's step an integer
->= 1. A refused RLN update (non-finite weights after the
+>= 1 (`check_settings`, public for a caller that must check before it moves anything). A refused RLN update (non-finite weights after the
 optimizer's step, or lambdas that would overflow) raises the ValueError of
 `rln_core.update` after the optimizer's step has been applied (weights and
 optimizer state as the optimizer alone leaves them), with the RLN state untouched:
@@ -50,7 +50,7 @@ from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_float32_inputs,
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import RLNState, check_steps, holds, state_arrays
 
-__all__ = ["FusedStep", "OPTIMIZERS", "rmsprop_step", "adam_step", "sgd_step"]
+__all__ = ["FusedStep", "OPTIMIZERS", "check_settings", "rmsprop_step", "adam_step", "sgd_step"]
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 _N_NUMBERS = 10  # the numbers of every optimizer's element function (the most: Adam's)
@@ -156,9 +156,9 @@ class FusedStep:
             the RLN state.
         """
         dtype = self._dtype
-        _check_settings("Adam", lr=lr, eps=eps, weight_decay=weight_decay)
-        beta1, beta2 = _check_betas(betas)
-        _check_step(step)
+        check_settings("adam", step=step, lr=lr, betas=betas, eps=eps,
+                       weight_decay=weight_decay)
+        beta1, beta2 = betas
         one_minus_beta1 = dtype(1 - beta1)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
@@ -411,8 +411,8 @@ def _sign(maximize: bool) -> float:
 def _rmsprop_numbers(dtype: type, lr: float, alpha: float, eps: float, weight_decay: float,
                      momentum: float, maximize: bool) -> tuple:
     """RMSprop's h (`rln_core._numba_fused._rmsprop`)."""
-    _check_settings("RMSprop", lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                    momentum=momentum)
+    check_settings("rmsprop", lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                   momentum=momentum)
     one_minus_alpha = dtype(1 - alpha)
     lerp_rest, lerp_small = _lerp_terms(one_minus_alpha)
     return _numbers(dtype, (-lr, alpha, one_minus_alpha, lerp_rest, eps, weight_decay, momentum,
@@ -423,48 +423,88 @@ def _sgd_numbers(dtype: type, lr: float, weight_decay: float, momentum: float,
                  dampening: float, maximize: bool, first_momentum: bool,
                  nesterov: bool) -> tuple:
     """SGD's h (`rln_core._numba_fused._sgd`)."""
-    _check_settings("SGD", lr=lr, weight_decay=weight_decay, momentum=momentum)
-    _check_settings("SGD", non_negative=False, dampening=dampening)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(f"SGD: Nesterov momentum requires a momentum and zero dampening "
-                         f"(as torch.optim.SGD); got momentum={momentum!r}, "
-                         f"dampening={dampening!r}")
+    check_settings("sgd", lr=lr, weight_decay=weight_decay, momentum=momentum,
+                   dampening=dampening, nesterov=nesterov)
     return _numbers(dtype, (-lr, weight_decay, momentum, 1 - dampening, _sign(maximize)),
                     first_momentum)
 
 
-def _check_settings(optimizer: str, non_negative: bool = True, **settings: Any) -> None:
-    """Each setting a finite real number (a Python or NumPy number, a 0-d array), >= 0
-    where `non_negative` (torch.optim refuses a negative lr, eps, weight_decay, momentum
-    or alpha when it is made); a TypeError or ValueError naming it otherwise."""
-    for name, value in settings.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise TypeError(f"{optimizer}: {name} must be a real number, got "
-                            f"{value!r}") from None
-        if not math.isfinite(number) or (non_negative and number < 0):
-            raise ValueError(f"{optimizer}: invalid {name} {value!r}; expected a finite "
-                             f"number{' >= 0' if non_negative else ''}")
+def check_settings(optimizer: str, **settings: Any) -> None:
+    """Raise, naming the setting, where a fused step of `optimizer` would refuse its
+    settings: the checks `FusedStep`'s methods make before anything moves.
+
+    For a caller that must refuse before it touches anything of its own (`rln_torch`
+    checks a fused tensor's param group before torch steps the other tensors); the fused
+    step checks again. The rules are torch.optim's when an optimizer is made, plus
+    finiteness: lr, eps, weight_decay, momentum and alpha finite and >= 0, dampening
+    finite, betas a pair in [0, 1), Nesterov momentum with momentum > 0 and dampening 0;
+    Adam's step (the count after this step) an integer >= 1 (a 0-d array or an integral
+    float, as torch keeps it, too).
+
+    Args:
+        optimizer: one of `OPTIMIZERS`.
+        settings: that method's keywords, by name; those not given are not checked (their
+            defaults are valid), and keywords other than the ones above (flags, arrays)
+            are ignored.
+
+    Raises:
+        ValueError: an unknown optimizer, or a setting out of range.
+        TypeError: a setting that is not a real number (betas not a pair).
+    """
+    label = _LABELS.get(optimizer)
+    if label is None:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    for name in _NON_NEGATIVE[optimizer]:
+        if name in settings:
+            _check_number(label, name, settings[name], non_negative=True)
+    if optimizer == "adam":
+        if "betas" in settings:
+            _check_betas(settings["betas"])
+        if "step" in settings:
+            _check_step(settings["step"])
+    elif optimizer == "sgd":
+        momentum, dampening = settings.get("momentum", 0.0), settings.get("dampening", 0.0)
+        _check_number(label, "dampening", dampening, non_negative=False)
+        if settings.get("nesterov") and (momentum <= 0 or dampening != 0):
+            raise ValueError(f"SGD: Nesterov momentum requires a momentum and zero dampening "
+                             f"(as torch.optim.SGD); got momentum={momentum!r}, "
+                             f"dampening={dampening!r}")
 
 
-def _check_betas(betas: Any) -> Tuple[float, float]:
+_LABELS = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}  # the names errors use
+# The settings of each optimizer that torch.optim refuses when negative.
+_NON_NEGATIVE = {"rmsprop": ("lr", "alpha", "eps", "weight_decay", "momentum"),
+                 "adam": ("lr", "eps", "weight_decay"),
+                 "sgd": ("lr", "weight_decay", "momentum")}
+
+
+def _check_number(optimizer: str, name: str, value: Any, non_negative: bool) -> None:
+    """A finite real number (a Python or NumPy number, a 0-d array), >= 0 where
+    `non_negative`; a TypeError or ValueError naming it otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{optimizer}: {name} must be a real number, got {value!r}") from None
+    if not math.isfinite(number) or (non_negative and number < 0):
+        raise ValueError(f"{optimizer}: invalid {name} {value!r}; expected a finite "
+                         f"number{' >= 0' if non_negative else ''}")
+
+
+def _check_betas(betas: Any) -> None:
     """Adam's (beta1, beta2), each in [0, 1) (as torch.optim.Adam); raise otherwise."""
     try:
         beta1, beta2 = betas
     except (TypeError, ValueError):
         raise TypeError(f"Adam: betas must be a pair of numbers, got {betas!r}") from None
-    _check_settings("Adam", beta1=beta1, beta2=beta2)
-    for index, beta in enumerate((beta1, beta2)):
+    for index, (name, beta) in enumerate((("beta1", beta1), ("beta2", beta2))):
+        _check_number("Adam", name, beta, non_negative=True)
         if not float(beta) < 1:
             raise ValueError(f"Adam: invalid beta parameter at index {index}: {beta!r}; "
                              "expected 0 <= beta < 1")
-    return beta1, beta2
 
 
 def _check_step(step: Any) -> None:
-    """Adam's step count after this step: an integer >= 1 (a 0-d array or an integral
-    float, as torch keeps it, too)."""
+    """Adam's step count after this step: an integer >= 1."""
     try:
         number = float(step)
     except (TypeError, ValueError):

@@ -188,6 +188,18 @@ def test_optimizer_settings_torch_refuses_are_refused_before_anything_moves(meth
     for name, value in arrays.items():
         if value is not None:
             np.testing.assert_array_equal(value, before[2][name])
+    with pytest.raises(error, match=match):  # the same check, public, for adapters
+        fused.check_settings(method, **settings)
+
+
+def test_check_settings_passes_what_the_fused_step_takes_and_names_the_optimizer():
+    fused.check_settings("rmsprop", lr=1e-3, alpha=0.9, eps=1e-8, weight_decay=0.0,
+                         momentum=0.9, centered=True, maximize=False)
+    fused.check_settings("adam", step=np.float32(3.0), lr=np.array(1e-3), betas=(0.0, 0.5))
+    fused.check_settings("sgd", lr=0.1, momentum=0.9, nesterov=True, first_momentum=True)
+    fused.check_settings("sgd", lr=0.1, dampening=-0.5)  # torch allows any dampening
+    with pytest.raises(ValueError, match=r"one of \('rmsprop', 'adam', 'sgd'\), got 'adagrad'"):
+        fused.check_settings("adagrad", lr=1e-3)
 
 
 def test_fused_step_checks_new_optimizer_arrays_and_every_gradient():

@@ -532,11 +532,11 @@ def test_a_param_group_without_the_decay_kind_gets_its_optimizers_own(cls, decou
     weight = torch.nn.Parameter(torch.ones(3))
     group = {key: value for key, value in cls([weight], weight_decay=0.01).param_groups[0].items()
              if key != "decoupled_weight_decay"}
-    arguments = OPTIMIZERS[cls][1]
-    _, numbers = arguments(group, {}, weight)
-    assert numbers["decoupled_weight_decay"] is decoupled
-    _, numbers = arguments({**group, "decoupled_weight_decay": not decoupled}, {}, weight)
-    assert numbers["decoupled_weight_decay"] is (not decoupled)  # the group's word wins
+    settings = OPTIMIZERS[cls][1]
+    assert settings(group, {})["decoupled_weight_decay"] is decoupled
+    # the group's word wins
+    assert settings({**group, "decoupled_weight_decay": not decoupled},
+                    {})["decoupled_weight_decay"] is (not decoupled)
 
 
 def test_a_refused_update_leaves_the_later_tensors_unregularized_as_unfused():
@@ -567,3 +567,70 @@ def test_a_refused_update_leaves_the_later_tensors_unregularized_as_unfused():
     assert after["states"][1]["steps"] == saved["states"][1]["steps"]
     assert torch.equal(after["states"][1]["lambdas"], saved["states"][1]["lambdas"])
     torch.testing.assert_close(fused_second, unfused_second, rtol=0, atol=1e-7)
+
+
+MID_RUN_REFUSALS = [
+    (torch.optim.RMSprop, {"momentum": 0.9}, {"lr": -1e-3}, ValueError, "RMSprop: invalid lr"),
+    (torch.optim.Adam, {}, {"betas": (1.0, 0.999)}, ValueError, "invalid beta parameter"),
+    (torch.optim.AdamW, {"amsgrad": True}, {"eps": float("nan")}, ValueError,
+     "Adam: invalid eps"),
+    (torch.optim.SGD, {"momentum": 0.9, "dampening": 0.5}, {"momentum": 0.0, "nesterov": True},
+     ValueError, "Nesterov momentum requires"),
+    (torch.optim.SGD, {}, {"lr": "fast"}, TypeError, "SGD: lr must be a real number"),
+]
+
+
+@pytest.mark.parametrize("first", [False, True], ids=["mid-run", "first-step"])
+@pytest.mark.parametrize("cls, kwargs, setting, error, match", MID_RUN_REFUSALS,
+                         ids=[case[0].__name__ + "-" + next(iter(case[2]))
+                              for case in MID_RUN_REFUSALS])
+def test_a_setting_torch_would_refuse_is_refused_before_any_tensor_or_state_moves(
+        cls, kwargs, setting, error, match, first):
+    """A param group given a setting torch.optim refuses when made (a scheduler or a user
+    writing into param_groups): the fused step raises before torch steps anything, the
+    optimizer's state (its step count, a first momentum buffer) untouched, the gradients
+    given back. Restored, the run goes on as one that never saw it. (The settings were
+    checked in the post-hook, after torch had stepped the other tensors and counted the
+    step.)"""
+    runs = [_make(cls, kwargs, torch.float32, {}, fuse=True) for _ in range(2)]
+    steps = 0 if first else 3
+    for run in runs:
+        _train(run, steps)
+    refused, twin = runs
+    group = refused[2].param_groups[0]
+    saved_group = dict(group)
+    before = [refused[0].detach().clone(), refused[1].detach().clone(),
+              copy.deepcopy(refused[2].state_dict()), copy.deepcopy(refused[3].state_dict())]
+    group.update(setting)
+    grads = _grads(steps, torch.float32)
+    for param, grad in zip(refused[:2], grads):
+        param.grad = grad
+    with pytest.raises(error, match=f"the param group of .*{match}"):
+        refused[2].step()
+    assert refused[0].grad is grads[0] and refused[1].grad is grads[1]
+    assert torch.equal(refused[0], before[0]) and torch.equal(refused[1], before[1])
+    assert len(refused[2].state.get(refused[0], {})) == (0 if first else len(before[2]["state"][0]))
+    _assert_same_state(refused[2].state_dict()["state"], before[2]["state"])  # (not the group)
+    _assert_same_state(refused[3].state_dict(), before[3])
+    group.update(saved_group)
+    for run in runs:
+        _train(run, 2, start=steps)
+    assert torch.equal(refused[0], twin[0]) and torch.equal(refused[1], twin[1])
+    _assert_same_state(refused[2].state_dict(), twin[2].state_dict())
+    _assert_same_state(refused[3].state_dict(), twin[3].state_dict())
+
+
+def _assert_same_state(got, want):
+    """Two state_dicts (nested dicts and lists of tensors and numbers) equal."""
+    if isinstance(want, dict):
+        assert set(got) == set(want)
+        for key in want:
+            _assert_same_state(got[key], want[key])
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want)
+        for item_got, item_want in zip(got, want):
+            _assert_same_state(item_got, item_want)
+    elif isinstance(want, torch.Tensor):
+        assert torch.equal(got, want), (got, want)
+    else:
+        assert got == want or (got != got and want != want), (got, want)

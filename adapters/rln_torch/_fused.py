@@ -14,8 +14,9 @@ Supported: torch.optim.RMSprop (alpha, eps, weight_decay, momentum, centered),
 Adam and AdamW (betas, eps, weight_decay, amsgrad), SGD (momentum, dampening,
 nesterov, weight_decay), each with maximize; CPU tensors, impl "auto" or
 "numba", mode "delta". Anything else is refused at attach time; a sparse
-gradient or `optimizer.step(closure)` is refused by the pre-hook, before anything
-is touched. A gradient, or an optimizer state tensor, in another memory order than its
+gradient, one of another shape or dtype, a param group setting torch.optim refuses when
+it is made (set since: `rln_core.fused.check_settings`) or `optimizer.step(closure)` is
+refused by the pre-hook, before torch steps anything. A gradient, or an optimizer state tensor, in another memory order than its
 parameter (torch allows both: SGD clones its momentum buffer from the gradient) is used as a
 copy in the parameter's order (the state tensor replaced by it in `optimizer.state`). The
 result equals "optimizer.step() then RLN.step()" within rounding
@@ -110,8 +111,10 @@ class FusedHooks:
         check_fusable(rln, optimizer)
         self._rln = rln
         # the FusedStep method's name, and the reader of its keywords
-        self._method, self._arguments = OPTIMIZERS[type(optimizer)]
+        self._method, self._settings, self._state = OPTIMIZERS[type(optimizer)]
+        # between the two hooks: each slot's gradient, and its settings (None: no grad)
         self._grads: Optional[List[Optional[torch.Tensor]]] = None
+        self._numbers: List[Optional[Dict[str, Any]]] = []
         # per slot: its `rln_core.fused.FusedStep` (made again when the slot's weights or
         # state are other objects) and NumPy views of the optimizer's state tensors (the
         # same ndarrays while the tensors and their memory are, so FusedStep checks them
@@ -129,7 +132,10 @@ class FusedHooks:
 
     @eager
     def _before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        """Check every regularized tensor, then take their gradients from the optimizer."""
+        """Check every regularized tensor, its gradient and its param group's settings
+        (`rln_core.fused.check_settings`: a setting torch.optim would have refused when
+        made, set since), then take their gradients from the optimizer. A refusal here
+        leaves every tensor and state as it was, the other parameters unstepped."""
         closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0]: the optimizer
         if self._rln.mode != "delta":  # a loaded state_dict may have changed it
             raise ValueError(f"this RLN is now in mode={self._rln.mode!r} (a loaded "
@@ -140,17 +146,31 @@ class FusedHooks:
             raise ValueError("a fused RLN does not support optimizer.step(closure): the "
                              "closure's backward would give the optimizer the gradients "
                              "the fused step takes; call backward() before step()")
-        grads = []
+        grads, numbers = [], []
         for slot in self._rln._slots:
             slot.check(needs_grad=False)
-            grad = slot.param.grad
-            if grad is not None and (grad.layout != torch.strided or grad.is_sparse):
-                raise ValueError(f"{slot.name}.grad has layout {grad.layout}; fuse=True needs "
-                                 "dense gradients")
+            param, grad = slot.param, slot.param.grad
+            settings = None
+            if grad is not None:
+                if grad.layout != torch.strided or grad.is_sparse:
+                    raise ValueError(f"{slot.name}.grad has layout {grad.layout}; fuse=True "
+                                     "needs dense gradients")
+                if grad.dtype != param.dtype or grad.shape != param.shape:
+                    raise TypeError(f"{slot.name}.grad has dtype {grad.dtype} and shape "
+                                    f"{tuple(grad.shape)}; the parameter {param.dtype} and "
+                                    f"{tuple(param.shape)}")
+                group = _group_of(optimizer, param, self._groups)
+                settings = self._settings(group, optimizer.state.get(param, {}))
+                try:
+                    fused.check_settings(self._method, **settings)
+                except (TypeError, ValueError) as error:
+                    raise type(error)(f"the param group of {slot.name}: {error}") from None
+                settings = {key: _number(value) for key, value in settings.items()}
             grads.append(grad)
+            numbers.append(settings)
         for slot in self._rln._slots:
             slot.param.grad = None
-        self._grads = grads
+        self._grads, self._numbers = grads, numbers
 
     @eager
     def _after(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
@@ -159,20 +179,20 @@ class FusedHooks:
         Like "optimizer.step() then RLN.step()": every tensor gets its optimizer step;
         if the RLN update of tensor k is refused, tensors before k are regularized,
         the others not, and the error is raised. (Inputs the fused step refuses before
-        it writes, a gradient or state of the wrong shape, leave that tensor without
-        its optimizer step too.)
+        it writes, an optimizer state tensor of the wrong shape, leave that tensor without
+        its optimizer step too, its step counted, as torch's own step would.)
         """
         grads, self._grads = self._grads, None
         hyperparameters = self._rln.hyperparameters
         error: Optional[Exception] = None
         try:
-            for slot, grad in zip(self._rln._slots, grads):
+            for slot, grad, settings in zip(self._rln._slots, grads, self._numbers):
                 try:
                     if grad is None:  # no optimizer step: RLN alone, as unfused
                         if error is None:
                             slot.update(hyperparameters)
                         continue
-                    self._step_one(optimizer, slot, grad, hyperparameters,
+                    self._step_one(optimizer, slot, grad, settings, hyperparameters,
                                    regularize=error is None)
                 except (ValueError, TypeError) as caught:
                     if error is not None:
@@ -185,16 +205,16 @@ class FusedHooks:
             raise error
 
     def _step_one(self, optimizer: torch.optim.Optimizer, slot: Any, grad: torch.Tensor,
-                  hyperparameters: Any, regularize: bool) -> None:
+                  settings: Dict[str, Any], hyperparameters: Any, regularize: bool) -> None:
+        """One tensor's fused step: `settings` are its group's, read and checked by `_before`
+        (torch has not stepped this tensor since, so its step count is the same)."""
         param = slot.param
-        if grad.dtype != param.dtype or grad.shape != param.shape:
-            raise TypeError(f"the gradient has dtype {grad.dtype} and shape {tuple(grad.shape)}; "
-                            f"the parameter {param.dtype} and {tuple(param.shape)}")
         grad = _in_order_of(param, grad)
-        group = _group_of(optimizer, param, self._groups)
         fused_step = self._fused_step(slot)  # W and the RLN state checked before any write
         state = optimizer.state[param]
-        tensors, numbers = self._arguments(group, state, param)
+        group = _group_of(optimizer, param, self._groups)
+        tensors = self._state(group, state, param)
+        numbers = dict(settings)
         arrays = self._arrays.setdefault(id(slot), {})
         for key, value in tensors.items():
             if value is not None:
@@ -244,9 +264,24 @@ def _memory(tensor: torch.Tensor) -> tuple:
     return tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype
 
 
-Arguments = Tuple[Dict[str, Optional[torch.Tensor]], Dict[str, Any]]
-"""An optimizer's FusedStep keywords: (its state tensors by keyword, None where unused; its
-numbers and flags by keyword)."""
+Settings = Callable[[Dict[str, Any], Dict[str, Any]], Dict[str, Any]]
+"""(param group, optimizer.state[param]) -> the FusedStep method's numbers and flags by keyword,
+for the step about to be taken, as the group holds them (`_number` makes them plain); reads
+only."""
+StateTensors = Callable[[Dict[str, Any], Dict[str, Any], torch.Tensor],
+                        Dict[str, Optional[torch.Tensor]]]
+"""(param group, optimizer.state[param], param) -> the method's state tensors by keyword (None
+where unused), initialized as torch's `_init_group` on a tensor's first step, the step counted."""
+
+
+def _number(value: Any) -> Any:
+    """A setting as the fused step takes it: a tensor (torch allows a tensor lr or betas)
+    as a Python float, a pair as a pair of them, anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.item()
+    if isinstance(value, tuple):
+        return tuple(map(_number, value))
+    return value
 
 
 def _zeros_like(param: torch.Tensor) -> torch.Tensor:
@@ -258,9 +293,16 @@ def _scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def _rmsprop_arguments(group: dict, state: dict, param: torch.Tensor) -> Arguments:
-    """RMSprop's state, initialized as torch's `_init_group`, its step counted; the
-    keywords of `rln_core.fused.FusedStep.rmsprop` (its state tensors, its numbers)."""
+def _rmsprop_settings(group: dict, state: dict) -> Dict[str, Any]:
+    """The keywords of `rln_core.fused.FusedStep.rmsprop` but its arrays."""
+    return {"lr": group["lr"], "alpha": group["alpha"], "eps": group["eps"],
+            "weight_decay": group["weight_decay"], "momentum": group["momentum"],
+            "centered": group["centered"], "maximize": group["maximize"]}
+
+
+def _rmsprop_state(group: dict, state: dict,
+                   param: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
+    """RMSprop's state tensors (`StateTensors`)."""
     if len(state) == 0:
         state["step"] = torch.zeros((), dtype=_scalar_dtype())
         state["square_avg"] = _zeros_like(param)
@@ -269,21 +311,26 @@ def _rmsprop_arguments(group: dict, state: dict, param: torch.Tensor) -> Argumen
         if group["centered"]:
             state["grad_avg"] = _zeros_like(param)
     state["step"] += 1
-    return ({"square_avg": state["square_avg"], "momentum_buffer": state.get("momentum_buffer"),
-             "grad_avg": state.get("grad_avg")},
-            {"lr": float(group["lr"]), "alpha": group["alpha"], "eps": group["eps"],
-             "weight_decay": group["weight_decay"], "momentum": group["momentum"],
-             "centered": group["centered"], "maximize": group["maximize"]})
+    return {"square_avg": state["square_avg"], "momentum_buffer": state.get("momentum_buffer"),
+            "grad_avg": state.get("grad_avg")}
 
 
-def _adam_arguments(group: dict, state: dict, param: torch.Tensor,
-                    decoupled: bool = False) -> Arguments:
-    """Adam's (AdamW's) state, initialized and stepped as torch's; the keywords of
-    `rln_core.fused.FusedStep.adam` (as `_rmsprop_arguments`).
+def _adam_settings(group: dict, state: dict, decoupled: bool = False) -> Dict[str, Any]:
+    """The keywords of `rln_core.fused.FusedStep.adam` but its arrays; the step count as
+    torch's float state["step"] will hold it after this step.
 
     `decoupled`: the weight decay's kind where the group does not say (torch before
     2.6 wrote no "decoupled_weight_decay" in a group: AdamW's was decoupled, Adam's not).
     """
+    step = (state["step"] + 1).item() if "step" in state else 1.0
+    return {"step": step, "lr": group["lr"], "betas": group["betas"],
+            "decoupled_weight_decay": group.get("decoupled_weight_decay", decoupled),
+            **{key: group[key] for key in ("eps", "weight_decay", "amsgrad", "maximize")}}
+
+
+def _adam_state(group: dict, state: dict,
+                param: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
+    """Adam's (AdamW's) state tensors (`StateTensors`)."""
     if len(state) == 0:
         state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
         state["exp_avg"] = _zeros_like(param)
@@ -291,37 +338,35 @@ def _adam_arguments(group: dict, state: dict, param: torch.Tensor,
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = _zeros_like(param)
     state["step"] += 1
-    beta1, beta2 = group["betas"]
-    return ({"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"],
-             "max_exp_avg_sq": state.get("max_exp_avg_sq")},
-            {"step": state["step"].item(), "lr": float(group["lr"]),
-             "betas": (float(beta1), float(beta2)),
-             "decoupled_weight_decay": group.get("decoupled_weight_decay", decoupled),
-             **{key: group[key] for key in ("eps", "weight_decay", "amsgrad", "maximize")}})
+    return {"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"],
+            "max_exp_avg_sq": state.get("max_exp_avg_sq")}
 
 
-def _sgd_arguments(group: dict, state: dict, param: torch.Tensor) -> Arguments:
-    """SGD's momentum buffer (made on the first step with momentum, as torch's clone of
-    the gradient); the keywords of `rln_core.fused.FusedStep.sgd` (as
-    `_rmsprop_arguments`)."""
-    buffer, first = None, False
-    if group["momentum"] != 0:
-        buffer = state.get("momentum_buffer")
-        first = buffer is None
-        if first:
-            buffer = state["momentum_buffer"] = _zeros_like(param)
-    return ({"momentum_buffer": buffer},
-            {"first_momentum": first, "lr": float(group["lr"]),
-             **{key: group[key] for key in ("momentum", "dampening", "nesterov",
-                                            "weight_decay", "maximize")}})
+def _sgd_settings(group: dict, state: dict) -> Dict[str, Any]:
+    """The keywords of `rln_core.fused.FusedStep.sgd` but its arrays: `first_momentum`
+    where torch would make the momentum buffer at this step (as a clone of the gradient)."""
+    first = group["momentum"] != 0 and state.get("momentum_buffer") is None
+    return {"first_momentum": first, "lr": group["lr"],
+            **{key: group[key] for key in ("momentum", "dampening", "nesterov",
+                                           "weight_decay", "maximize")}}
+
+
+def _sgd_state(group: dict, state: dict,
+               param: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
+    """SGD's momentum buffer (`StateTensors`), made where torch would make it."""
+    if group["momentum"] == 0:
+        return {"momentum_buffer": None}
+    if state.get("momentum_buffer") is None:
+        state["momentum_buffer"] = _zeros_like(param)
+    return {"momentum_buffer": state["momentum_buffer"]}
 
 
 # The optimizer classes whose CPU step `rln_core.fused` reproduces (exact types: a
 # subclass may change the step): the `rln_core.fused.FusedStep` method of each, and the
-# function reading its state and numbers into that method's keywords.
-OPTIMIZERS: Dict[type, Tuple[str, Callable[..., Arguments]]] = {
-    torch.optim.RMSprop: ("rmsprop", _rmsprop_arguments),
-    torch.optim.Adam: ("adam", _adam_arguments),
-    torch.optim.AdamW: ("adam", functools.partial(_adam_arguments, decoupled=True)),
-    torch.optim.SGD: ("sgd", _sgd_arguments),
+# functions reading its settings and its state tensors into that method's keywords.
+OPTIMIZERS: Dict[type, Tuple[str, Settings, StateTensors]] = {
+    torch.optim.RMSprop: ("rmsprop", _rmsprop_settings, _rmsprop_state),
+    torch.optim.Adam: ("adam", _adam_settings, _adam_state),
+    torch.optim.AdamW: ("adam", functools.partial(_adam_settings, decoupled=True), _adam_state),
+    torch.optim.SGD: ("sgd", _sgd_settings, _sgd_state),
 }
