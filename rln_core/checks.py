@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import array_api_compat
 import numpy as np
@@ -100,7 +100,11 @@ def dtype_name(array: Any) -> str:
 @functools.lru_cache(maxsize=64)
 def _dtype_name(dtype: Any) -> str:
     name = getattr(dtype, "name", None)  # NumPy and JAX; a property computed in Python
-    return name if isinstance(name, str) else str(dtype).rpartition(".")[2]  # torch.float32
+    if isinstance(name, str):
+        return name
+    if isinstance(dtype, type) and issubclass(dtype, np.generic):  # np.float32 itself
+        return np.dtype(dtype).name
+    return str(dtype).rpartition(".")[2]  # torch.float32; a name ("float32") as it is
 
 
 def namespace(array: Any) -> Any:
@@ -135,16 +139,32 @@ def is_array(value: object) -> bool:
 
 def check_float32_inputs(weights: Any, state: "RLNState") -> None:
     """compute_dtype=float32 takes float32 weights and a float32 state only (arrays of any
-    library): a TypeError naming each array of another dtype (float32 arithmetic on float64
-    values would round them)."""
-    arrays = {"weights": weights, "state.lambdas": state.lambdas, "state.prev_reg": state.prev_reg}
+    library): `check_float32_dtypes` of W and the state's float arrays."""
+    check_float32_dtypes({"weights": weights.dtype, "state.lambdas": state.lambdas.dtype,
+                          "state.prev_reg": state.prev_reg.dtype})
+
+
+def check_float32_dtypes(dtypes: Mapping[str, Any], who: str = "",
+                         fix: str = "rln_core.init(..., state_dtype='float32')") -> None:
+    """The rule of the float32 arithmetic mode, for the arrays an update would read, or
+    will (an adapter checks when it is made, before any array exists): float32 weights and
+    a float32 state only, as float32 arithmetic on float64 values would round them.
+
+    Args:
+        dtypes: {what it is (for the message): its dtype}, a dtype of any library
+            (NumPy, torch, JAX) or a name ("float32").
+        who: who asks, put first in the message ("RLNCallback on layer 'dense'").
+        fix: how the caller's user gets a float32 state, for the message.
+
+    Raises:
+        TypeError: naming each entry that is not float32.
+    """
     # by name (cached): a big-endian float32 is float32 too
-    wrong = {name: array.dtype for name, array in arrays.items()
-             if dtype_name(array) != "float32"}
+    wrong = [f"{name} {_dtype_name(dtype)}" for name, dtype in dtypes.items()
+             if _dtype_name(dtype) != "float32"]
     if wrong:
-        found = ", ".join(f"{name} {dtype}" for name, dtype in wrong.items())
-        raise TypeError(f"compute_dtype=float32 needs float32 weights and a float32 state "
-                        f"(rln_core.init(..., state_dtype='float32')); got {found}")
+        raise TypeError(f"{who}{': ' if who else ''}compute_dtype=float32 needs float32 "
+                        f"weights and a float32 state ({fix}); got {', '.join(wrong)}")
 
 
 def float32_arithmetic(compute_dtype: Any) -> bool:

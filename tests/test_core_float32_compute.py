@@ -354,3 +354,23 @@ def test_compute_dtype_float32_spellings(value):
     rln_core.update(other_w, other, impl="numba", compute_dtype=np.float32, **kwargs)
     np.testing.assert_array_equal(weights, other_w)
     np.testing.assert_array_equal(state.lambdas, other.lambdas)
+
+
+def test_the_float32_modes_rule_is_one_check_naming_each_dtype_of_any_library():
+    """`rln_core.checks.check_float32_dtypes`: the rule every adapter's float32 mode refuses
+    by (the torch, Keras and JAX adapters call it, with their own words for the fix)."""
+    from rln_core.checks import check_float32_dtypes
+
+    check_float32_dtypes({"weights": np.dtype(">f4"), "state": "float32"})  # big-endian too
+    with pytest.raises(TypeError) as caught:
+        check_float32_dtypes({"weights": np.float32, "the kernel": np.dtype(np.float64),
+                              "state_dtype": "float64"}, who="RLNCallback", fix="state_dtype=X")
+    assert str(caught.value) == ("RLNCallback: compute_dtype=float32 needs float32 weights and "
+                                 "a float32 state (state_dtype=X); got the kernel float64, "
+                                 "state_dtype float64")
+    weights = np.ones(3, np.float32)
+    state = rln_core.init(weights)
+    with pytest.raises(TypeError, match=r"^compute_dtype=float32 needs .*\(rln_core.init\(\.\.\., "
+                                        r"state_dtype='float32'\)\); got state.lambdas float64, "
+                                        r"state.prev_reg float64$"):
+        rln_core.update(weights, state, compute_dtype=np.float32)

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from rln_core.checks import FLOAT_DTYPES
+from rln_core.checks import FLOAT_DTYPES, check_float32_dtypes
 
 PyTree = Any
 
@@ -46,6 +46,10 @@ def x64_enabled() -> bool:
     return jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.float64
 
 
+FLOAT32_STATE = "rln_jax.rln(state_dtype=None or float32)"
+"""How a float32 state is asked for (the float32 mode's refusals say it)."""
+
+
 def state_dtype_now(requested: Optional[np.dtype]) -> np.dtype:
     """The dtype of new lambdas: `requested`, or float64 under x64 and float32 otherwise.
 
@@ -79,9 +83,8 @@ def compute_dtype_for(lambdas_dtype: Any, float32: bool = False) -> Any:
                             "run init and update with the same x64 setting")
         return jnp.float32
     if float32:
-        if name == "float64":
-            raise TypeError("compute_dtype=float32 needs a float32 RLN state; this one holds "
-                            "float64 lambdas")
+        check_float32_dtypes({"the state's lambdas": name}, who="rln_jax.rln",
+                             fix=FLOAT32_STATE)
         return jnp.float32
     return jnp.float64
 

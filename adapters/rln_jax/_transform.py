@@ -14,12 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from rln_core import array_api
-from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_weights, float32_arithmetic,
-                             non_finite_lambdas_message)
+from rln_core.checks import (NON_FINITE_WEIGHTS_MESSAGE, check_float32_dtypes, check_weights,
+                             float32_arithmetic, non_finite_lambdas_message)
 from rln_core.hyperparameters import DEFAULTS, Hyperparameters
 from rln_core.state import check_avg_reg_fits, check_state_dtype
 
-from rln_jax._state import PyTree, RLNState, compute_dtype_for, state_dtype_now, x64_enabled
+from rln_jax._state import (FLOAT32_STATE, PyTree, RLNState, compute_dtype_for, state_dtype_now,
+                            x64_enabled)
 
 FLOAT32_TOLERANCE = 1e-5
 """The relative tolerance of one update in float32 mode (`jax_enable_x64` off).
@@ -126,9 +127,8 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
     requested = None if state_dtype is None else check_state_dtype(state_dtype)
     float32 = float32_arithmetic(compute_dtype)
     if float32:
-        if requested == np.float64:
-            raise TypeError("compute_dtype=float32 needs state_dtype float32 (or None), got "
-                            "float64")
+        if requested is not None:
+            check_float32_dtypes({"state_dtype": requested}, who="rln_jax.rln", fix=FLOAT32_STATE)
         requested = np.dtype(np.float32)
 
     def init_fn(params: PyTree) -> RLNState:
@@ -137,9 +137,8 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
         for path, leaf in jax.tree_util.tree_leaves_with_path(params):
             name = f"params{jax.tree_util.keystr(path)}"
             check_weights(leaf, name=name)
-            if float32 and np.dtype(leaf.dtype) != np.float32:
-                raise TypeError(f"compute_dtype=float32 needs float32 params; {name} is "
-                                f"{np.dtype(leaf.dtype).name}")
+            if float32:
+                check_float32_dtypes({name: leaf.dtype}, who="rln_jax.rln", fix=FLOAT32_STATE)
         return RLNState(
             lambdas=jax.tree_util.tree_map(
                 lambda p: jnp.full_like(p, hyperparameters.avg_reg, dtype=dtype), params),

@@ -179,6 +179,8 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
         self._fit = None
 
     def on_train_batch_end(self, batch, logs=None):
+        """One RLN update of each layer's kernel, after the optimizer's step of this batch
+        (none where the optimizer skipped it: its iterations did not move)."""
         self._sync_jax_state()
         if self._iterations is not None:
             iterations = _iterations(self.model.optimizer)

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 import rln_core
-from rln_core.checks import float32_arithmetic
+from rln_core.checks import check_float32_dtypes, float32_arithmetic
 
 KERNEL_DTYPES = ("float32", "float64")
 
@@ -27,21 +27,14 @@ def check_compute_dtype(compute_dtype: "np.typing.DTypeLike") -> Optional[str]:
 
 
 def check_float32_compute(what: str, dtypes: Dict[str, Any]) -> None:
-    """Float32 arithmetic takes float32 kernels and a float32 state only: refuse the rest.
-
-    Args:
-        what: who asks, for the message (e.g. "RLNCallback on layer 'dense'").
-        dtypes: each thing the update would read ("the kernel", "the state") and its dtype.
+    """`rln_core.checks.check_float32_dtypes` for the Keras adapters: `what` asks (for the
+    message, e.g. "RLNCallback on layer 'dense'"), `dtypes` names each thing the update
+    would read ("the kernel", "the state") and its dtype.
 
     Raises:
-        TypeError: naming each dtype that is not float32 (float32 arithmetic on float64
-            values would round them).
+        TypeError: naming each dtype that is not float32.
     """
-    wrong = [f"{name} is {np.dtype(dtype).name}" for name, dtype in dtypes.items()
-             if np.dtype(dtype) != np.float32]
-    if wrong:
-        raise TypeError(f"{what}: compute_dtype=float32 needs float32 kernels and a float32 "
-                        f"state (state_dtype=float32); {', '.join(wrong)}")
+    check_float32_dtypes(dtypes, who=what, fix="state_dtype='float32'")
 
 
 def check_layer(layer: object) -> None:

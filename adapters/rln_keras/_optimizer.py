@@ -346,6 +346,9 @@ class RLNOptimizer(keras.optimizers.Optimizer):
 
     @property
     def variables(self) -> list:
+        """Every variable of this optimizer: RLN's (per regularized variable: lambdas,
+        prev_reg, steps, skipped), then the inner optimizer's (what a checkpoint saves and
+        JAX's trainer threads through `stateless_apply`)."""
         return self._variables[:] + self.inner_optimizer.variables
 
     # -- the step ----------------------------------------------------------------
@@ -430,12 +433,17 @@ class RLNOptimizer(keras.optimizers.Optimizer):
 
     @property
     def iterations(self):
+        """The inner optimizer's step count (a step it skips, as a LossScaleOptimizer does
+        on non-finite gradients, is not counted, and RLN does not step either)."""
         return self.inner_optimizer.iterations
 
     def scale_loss(self, loss):
+        """The inner optimizer's loss scaling (a LossScaleOptimizer's; else the loss)."""
         return self.inner_optimizer.scale_loss(loss)
 
     def finalize_variable_values(self, var_list):
+        """The inner optimizer's end-of-training values (e.g. its EMA weights); the RLN
+        state is left as it is."""
         self.inner_optimizer.finalize_variable_values(var_list)
 
     # -- inspection --------------------------------------------------------------
@@ -510,6 +518,8 @@ class RLNOptimizer(keras.optimizers.Optimizer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        """An RLNOptimizer from `get_config`'s dict (the inner optimizer deserialized, with
+        `custom_objects`); its RLN state is made when it is built."""
         config = dict(config)
         inner = keras.saving.deserialize_keras_object(config.pop("inner_optimizer"),
                                                       custom_objects=custom_objects)

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 from rln_core import DEFAULTS, Hyperparameters, inspection
+from rln_core.checks import check_float32_dtypes
 from rln_core.hyperparameters import WithHyperparameters
 from torch.utils.hooks import RemovableHandle
 
@@ -20,6 +21,7 @@ from rln_torch._state import (STATE_DTYPES, as_tensor, check_state_entry, load_s
                               state_to_dict)
 
 MODES = ("delta", "gradient")
+FLOAT32_STATE = "RLN(..., state_dtype=torch.float32)"  # for the float32 mode's refusals
 # Per optimizer, the RLNs attached to it: a second one over the same memory would
 # update those weights twice per step. And those attached with fuse=True (delta mode only).
 # Weak: an optimizer dropped without `remove()` leaves no attachment behind.
@@ -51,9 +53,7 @@ def check_compute_dtype(compute_dtype: Optional[torch.dtype],
     if compute_dtype != torch.float32:
         raise TypeError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64) "
                         "or torch.float32")
-    if state_dtype != torch.float32:
-        raise TypeError("compute_dtype=torch.float32 needs state_dtype=torch.float32 (float32 "
-                        f"arithmetic on a {state_dtype} state would round it)")
+    check_float32_dtypes({"state_dtype": state_dtype}, who="RLN", fix=FLOAT32_STATE)
     return torch.float32
 
 
@@ -125,10 +125,9 @@ class RLN(WithHyperparameters):
         compute_dtype = check_compute_dtype(compute_dtype, state_dtype)
         params = collect_params(target)
         if compute_dtype is not None:
-            for index, param in enumerate(params):
-                if param.dtype != torch.float32:
-                    raise TypeError(f"compute_dtype=torch.float32 needs float32 parameters; "
-                                    f"parameter {index} is {param.dtype}")
+            check_float32_dtypes({f"parameter {index}": param.dtype
+                                  for index, param in enumerate(params)},
+                                 who="RLN", fix=FLOAT32_STATE)
         implementations = [resolve(impl, param) for param in params]
         for index, param in enumerate(params):
             if param.device.type == "mps" and state_dtype == torch.float64:
