@@ -102,8 +102,11 @@ def _dtype_name(dtype: Any) -> str:
     name = getattr(dtype, "name", None)  # NumPy and JAX; a property computed in Python
     if isinstance(name, str):
         return name
-    if isinstance(dtype, type) and issubclass(dtype, np.generic):  # np.float32 itself
-        return np.dtype(dtype).name
+    if isinstance(dtype, type):  # a scalar type: np.float32, jnp.float32
+        try:
+            return np.dtype(dtype).name
+        except TypeError:
+            pass
     return str(dtype).rpartition(".")[2]  # torch.float32; a name ("float32") as it is
 
 
@@ -139,22 +142,25 @@ def is_array(value: object) -> bool:
 
 def check_float32_inputs(weights: Any, state: "RLNState") -> None:
     """compute_dtype=float32 takes float32 weights and a float32 state only (arrays of any
-    library): `check_float32_dtypes` of W and the state's float arrays."""
-    check_float32_dtypes({"weights": weights.dtype, "state.lambdas": state.lambdas.dtype,
-                          "state.prev_reg": state.prev_reg.dtype})
+    library): `check_float32_dtypes` of W, then of the state's float arrays."""
+    check_float32_dtypes({"weights": weights.dtype})
+    check_float32_dtypes({"state.lambdas": state.lambdas.dtype,
+                          "state.prev_reg": state.prev_reg.dtype},
+                         fix="make the state with rln_core.init(..., state_dtype='float32')")
 
 
-def check_float32_dtypes(dtypes: Mapping[str, Any], who: str = "",
-                         fix: str = "rln_core.init(..., state_dtype='float32')") -> None:
+def check_float32_dtypes(dtypes: Mapping[str, Any], who: str = "", fix: str = "") -> None:
     """The rule of the float32 arithmetic mode, for the arrays an update would read, or
     will (an adapter checks when it is made, before any array exists): float32 weights and
     a float32 state only, as float32 arithmetic on float64 values would round them.
 
     Args:
         dtypes: {what it is (for the message): its dtype}, a dtype of any library
-            (NumPy, torch, JAX) or a name ("float32").
+            (NumPy, torch, JAX; a scalar type such as np.float32 too) or a name
+            ("float32").
         who: who asks, put first in the message ("RLNCallback on layer 'dense'").
-        fix: how the caller's user gets a float32 state, for the message.
+        fix: what the caller's user can do about these entries (a float32 state: how
+            to ask for one), put last.
 
     Raises:
         TypeError: naming each entry that is not float32.
@@ -164,7 +170,8 @@ def check_float32_dtypes(dtypes: Mapping[str, Any], who: str = "",
              if _dtype_name(dtype) != "float32"]
     if wrong:
         raise TypeError(f"{who}{': ' if who else ''}compute_dtype=float32 needs float32 "
-                        f"weights and a float32 state ({fix}); got {', '.join(wrong)}")
+                        f"weights and a float32 state; got {', '.join(wrong)}"
+                        f"{'; ' + fix if fix else ''}")
 
 
 def float32_arithmetic(compute_dtype: Any) -> bool:

@@ -26,7 +26,8 @@ Errors: every input is checked before anything is written (ValueError /
 TypeError naming it), the optimizer's settings as torch.optim checks them when it
 is made (lr, eps, weight_decay, momentum, alpha >= 0; betas in [0, 1); Nesterov
 momentum needs momentum > 0 and dampening 0) and finite, Adam's step an integer
->= 1 (`check_settings`, public for a caller that must check before it moves anything). A refused RLN update (non-finite weights after the
+>= 1 (`check_settings`, public for a caller that must check before it moves
+anything). A refused RLN update (non-finite weights after the
 optimizer's step, or lambdas that would overflow) raises the ValueError of
 `rln_core.update` after the optimizer's step has been applied (weights and
 optimizer state as the optimizer alone leaves them), with the RLN state untouched:
@@ -156,9 +157,9 @@ class FusedStep:
             the RLN state.
         """
         dtype = self._dtype
+        beta1, beta2 = betas = _pair(betas)  # (an iterator read once)
         check_settings("adam", step=step, lr=lr, betas=betas, eps=eps,
                        weight_decay=weight_decay)
-        beta1, beta2 = betas
         one_minus_beta1 = dtype(1 - beta1)
         bias_correction1 = 1 - beta1 ** step
         bias_correction2 = 1 - beta2 ** step
@@ -480,8 +481,11 @@ _NON_NEGATIVE = {"rmsprop": ("lr", "alpha", "eps", "weight_decay", "momentum"),
 
 def _check_number(optimizer: str, name: str, value: Any, non_negative: bool) -> None:
     """A finite real number (a Python or NumPy number, a 0-d array), >= 0 where
-    `non_negative`; a TypeError or ValueError naming it otherwise."""
+    `non_negative`; a TypeError or ValueError naming it otherwise (a string too, even
+    one float() reads: torch.optim refuses them)."""
     try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
         number = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{optimizer}: {name} must be a real number, got {value!r}") from None
@@ -490,12 +494,18 @@ def _check_number(optimizer: str, name: str, value: Any, non_negative: bool) -> 
                          f"number{' >= 0' if non_negative else ''}")
 
 
-def _check_betas(betas: Any) -> None:
-    """Adam's (beta1, beta2), each in [0, 1) (as torch.optim.Adam); raise otherwise."""
+def _pair(betas: Any) -> Tuple[Any, Any]:
+    """Adam's betas as a tuple (beta1, beta2); a TypeError naming them if not a pair."""
     try:
         beta1, beta2 = betas
     except (TypeError, ValueError):
         raise TypeError(f"Adam: betas must be a pair of numbers, got {betas!r}") from None
+    return beta1, beta2
+
+
+def _check_betas(betas: Any) -> None:
+    """Adam's (beta1, beta2), each in [0, 1) (as torch.optim.Adam); raise otherwise."""
+    beta1, beta2 = _pair(betas)
     for index, (name, beta) in enumerate((("beta1", beta1), ("beta2", beta2))):
         _check_number("Adam", name, beta, non_negative=True)
         if not float(beta) < 1:

@@ -366,11 +366,18 @@ def test_the_float32_modes_rule_is_one_check_naming_each_dtype_of_any_library():
         check_float32_dtypes({"weights": np.float32, "the kernel": np.dtype(np.float64),
                               "state_dtype": "float64"}, who="RLNCallback", fix="state_dtype=X")
     assert str(caught.value) == ("RLNCallback: compute_dtype=float32 needs float32 weights and "
-                                 "a float32 state (state_dtype=X); got the kernel float64, "
-                                 "state_dtype float64")
+                                 "a float32 state; got the kernel float64, state_dtype "
+                                 "float64; state_dtype=X")
+    import jax.numpy as jnp  # a scalar type of another library (a fresh process: not cached)
+    check_float32_dtypes({"state_dtype": jnp.float32})
+    with pytest.raises(TypeError, match="got state_dtype bfloat16$"):
+        check_float32_dtypes({"state_dtype": jnp.bfloat16})
     weights = np.ones(3, np.float32)
     state = rln_core.init(weights)
-    with pytest.raises(TypeError, match=r"^compute_dtype=float32 needs .*\(rln_core.init\(\.\.\., "
-                                        r"state_dtype='float32'\)\); got state.lambdas float64, "
-                                        r"state.prev_reg float64$"):
+    with pytest.raises(TypeError, match=r"^compute_dtype=float32 needs .*; got state.lambdas "
+                                        r"float64, state.prev_reg float64; make the state with "
+                                        r"rln_core.init\(\.\.\., state_dtype='float32'\)$"):
         rln_core.update(weights, state, compute_dtype=np.float32)
+    with pytest.raises(TypeError, match=r"got weights float64$"):  # no state advice for W
+        rln_core.update(weights.astype(np.float64), rln_core.init(
+            weights.astype(np.float64), state_dtype="float32"), compute_dtype=np.float32)

@@ -161,6 +161,7 @@ BAD_SETTINGS = [
     ("sgd", {"nesterov": True}, ValueError, "Nesterov momentum requires a momentum"),
     ("sgd", {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, ValueError, "Nesterov"),
     ("sgd", {"dampening": float("inf")}, ValueError, "SGD: invalid dampening"),
+    ("sgd", {"lr": "0.1"}, TypeError, "SGD: lr must be a real number"),  # torch refuses it too
 ]
 
 
@@ -190,6 +191,20 @@ def test_optimizer_settings_torch_refuses_are_refused_before_anything_moves(meth
             np.testing.assert_array_equal(value, before[2][name])
     with pytest.raises(error, match=match):  # the same check, public, for adapters
         fused.check_settings(method, **settings)
+
+
+def test_adam_takes_betas_as_any_pair_an_iterator_too():
+    results = []
+    for betas in ((0.8, 0.99), iter((0.8, 0.99)), np.array([0.8, 0.99])):
+        weights = _tensor(40)
+        state = rln_core.init(weights, avg_reg=HP.avg_reg)
+        exp_avg, exp_avg_sq = np.zeros_like(weights), np.zeros_like(weights)
+        grad = _changes(41, weights.shape, weights.dtype, 1)[0]
+        fused.FusedStep(weights, state).adam(grad, HP, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
+                                             step=1, lr=1e-3, betas=betas)
+        results.append(weights)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
 
 
 def test_check_settings_passes_what_the_fused_step_takes_and_names_the_optimizer():

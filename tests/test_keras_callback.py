@@ -580,7 +580,7 @@ def test_optimizer_defaults_and_config_before_build():
     ({"state_dtype": "float16"}, TypeError, "state_dtype"),
     ({"compute_dtype": "float16"}, TypeError, "Invalid compute_dtype"),
     ({"compute_dtype": "float32", "state_dtype": "float64"}, TypeError,
-     "needs float32 weights and a float32 state .* the state float64"),
+     "needs float32 weights and a float32 state; got the state float64"),
 ])
 def test_optimizer_refuses_bad_hyperparameters(kwargs, error, match):
     with pytest.raises(error, match=match):

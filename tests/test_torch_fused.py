@@ -220,6 +220,39 @@ def test_schedulers_and_tensor_learning_rates_are_read_at_every_step():
     _run_pair(CONFIGS[4], torch.float32, {"norm": 1}, steps=8, before_step=schedule)
 
 
+@pytest.mark.parametrize("config, tensors", [
+    ((torch.optim.SGD, {"momentum": 0.9}), {"momentum": 0.9}),
+    ((torch.optim.SGD, {"momentum": 0.9, "nesterov": True}), {"momentum": 0.9}),
+    ((torch.optim.RMSprop, {"momentum": 0.5}), {"alpha": 0.9, "momentum": 0.5}),
+], ids=["SGD-momentum", "SGD-nesterov", "RMSprop-alpha-momentum"])
+def test_settings_held_as_tensors_are_read_as_numbers(config, tensors):
+    """torch takes a tensor for these settings too (its step reads them with .item() or
+    as tensors); the fused kernel takes numbers (a tensor momentum was a numba TypingError).
+    (Tensor betas run too, but torch then rounds Adam's bias corrections in float32: a
+    few ulp past this comparison's tolerance, as before this test.)"""
+    def as_tensors(step, *runs):
+        for run in runs:
+            run[2].param_groups[0].update(
+                {key: tuple(map(torch.tensor, value)) if isinstance(value, tuple)
+                 else torch.tensor(value) for key, value in tensors.items()})
+    _run_pair(config, torch.float32, {"norm": 1}, steps=4, before_step=as_tensors)
+
+
+def test_a_pre_hook_registered_after_the_attachment_sets_the_step_s_settings():
+    """A warm-up pre-hook registered after `attach(fuse=True)` writes lr into the group:
+    the fused tensor is stepped with it, as torch steps the others and as unfused."""
+    def warm_up(optimizer, args, kwargs):
+        optimizer.param_groups[0]["lr"] = 0.5
+
+    runs = [_make(torch.optim.SGD, {"momentum": 0.9}, torch.float32, {}, fuse=fuse)
+            for fuse in (False, True)]
+    for run in runs:
+        run[2].register_step_pre_hook(warm_up)
+        _train(run, 3)
+    assert torch.equal(runs[0][1], runs[1][1])
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=0, atol=1e-7)
+
+
 def _train(run, steps, start=0, dtype=torch.float32):
     for step in range(start, start + steps):
         for param, grad in zip(run[:2], _grads(step, dtype)):
@@ -532,11 +565,11 @@ def test_a_param_group_without_the_decay_kind_gets_its_optimizers_own(cls, decou
     weight = torch.nn.Parameter(torch.ones(3))
     group = {key: value for key, value in cls([weight], weight_decay=0.01).param_groups[0].items()
              if key != "decoupled_weight_decay"}
-    settings = OPTIMIZERS[cls][1]
-    assert settings(group, {})["decoupled_weight_decay"] is decoupled
+    settings = OPTIMIZERS[cls].settings
+    assert settings(group)["decoupled_weight_decay"] is decoupled
     # the group's word wins
-    assert settings({**group, "decoupled_weight_decay": not decoupled},
-                    {})["decoupled_weight_decay"] is (not decoupled)
+    assert settings({**group, "decoupled_weight_decay": not decoupled}
+                    )["decoupled_weight_decay"] is (not decoupled)
 
 
 def test_a_refused_update_leaves_the_later_tensors_unregularized_as_unfused():
@@ -577,13 +610,15 @@ MID_RUN_REFUSALS = [
     (torch.optim.SGD, {"momentum": 0.9, "dampening": 0.5}, {"momentum": 0.0, "nesterov": True},
      ValueError, "Nesterov momentum requires"),
     (torch.optim.SGD, {}, {"lr": "fast"}, TypeError, "SGD: lr must be a real number"),
+    (torch.optim.SGD, {}, {"lr": "0.1"}, TypeError, "SGD: lr must be a real number"),
+    (torch.optim.RMSprop, {}, {"differentiable": True}, ValueError, "differentiable=True"),
 ]
 
 
 @pytest.mark.parametrize("first", [False, True], ids=["mid-run", "first-step"])
 @pytest.mark.parametrize("cls, kwargs, setting, error, match", MID_RUN_REFUSALS,
-                         ids=[case[0].__name__ + "-" + next(iter(case[2]))
-                              for case in MID_RUN_REFUSALS])
+                         ids=[f"{case[0].__name__}-{next(iter(case[2]))}-{index}"
+                              for index, case in enumerate(MID_RUN_REFUSALS)])
 def test_a_setting_torch_would_refuse_is_refused_before_any_tensor_or_state_moves(
         cls, kwargs, setting, error, match, first):
     """A param group given a setting torch.optim refuses when made (a scheduler or a user
@@ -634,3 +669,44 @@ def _assert_same_state(got, want):
         assert torch.equal(got, want), (got, want)
     else:
         assert got == want or (got != got and want != want), (got, want)
+
+
+@pytest.mark.parametrize("cls, kwargs, switched, missing", [
+    (torch.optim.RMSprop, {}, {"momentum": 0.9}, "momentum_buffer"),
+    (torch.optim.RMSprop, {}, {"centered": True}, "grad_avg"),
+    (torch.optim.Adam, {}, {"amsgrad": True}, "max_exp_avg_sq"),
+])
+def test_a_setting_switched_on_mid_run_without_its_state_is_refused_before_anything(
+        cls, kwargs, switched, missing):
+    """torch's own step fails on it (a KeyError, nothing stepped); the fused step used to
+    let torch step the other parameters and count the step first."""
+    refused = _make(cls, kwargs, torch.float32, {}, fuse=True)
+    _train(refused, 3)
+    before = [refused[0].detach().clone(), refused[1].detach().clone(),
+              copy.deepcopy(refused[2].state_dict()["state"]),
+              copy.deepcopy(refused[3].state_dict())]
+    refused[2].param_groups[0].update(switched)
+    grads = _grads(3, torch.float32)
+    for param, grad in zip(refused[:2], grads):
+        param.grad = grad
+    with pytest.raises(ValueError, match=f"asks for optimizer state {missing}"):
+        refused[2].step()
+    assert refused[0].grad is grads[0]
+    assert torch.equal(refused[0], before[0]) and torch.equal(refused[1], before[1])
+    _assert_same_state(refused[2].state_dict()["state"], before[2])
+    _assert_same_state(refused[3].state_dict(), before[3])
+
+
+def test_a_gradient_of_another_dtype_is_refused_before_anything():
+    """(torch lets a parameter take a gradient of another dtype once its grad_dtype is
+    None; the fused kernel walks one dtype.)"""
+    run = _make(torch.optim.RMSprop, {}, torch.float32, {}, fuse=True)
+    _train(run, 2)
+    before = [run[1].detach().clone(), copy.deepcopy(run[2].state_dict()["state"])]
+    run[0].grad_dtype = None
+    run[0].grad = torch.zeros(SHAPE, dtype=torch.float64)
+    run[1].grad = torch.ones(SHAPE[0])
+    with pytest.raises(TypeError, match=r"\.grad has dtype torch.float64"):
+        run[2].step()
+    assert torch.equal(run[1], before[0])
+    _assert_same_state(run[2].state_dict()["state"], before[1])

@@ -46,7 +46,7 @@ def x64_enabled() -> bool:
     return jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.float64
 
 
-FLOAT32_STATE = "rln_jax.rln(state_dtype=None or float32)"
+FLOAT32_STATE = "ask for rln_jax.rln(state_dtype=None or float32)"
 """How a float32 state is asked for (the float32 mode's refusals say it)."""
 
 

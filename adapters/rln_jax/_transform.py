@@ -138,7 +138,8 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
             name = f"params{jax.tree_util.keystr(path)}"
             check_weights(leaf, name=name)
             if float32:
-                check_float32_dtypes({name: leaf.dtype}, who="rln_jax.rln", fix=FLOAT32_STATE)
+                check_float32_dtypes({name: leaf.dtype}, who="rln_jax.rln",
+                                     fix="float32 params, or compute_dtype=None")
         return RLNState(
             lambdas=jax.tree_util.tree_map(
                 lambda p: jnp.full_like(p, hyperparameters.avg_reg, dtype=dtype), params),

@@ -105,10 +105,10 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
         if len({id(each) for each in layers}) != len(layers):
             raise ValueError("RLNCallback got the same layer twice")
         if self.compute_dtype is not None:
-            check_float32_compute("RLNCallback", {
-                "the state": self.state_dtype,
-                **{f"the kernel of layer {each.name!r}": kernel_variable(each).dtype
-                   for each in layers if each.built}})
+            check_float32_compute(
+                "RLNCallback", state={"the state": self.state_dtype},
+                weights={f"the kernel of layer {each.name!r}": kernel_variable(each).dtype
+                         for each in layers if each.built})
         self.hyperparameters = hyperparameters
         self.allow_steps_per_execution = bool(allow_steps_per_execution)
         self.impl = impl
@@ -280,7 +280,7 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
             check_state_fits(new_state, tuple(variable.shape), value_dtype(variable),
                              kernel.layer.name)
         if self.compute_dtype is not None:
-            check_float32_compute(where, {"its lambdas": new_state.lambdas.dtype})
+            check_float32_compute(where, state={"its lambdas": new_state.lambdas.dtype})
         check_values(fields, where)
         return new_state
 

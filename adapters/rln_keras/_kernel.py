@@ -26,15 +26,18 @@ def check_compute_dtype(compute_dtype: "np.typing.DTypeLike") -> Optional[str]:
     return "float32" if float32_arithmetic(compute_dtype) else None
 
 
-def check_float32_compute(what: str, dtypes: Dict[str, Any]) -> None:
+def check_float32_compute(what: str, weights: Optional[Dict[str, Any]] = None,
+                          state: Optional[Dict[str, Any]] = None) -> None:
     """`rln_core.checks.check_float32_dtypes` for the Keras adapters: `what` asks (for the
-    message, e.g. "RLNCallback on layer 'dense'"), `dtypes` names each thing the update
-    would read ("the kernel", "the state") and its dtype.
+    message, e.g. "RLNCallback on layer 'dense'"); `weights` and `state` name each
+    thing the update would read ("the kernel", "the state") and its dtype.
 
     Raises:
-        TypeError: naming each dtype that is not float32.
+        TypeError: naming each dtype that is not float32, weights first.
     """
-    check_float32_dtypes(dtypes, who=what, fix="state_dtype='float32'")
+    check_float32_dtypes(weights or {}, who=what,
+                         fix="float32 layers, or compute_dtype=None for float64 arithmetic")
+    check_float32_dtypes(state or {}, who=what, fix="ask for state_dtype='float32'")
 
 
 def check_layer(layer: object) -> None:
@@ -261,9 +264,10 @@ class LayerKernel:
                              self.layer.name)
         if self.compute_dtype is not None:
             state = self.rln.state
-            check_float32_compute(f"RLNCallback on layer {self.layer.name!r}", {
-                "the kernel": kernel.dtype,
-                "the state": self.rln.state_dtype if state is None else state.lambdas.dtype})
+            check_float32_compute(
+                f"RLNCallback on layer {self.layer.name!r}", weights={"the kernel": kernel.dtype},
+                state={"the state": self.rln.state_dtype if state is None
+                       else state.lambdas.dtype})
         self._claim(kernel, self.layer.name)
         return kernel
 

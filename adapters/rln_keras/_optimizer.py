@@ -241,7 +241,7 @@ class RLNOptimizer(keras.optimizers.Optimizer):
             state_dtype = check_state_dtype(state_dtype).name
         compute_dtype = check_compute_dtype(compute_dtype)
         if compute_dtype is not None and state_dtype is not None:
-            check_float32_compute("RLNOptimizer", {"the state": state_dtype})
+            check_float32_compute("RLNOptimizer", state={"the state": state_dtype})
         targets = list(layers_or_variables) if isinstance(layers_or_variables, (list, tuple)) \
             else [layers_or_variables]
         if not targets:
@@ -272,7 +272,7 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         var_list = list(var_list)
         regularized = self._resolve(var_list)
         if self.compute_dtype is not None:
-            check_float32_compute(f"RLNOptimizer {self.name!r}", {
+            check_float32_compute(f"RLNOptimizer {self.name!r}", weights={
                 f"variable {v.path!r}": v.dtype for v in regularized})
         compute = self.compute_dtype or (
             "float64" if all(float64_available(v.value) for v in regularized) else "float32")

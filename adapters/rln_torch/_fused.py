@@ -13,23 +13,25 @@ keep their formats, and a checkpoint of a fused run resumes fused or unfused.
 Supported: torch.optim.RMSprop (alpha, eps, weight_decay, momentum, centered),
 Adam and AdamW (betas, eps, weight_decay, amsgrad), SGD (momentum, dampening,
 nesterov, weight_decay), each with maximize; CPU tensors, impl "auto" or
-"numba", mode "delta". Anything else is refused at attach time; a sparse
-gradient, one of another shape or dtype, a param group setting torch.optim refuses when
-it is made (set since: `rln_core.fused.check_settings`) or `optimizer.step(closure)` is
-refused by the pre-hook, before torch steps anything. A gradient, or an optimizer state tensor, in another memory order than its
-parameter (torch allows both: SGD clones its momentum buffer from the gradient) is used as a
-copy in the parameter's order (the state tensor replaced by it in `optimizer.state`). The
-result equals "optimizer.step() then RLN.step()" within rounding
-(torch's CPU sqrt is not correctly rounded; tests/test_torch_fused.py states the
-tolerances). If torch's own step raises (for another parameter), the
-post-hook does not run: the regularized tensors are not stepped and their
-`.grad` stays None.
+"numba", mode "delta". Anything else is refused at attach time; by the pre-hook, before
+torch steps anything: a sparse gradient, one of another shape or dtype, a param group
+whose flags or settings changed since to what attach or torch.optim refuses
+(`rln_core.fused.check_settings`), or whose settings ask for optimizer state the tensor's
+does not hold (momentum switched on mid-run: torch's own step fails on it too), and
+`optimizer.step(closure)`. A gradient, or an optimizer state tensor, in another memory
+order than its parameter (torch allows both: SGD clones its momentum buffer from the
+gradient) is used as a copy in the parameter's order (the state tensor replaced by it in
+`optimizer.state`). The result equals "optimizer.step() then RLN.step()" within
+rounding (torch's CPU sqrt is not correctly rounded; tests/test_torch_fused.py states the
+tolerances). If torch's own step raises (for another parameter), or a step pre-hook
+registered after this attachment does, the post-hook does not run: the regularized
+tensors are not stepped and their `.grad` stays None.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import rln_core
 import torch
@@ -68,11 +70,16 @@ def check_fusable(rln: Any, optimizer: torch.optim.Optimizer) -> None:
         if not _is_dense(param):
             raise ValueError(f"{where} has strides {param.stride()}, not one dense block; "
                              "fuse=True needs a contiguous tensor (in any memory order)")
-        group = _group_of(optimizer, param)
-        for flag in _REFUSED_FLAGS:
-            if group.get(flag):
-                raise ValueError(f"the param group of {where} has {flag}=True, which fuse=True "
-                                 "does not reproduce; attach without fuse")
+        _check_flags(_group_of(optimizer, param), where)
+
+
+def _check_flags(group: Dict[str, Any], where: str) -> None:
+    """Refuse a param group with a flag of `_REFUSED_FLAGS` on (at attach time and, as a
+    group may be changed, at every step)."""
+    for flag in _REFUSED_FLAGS:
+        if group.get(flag):
+            raise ValueError(f"the param group of {where} has {flag}=True, which fuse=True "
+                             "does not reproduce; attach without fuse")
 
 
 def _is_dense(tensor: torch.Tensor) -> bool:
@@ -110,11 +117,9 @@ class FusedHooks:
     def __init__(self, rln: Any, optimizer: torch.optim.Optimizer):
         check_fusable(rln, optimizer)
         self._rln = rln
-        # the FusedStep method's name, and the reader of its keywords
-        self._method, self._settings, self._state = OPTIMIZERS[type(optimizer)]
-        # between the two hooks: each slot's gradient, and its settings (None: no grad)
+        self._kind = OPTIMIZERS[type(optimizer)]
+        # between the two hooks: each slot's gradient (None: it has none)
         self._grads: Optional[List[Optional[torch.Tensor]]] = None
-        self._numbers: List[Optional[Dict[str, Any]]] = []
         # per slot: its `rln_core.fused.FusedStep` (made again when the slot's weights or
         # state are other objects) and NumPy views of the optimizer's state tensors (the
         # same ndarrays while the tensors and their memory are, so FusedStep checks them
@@ -132,10 +137,12 @@ class FusedHooks:
 
     @eager
     def _before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-        """Check every regularized tensor, its gradient and its param group's settings
-        (`rln_core.fused.check_settings`: a setting torch.optim would have refused when
-        made, set since), then take their gradients from the optimizer. A refusal here
-        leaves every tensor and state as it was, the other parameters unstepped."""
+        """Check every regularized tensor, its gradient and its param group (its flags, its
+        settings as `rln_core.fused.check_settings` does: one torch.optim would have
+        refused when made, set since; the state tensors its settings need), then take the
+        gradients from the optimizer. A refusal here leaves every tensor and state as it
+        was, the other parameters unstepped. (The settings are read again for the step,
+        after any pre-hook that runs after this one.)"""
         closure = args[1] if len(args) > 1 else kwargs.get("closure")  # args[0]: the optimizer
         if self._rln.mode != "delta":  # a loaded state_dict may have changed it
             raise ValueError(f"this RLN is now in mode={self._rln.mode!r} (a loaded "
@@ -146,12 +153,12 @@ class FusedHooks:
             raise ValueError("a fused RLN does not support optimizer.step(closure): the "
                              "closure's backward would give the optimizer the gradients "
                              "the fused step takes; call backward() before step()")
-        grads, numbers = [], []
+        grads = []
         for slot in self._rln._slots:
             slot.check(needs_grad=False)
             param, grad = slot.param, slot.param.grad
-            settings = None
             if grad is not None:
+                where = f"{slot.name} {tuple(param.shape)}"
                 if grad.layout != torch.strided or grad.is_sparse:
                     raise ValueError(f"{slot.name}.grad has layout {grad.layout}; fuse=True "
                                      "needs dense gradients")
@@ -159,18 +166,28 @@ class FusedHooks:
                     raise TypeError(f"{slot.name}.grad has dtype {grad.dtype} and shape "
                                     f"{tuple(grad.shape)}; the parameter {param.dtype} and "
                                     f"{tuple(param.shape)}")
-                group = _group_of(optimizer, param, self._groups)
-                settings = self._settings(group, optimizer.state.get(param, {}))
-                try:
-                    fused.check_settings(self._method, **settings)
-                except (TypeError, ValueError) as error:
-                    raise type(error)(f"the param group of {slot.name}: {error}") from None
-                settings = {key: _number(value) for key, value in settings.items()}
+                self._check_group(_group_of(optimizer, param, self._groups),
+                                  optimizer.state.get(param, {}), where)
             grads.append(grad)
-            numbers.append(settings)
         for slot in self._rln._slots:
             slot.param.grad = None
-        self._grads, self._numbers = grads, numbers
+        self._grads = grads
+
+    def _check_group(self, group: Dict[str, Any], state: Dict[str, Any], where: str) -> None:
+        """The param group of a tensor about to be stepped: flags, settings, and the state
+        tensors its settings need (a setting switched on mid-run, momentum or centered or
+        amsgrad, finds its tensor missing; torch's own step fails on it too)."""
+        _check_flags(group, where)
+        try:
+            fused.check_settings(self._kind.method, **self._kind.settings(group))
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"the param group of {where}: {error}") from None
+        missing = [key for key in self._kind.slots(group) if state and key not in state]
+        if missing:
+            raise ValueError(f"the param group of {where} asks for optimizer state "
+                             f"{', '.join(missing)}, which torch's state of this tensor does "
+                             "not hold (a setting switched on mid-run?); torch.optim's own "
+                             "step fails on it too")
 
     @eager
     def _after(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
@@ -179,20 +196,21 @@ class FusedHooks:
         Like "optimizer.step() then RLN.step()": every tensor gets its optimizer step;
         if the RLN update of tensor k is refused, tensors before k are regularized,
         the others not, and the error is raised. (Inputs the fused step refuses before
-        it writes, an optimizer state tensor of the wrong shape, leave that tensor without
-        its optimizer step too, its step counted, as torch's own step would.)
+        it writes, an optimizer state tensor of the wrong shape or a setting a later
+        pre-hook wrote, leave that tensor without its optimizer step too, its step
+        counted.)
         """
         grads, self._grads = self._grads, None
         hyperparameters = self._rln.hyperparameters
         error: Optional[Exception] = None
         try:
-            for slot, grad, settings in zip(self._rln._slots, grads, self._numbers):
+            for slot, grad in zip(self._rln._slots, grads):
                 try:
                     if grad is None:  # no optimizer step: RLN alone, as unfused
                         if error is None:
                             slot.update(hyperparameters)
                         continue
-                    self._step_one(optimizer, slot, grad, settings, hyperparameters,
+                    self._step_one(optimizer, slot, grad, hyperparameters,
                                    regularize=error is None)
                 except (ValueError, TypeError) as caught:
                     if error is not None:
@@ -205,16 +223,17 @@ class FusedHooks:
             raise error
 
     def _step_one(self, optimizer: torch.optim.Optimizer, slot: Any, grad: torch.Tensor,
-                  settings: Dict[str, Any], hyperparameters: Any, regularize: bool) -> None:
-        """One tensor's fused step: `settings` are its group's, read and checked by `_before`
-        (torch has not stepped this tensor since, so its step count is the same)."""
+                  hyperparameters: Any, regularize: bool) -> None:
+        """One tensor's fused step, its group's settings read now (as torch's step reads
+        them, after every pre-hook)."""
         param = slot.param
         grad = _in_order_of(param, grad)
         fused_step = self._fused_step(slot)  # W and the RLN state checked before any write
         state = optimizer.state[param]
         group = _group_of(optimizer, param, self._groups)
-        tensors = self._state(group, state, param)
-        numbers = dict(settings)
+        numbers = {key: _number(value) for key, value in self._kind.settings(group).items()}
+        tensors, read = self._kind.advance(group, state, param)
+        numbers.update(read)
         arrays = self._arrays.setdefault(id(slot), {})
         for key, value in tensors.items():
             if value is not None:
@@ -232,7 +251,7 @@ class FusedHooks:
             numbers[key] = value
         # (detach only where needed: create_graph=True; each torch call costs 1-5 us here)
         grad_array = (grad.detach() if grad.requires_grad else grad).numpy()
-        getattr(fused_step, self._method)(grad_array, hyperparameters, regularize=regularize,
+        getattr(fused_step, self._kind.method)(grad_array, hyperparameters, regularize=regularize,
                                           **numbers)
 
     def _fused_step(self, slot: Any) -> fused.FusedStep:
@@ -264,22 +283,12 @@ def _memory(tensor: torch.Tensor) -> tuple:
     return tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.dtype
 
 
-Settings = Callable[[Dict[str, Any], Dict[str, Any]], Dict[str, Any]]
-"""(param group, optimizer.state[param]) -> the FusedStep method's numbers and flags by keyword,
-for the step about to be taken, as the group holds them (`_number` makes them plain); reads
-only."""
-StateTensors = Callable[[Dict[str, Any], Dict[str, Any], torch.Tensor],
-                        Dict[str, Optional[torch.Tensor]]]
-"""(param group, optimizer.state[param], param) -> the method's state tensors by keyword (None
-where unused), initialized as torch's `_init_group` on a tensor's first step, the step counted."""
-
-
 def _number(value: Any) -> Any:
-    """A setting as the fused step takes it: a tensor (torch allows a tensor lr or betas)
-    as a Python float, a pair as a pair of them, anything else as it is."""
+    """A setting as the fused step takes it: a tensor (torch allows a tensor lr, momentum or
+    betas) as a Python number, a pair as a pair of them, anything else as it is."""
     if isinstance(value, torch.Tensor):
         return value.item()
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return tuple(map(_number, value))
     return value
 
@@ -293,80 +302,94 @@ def _scalar_dtype() -> torch.dtype:
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
-def _rmsprop_settings(group: dict, state: dict) -> Dict[str, Any]:
-    """The keywords of `rln_core.fused.FusedStep.rmsprop` but its arrays."""
-    return {"lr": group["lr"], "alpha": group["alpha"], "eps": group["eps"],
-            "weight_decay": group["weight_decay"], "momentum": group["momentum"],
-            "centered": group["centered"], "maximize": group["maximize"]}
+Arguments = Tuple[Dict[str, Optional[torch.Tensor]], Dict[str, Any]]
+"""A step's optimizer state: (its tensors by FusedStep keyword, None where unused; the
+numbers read from it by keyword)."""
 
 
-def _rmsprop_state(group: dict, state: dict,
-                   param: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
-    """RMSprop's state tensors (`StateTensors`)."""
+class _Kind(NamedTuple):
+    """How one torch optimizer class maps onto `rln_core.fused.FusedStep`."""
+
+    method: str
+    """The FusedStep method."""
+    settings: Callable[[Dict[str, Any]], Dict[str, Any]]
+    """param group -> the method's settings and flags by keyword, as the group holds them
+    (`_number` makes them plain); reads only."""
+    slots: Callable[[Dict[str, Any]], Tuple[str, ...]]
+    """param group -> the state tensors its settings need, made on a tensor's first step
+    (a setting switched on later finds its tensor missing: torch's own step fails then)."""
+    advance: Callable[[Dict[str, Any], Dict[str, Any], torch.Tensor], Arguments]
+    """(param group, optimizer.state[param], param) -> the state this step reads and writes,
+    after torch's own bookkeeping of a step (the state made on the first, the step
+    counted): (its tensors by keyword, None where unused; the numbers read from it)."""
+
+
+def _first_state(state: dict, param: torch.Tensor, slots: Tuple[str, ...]) -> None:
+    """torch's `_init_group` for RMSprop and Adam: a step count and zeros for each slot."""
     if len(state) == 0:
         state["step"] = torch.zeros((), dtype=_scalar_dtype())
-        state["square_avg"] = _zeros_like(param)
-        if group["momentum"] > 0:
-            state["momentum_buffer"] = _zeros_like(param)
-        if group["centered"]:
-            state["grad_avg"] = _zeros_like(param)
+        for key in slots:
+            state[key] = _zeros_like(param)
+
+
+def _rmsprop_settings(group: dict) -> Dict[str, Any]:
+    return {key: group[key] for key in ("lr", "alpha", "eps", "weight_decay", "momentum",
+                                        "centered", "maximize")}
+
+
+def _rmsprop_slots(group: dict) -> Tuple[str, ...]:
+    return (("square_avg",) + (("momentum_buffer",) if group["momentum"] > 0 else ())
+            + (("grad_avg",) if group["centered"] else ()))
+
+
+def _rmsprop_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
+    _first_state(state, param, _rmsprop_slots(group))
     state["step"] += 1
-    return {"square_avg": state["square_avg"], "momentum_buffer": state.get("momentum_buffer"),
-            "grad_avg": state.get("grad_avg")}
+    return {key: state.get(key) for key in ("square_avg", "momentum_buffer", "grad_avg")}, {}
 
 
-def _adam_settings(group: dict, state: dict, decoupled: bool = False) -> Dict[str, Any]:
-    """The keywords of `rln_core.fused.FusedStep.adam` but its arrays; the step count as
-    torch's float state["step"] will hold it after this step.
-
-    `decoupled`: the weight decay's kind where the group does not say (torch before
-    2.6 wrote no "decoupled_weight_decay" in a group: AdamW's was decoupled, Adam's not).
-    """
-    step = (state["step"] + 1).item() if "step" in state else 1.0
-    return {"step": step, "lr": group["lr"], "betas": group["betas"],
-            "decoupled_weight_decay": group.get("decoupled_weight_decay", decoupled),
-            **{key: group[key] for key in ("eps", "weight_decay", "amsgrad", "maximize")}}
+def _adam_settings(group: dict, decoupled: bool = False) -> Dict[str, Any]:
+    """`decoupled`: the weight decay's kind where the group does not say (torch before
+    2.6 wrote no "decoupled_weight_decay" in a group: AdamW's was decoupled, Adam's not)."""
+    return {"decoupled_weight_decay": group.get("decoupled_weight_decay", decoupled),
+            **{key: group[key] for key in ("lr", "betas", "eps", "weight_decay", "amsgrad",
+                                           "maximize")}}
 
 
-def _adam_state(group: dict, state: dict,
-                param: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
-    """Adam's (AdamW's) state tensors (`StateTensors`)."""
-    if len(state) == 0:
-        state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
-        state["exp_avg"] = _zeros_like(param)
-        state["exp_avg_sq"] = _zeros_like(param)
-        if group["amsgrad"]:
-            state["max_exp_avg_sq"] = _zeros_like(param)
+def _adam_slots(group: dict) -> Tuple[str, ...]:
+    return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+
+
+def _adam_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
+    """Adam's (AdamW's) state; the step count as torch's float state["step"] holds it."""
+    _first_state(state, param, _adam_slots(group))
     state["step"] += 1
-    return {"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"],
-            "max_exp_avg_sq": state.get("max_exp_avg_sq")}
+    return ({key: state.get(key) for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")},
+            {"step": state["step"].item()})
 
 
-def _sgd_settings(group: dict, state: dict) -> Dict[str, Any]:
-    """The keywords of `rln_core.fused.FusedStep.sgd` but its arrays: `first_momentum`
-    where torch would make the momentum buffer at this step (as a clone of the gradient)."""
-    first = group["momentum"] != 0 and state.get("momentum_buffer") is None
-    return {"first_momentum": first, "lr": group["lr"],
-            **{key: group[key] for key in ("momentum", "dampening", "nesterov",
-                                           "weight_decay", "maximize")}}
+def _sgd_settings(group: dict) -> Dict[str, Any]:
+    return {key: group[key] for key in ("lr", "momentum", "dampening", "nesterov",
+                                        "weight_decay", "maximize")}
 
 
-def _sgd_state(group: dict, state: dict,
-               param: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
-    """SGD's momentum buffer (`StateTensors`), made where torch would make it."""
+def _sgd_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
+    """SGD's momentum buffer, made where torch makes it (at the first step with momentum,
+    as a clone of the gradient: `first_momentum`)."""
     if group["momentum"] == 0:
-        return {"momentum_buffer": None}
-    if state.get("momentum_buffer") is None:
+        return {"momentum_buffer": None}, {"first_momentum": False}
+    first = state.get("momentum_buffer") is None
+    if first:
         state["momentum_buffer"] = _zeros_like(param)
-    return {"momentum_buffer": state["momentum_buffer"]}
+    return {"momentum_buffer": state["momentum_buffer"]}, {"first_momentum": first}
 
 
 # The optimizer classes whose CPU step `rln_core.fused` reproduces (exact types: a
-# subclass may change the step): the `rln_core.fused.FusedStep` method of each, and the
-# functions reading its settings and its state tensors into that method's keywords.
-OPTIMIZERS: Dict[type, Tuple[str, Settings, StateTensors]] = {
-    torch.optim.RMSprop: ("rmsprop", _rmsprop_settings, _rmsprop_state),
-    torch.optim.Adam: ("adam", _adam_settings, _adam_state),
-    torch.optim.AdamW: ("adam", functools.partial(_adam_settings, decoupled=True), _adam_state),
-    torch.optim.SGD: ("sgd", _sgd_settings, _sgd_state),
+# subclass may change the step).
+OPTIMIZERS: Dict[type, _Kind] = {
+    torch.optim.RMSprop: _Kind("rmsprop", _rmsprop_settings, _rmsprop_slots, _rmsprop_advance),
+    torch.optim.Adam: _Kind("adam", _adam_settings, _adam_slots, _adam_advance),
+    torch.optim.AdamW: _Kind("adam", functools.partial(_adam_settings, decoupled=True),
+                             _adam_slots, _adam_advance),
+    torch.optim.SGD: _Kind("sgd", _sgd_settings, lambda group: (), _sgd_advance),
 }

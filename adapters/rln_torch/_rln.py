@@ -21,7 +21,6 @@ from rln_torch._state import (STATE_DTYPES, as_tensor, check_state_entry, load_s
                               state_to_dict)
 
 MODES = ("delta", "gradient")
-FLOAT32_STATE = "RLN(..., state_dtype=torch.float32)"  # for the float32 mode's refusals
 # Per optimizer, the RLNs attached to it: a second one over the same memory would
 # update those weights twice per step. And those attached with fuse=True (delta mode only).
 # Weak: an optimizer dropped without `remove()` leaves no attachment behind.
@@ -53,7 +52,8 @@ def check_compute_dtype(compute_dtype: Optional[torch.dtype],
     if compute_dtype != torch.float32:
         raise TypeError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64) "
                         "or torch.float32")
-    check_float32_dtypes({"state_dtype": state_dtype}, who="RLN", fix=FLOAT32_STATE)
+    check_float32_dtypes({"state_dtype": state_dtype}, who="RLN",
+                         fix="ask for RLN(..., state_dtype=torch.float32)")
     return torch.float32
 
 
@@ -127,7 +127,8 @@ class RLN(WithHyperparameters):
         if compute_dtype is not None:
             check_float32_dtypes({f"parameter {index}": param.dtype
                                   for index, param in enumerate(params)},
-                                 who="RLN", fix=FLOAT32_STATE)
+                                 who="RLN", fix="float32 parameters, or compute_dtype=None for "
+                                 "float64 arithmetic")
         implementations = [resolve(impl, param) for param in params]
         for index, param in enumerate(params):
             if param.device.type == "mps" and state_dtype == torch.float64:
