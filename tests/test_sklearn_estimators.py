@@ -529,3 +529,49 @@ def test_noise_columns_need_an_int_count(n_noise):
     X, y, names = load_table("diabetes")
     with pytest.raises(ValueError, match="Invalid n_noise"):
         add_noise_features(X, y, names, n_noise, np.random.RandomState(0))
+
+
+def _fitted_attributes(estimator) -> dict:
+    return {key: pickle.dumps(value) for key, value in vars(estimator).items()
+            if key.endswith("_")}
+
+
+@pytest.mark.parametrize("make, refit", [
+    # a refit that diverges, on data of another scale: it used to keep the new input and
+    # target scaling with the old weights, and predict (wrongly) without a word
+    (lambda X, y: RLNRegressor(epochs=2, random_state=0),
+     lambda est, X, y: est.set_params(lr=1e12).fit(X * 100 + 5, y * 1000 - 3)),
+    # refused after validate_data had recorded the new n_features_in_
+    (lambda X, y: RLNRegressor(epochs=2, random_state=0),
+     lambda est, X, y: est.set_params(l1=0.1).fit(X[:, :3], y)),
+    # one class: classes_ and the input scaling were the new data's
+    (lambda X, y: RLNClassifier(epochs=2, random_state=0),
+     lambda est, X, y: est.fit(X * 10, np.full(len(y), 7))),
+], ids=["diverged", "rln-and-l1", "one-class"])
+def test_a_refit_that_raises_leaves_the_previous_fit(make, refit):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    y = X @ rng.normal(size=5) + 0.1 * rng.normal(size=60)
+    estimator = make(X, y)
+    if isinstance(estimator, RLNClassifier):
+        y = (y > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimator.fit(X, y)
+        before, predicted = _fitted_attributes(estimator), estimator.predict(X)
+        with pytest.raises(ValueError):
+            refit(estimator, X, y)
+    assert _fitted_attributes(estimator) == before
+    np.testing.assert_array_equal(estimator.predict(X), predicted)
+
+
+def test_a_first_fit_that_raises_leaves_the_estimator_unfitted():
+    from sklearn.exceptions import NotFittedError
+
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    estimator = RLNClassifier(epochs=1)
+    with pytest.raises(ValueError, match="only one class"):
+        estimator.fit(X, np.zeros(20))
+    assert _fitted_attributes(estimator) == {}
+    with pytest.raises(NotFittedError):
+        estimator.predict(X)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from numbers import Integral, Real
-from typing import NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 from sklearn.base import BaseEstimator, _fit_context, is_classifier
@@ -40,6 +41,26 @@ COLLAPSED_OUTPUT_STD = 1e-3
 # Warnings raised in _warn_if_degenerate point at the caller of fit: past _fit, fit and
 # scikit-learn's _fit_context wrapper.
 _USER_FRAME = 5
+
+
+@contextlib.contextmanager
+def _kept_on_error(estimator: BaseEstimator) -> Iterator[None]:
+    """A fit that raises leaves the estimator's fitted attributes (names ending in "_",
+    private ones too) as they were: a refused refit must not leave a model whose input
+    scaling is the new data's and whose weights are the old fit's (it predicted, wrongly,
+    without a word)."""
+    def fitted() -> dict:
+        return {key: value for key, value in vars(estimator).items()
+                if key.endswith("_") and not key.startswith("__")}
+
+    before = fitted()
+    try:
+        yield
+    except BaseException:
+        for key in fitted():
+            delattr(estimator, key)
+        vars(estimator).update(before)
+        raise
 
 
 class BaseRLN(BaseEstimator):
@@ -106,20 +127,22 @@ class BaseRLN(BaseEstimator):
             ValueError: X or y scikit-learn's checks refuse (NaN, inf, wrong shapes; one
                 class only for a classifier), rln=True with l1 > 0, or a fit that
                 diverged (a NaN or infinite loss). InvalidParameterError: a parameter
-                outside its documented range.
+                outside its documented range. A fit that raises leaves the estimator as
+                it was: fitted by the previous fit, or not fitted.
         """
-        X, y = validate_data(self, X, y, dtype=self._input_dtype(),
-                             multi_output=not is_classifier(self),
-                             y_numeric=not is_classifier(self))
-        if self.rln and self.l1 > 0:
-            raise ValueError(
-                f"rln=True and l1={self.l1!r} would regularize the first layer twice; "
-                "pass rln=False with l1 for the L1 baseline")
-        if self.standardize:
-            self.input_mean_, self.input_scale_ = fit_standardization(X)
-        else:
-            self.input_mean_ = self.input_scale_ = None
-        return self._fit(self._network_inputs(X), self._encode_targets(y))
+        with _kept_on_error(self):
+            X, y = validate_data(self, X, y, dtype=self._input_dtype(),
+                                 multi_output=not is_classifier(self),
+                                 y_numeric=not is_classifier(self))
+            if self.rln and self.l1 > 0:
+                raise ValueError(
+                    f"rln=True and l1={self.l1!r} would regularize the first layer twice; "
+                    "pass rln=False with l1 for the L1 baseline")
+            if self.standardize:
+                self.input_mean_, self.input_scale_ = fit_standardization(X)
+            else:
+                self.input_mean_ = self.input_scale_ = None
+            return self._fit(self._network_inputs(X), self._encode_targets(y))
 
     def _input_dtype(self):
         # Standardized inputs are validated in float64 (a column of 1e39 is finite
