@@ -232,7 +232,8 @@ def complete_fields(fields: Mapping[str, Any], where: str = "RLN state dict") ->
 
 def check_values(fields: Mapping[str, Any], where: str = "RLN state dict") -> None:
     """Refuse a state to be loaded whose values cannot continue: NaN or inf in lambdas or
-    prev_weights, or in prev_reg once steps > 0 (a first update does not read prev_reg).
+    prev_weights (where `fields` has one: a state learning from a given delta keeps none),
+    or in prev_reg once steps > 0 (a first update does not read prev_reg).
 
     For arrays of any library, after their types and layouts are checked (it reads
     every value: one host sync on an accelerator). Without this, every later update
@@ -241,7 +242,8 @@ def check_values(fields: Mapping[str, Any], where: str = "RLN state dict") -> No
     Raises:
         ValueError: naming the field.
     """
-    names = ["lambdas", "prev_weights"] + (["prev_reg"] if int(fields["steps"]) > 0 else [])
+    names = ["lambdas"] + (["prev_weights"] if "prev_weights" in fields else []) + (
+        ["prev_reg"] if int(fields["steps"]) > 0 else [])
     for name in names:
         array = fields[name]
         xp = namespace(array)

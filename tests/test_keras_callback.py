@@ -288,6 +288,34 @@ def test_optimizer_state_dtype_in_any_spelling_is_kept_by_name_and_saves(state_d
     np.testing.assert_array_equal(loaded.optimizer.lambdas(), model.optimizer.lambdas())
 
 
+def test_optimizer_load_checks_every_saved_value_before_it_assigns_one(tmp_path):
+    """Keras's own load assigned the values in order and failed at a wrong shape with the
+    RLN state already overwritten, and took NaN lambdas (which no update can continue)."""
+    model = tiny_model()
+    model.compile(optimizer=RLNOptimizer(keras.optimizers.SGD(0.05), model.layers[0]),
+                  loss="mse")
+    model.fit(*data(), batch_size=BATCH, epochs=1, verbose=0)
+    optimizer = model.optimizer
+    saved = {str(i): np.array(v.numpy(), copy=True) for i, v in enumerate(optimizer.variables)}
+    order = [v.path for v in optimizer.variables]
+    lambdas_at = next(i for i, v in enumerate(optimizer.variables) if "lambdas" in v.path)
+    other = {key: value + 1.0 if int(key) == lambdas_at else value
+             for key, value in saved.items()}
+    last = str(len(saved) - 1)
+    for store, match in [
+        ({**other, last: np.zeros(np.shape(saved[last]) + (2,))},
+         f"the saved value of {order[-1]!r} has shape"),
+        ({**other, str(lambdas_at): np.full_like(saved[str(lambdas_at)], np.nan)},
+         "saved state of .*\\['lambdas'\\] holds NaN"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            optimizer.load_own_variables(store)
+        for key, variable in enumerate(optimizer.variables):
+            np.testing.assert_array_equal(variable.numpy(), saved[str(key)])
+    optimizer.load_own_variables(other)  # a good one loads
+    np.testing.assert_array_equal(optimizer.lambdas(), saved[str(lambdas_at)] + 1.0)
+
+
 def test_a_theta_beyond_a_float32_state_is_refused_before_training():
     model = tiny_model()
     optimizer = RLNOptimizer(keras.optimizers.SGD(), model.layers[0], avg_reg=1e39,

@@ -52,7 +52,11 @@ class RLNCallback(WithHyperparameters, keras.callbacks.Callback):
     optimizer), is refused (the weights must move every batch). A step the optimizer
     skipped (a LossScaleOptimizer's, on non-finite gradients: its `iterations` stay) is no
     RLN step either. A kernel frozen at train begin (`trainable = False`: the optimizer
-    does not step it, RLN would only shrink it) is refused.
+    does not step it, RLN would only shrink it) is refused. An update refused for NaN or
+    inf (in a kernel after the optimizer's step, or in lambdas that would overflow) raises
+    the core's ValueError and stops the fit; with several layers, the layers before it in
+    the list have had this batch's update, the refused one and those after it have not
+    (as `rln_torch.RLN.step`).
 
     Args:
         layer: the layer to regularize, or a list of layers (each its own state).

@@ -12,7 +12,7 @@ from keras import ops
 import rln_core
 from rln_core import DEFAULTS, Hyperparameters, array_api
 from rln_core.checks import FLOAT_DTYPES
-from rln_core.state import check_avg_reg_fits, check_state_dtype
+from rln_core.state import check_avg_reg_fits, check_state_dtype, check_values
 from rln_keras._kernel import (check_compute_dtype, check_float32_compute, check_layer,
                                kernel_variable, read_variable)
 from rln_keras._ops import KERAS_OPS, float64_available
@@ -357,7 +357,9 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         """The inner optimizer's step, then one RLN update of each regularized variable
         it steps: one left out of `trainable_variables` (a frozen layer's kernel, after
         `layer.trainable = False`) gets neither. (JAX's trainer calls `stateless_apply`
-        with every trainable variable of the build.)"""
+        with every trainable variable of the build.) If the inner optimizer raises (a
+        gradient of another shape), the variables it stepped before that stay stepped,
+        as Keras leaves them; no RLN state has moved."""
         if len(grads) == 0:
             return
         if not self.built:
@@ -489,6 +491,33 @@ class RLNOptimizer(keras.optimizers.Optimizer):
         return slots[which]
 
     # -- serialization -----------------------------------------------------------
+
+    def load_own_variables(self, store) -> None:
+        """Keras's load of the optimizer's variables (`keras.models.load_model`,
+        `model.load_weights`), each saved value checked before any is assigned: its
+        shape against its variable's, and the RLN state's values (NaN or inf lambdas, or
+        prev_reg once stepped, cannot continue: `rln_core.state.check_values`). A store
+        with another number of values is skipped with Keras's warning, as Keras does.
+
+        Raises:
+            ValueError: naming the variable; every variable is left as it was.
+        """
+        variables = self.variables
+        if len(store.keys()) == len(variables):
+            values = {id(variable): np.asarray(store[str(index)])
+                      for index, variable in enumerate(variables)}
+            for variable in variables:
+                value = values[id(variable)]
+                if value.shape != tuple(variable.shape):
+                    raise ValueError(f"RLNOptimizer {self.name!r}: the saved value of "
+                                     f"{variable.path!r} has shape {value.shape}, the variable "
+                                     f"{tuple(variable.shape)}")
+            for slot in self._slots:
+                check_values({"lambdas": values[id(slot.lambdas)], "prev_reg": values[id(slot.prev_reg)],
+                              "steps": values[id(slot.steps)]},
+                             where=f"RLNOptimizer {self.name!r}: the saved state of "
+                                   f"{slot.variable.path!r}")
+        super().load_own_variables(store)
 
     def variable_paths(self) -> List[str]:
         """The paths of the regularized variables (what `get_config` records)."""
