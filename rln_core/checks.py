@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple
 
 import array_api_compat
 import numpy as np
@@ -142,36 +142,41 @@ def is_array(value: object) -> bool:
 
 def check_float32_inputs(weights: Any, state: "RLNState") -> None:
     """compute_dtype=float32 takes float32 weights and a float32 state only (arrays of any
-    library): `check_float32_dtypes` of W, then of the state's float arrays."""
-    check_float32_dtypes({"weights": weights.dtype})
-    check_float32_dtypes({"state.lambdas": state.lambdas.dtype,
-                          "state.prev_reg": state.prev_reg.dtype},
-                         fix="make the state with rln_core.init(..., state_dtype='float32')")
+    library): `check_float32_dtypes` of W and of the state's float arrays."""
+    check_float32_dtypes(
+        ({"weights": weights.dtype}, "float32 weights, or compute_dtype=None for float64 "
+                                     "arithmetic"),
+        ({"state.lambdas": state.lambdas.dtype, "state.prev_reg": state.prev_reg.dtype},
+         "make the state with rln_core.init(..., state_dtype='float32')"))
 
 
-def check_float32_dtypes(dtypes: Mapping[str, Any], who: str = "", fix: str = "") -> None:
+def check_float32_dtypes(*groups: Tuple[Mapping[str, Any], str], who: str = "") -> None:
     """The rule of the float32 arithmetic mode, for the arrays an update would read, or
     will (an adapter checks when it is made, before any array exists): float32 weights and
     a float32 state only, as float32 arithmetic on float64 values would round them.
 
     Args:
-        dtypes: {what it is (for the message): its dtype}, a dtype of any library
-            (NumPy, torch, JAX; a scalar type such as np.float32 too) or a name
-            ("float32").
+        groups: (dtypes, fix) pairs: {what it is (for the message): its dtype}, a dtype
+            of any library (NumPy, torch, JAX; a scalar type such as np.float32 too) or a
+            name ("float32"); and what the user can do about those entries ("" for
+            nothing), said where one of them is not float32.
         who: who asks, put first in the message ("RLNCallback on layer 'dense'").
-        fix: what the caller's user can do about these entries (a float32 state: how
-            to ask for one), put last.
 
     Raises:
-        TypeError: naming each entry that is not float32.
+        TypeError: naming every entry that is not float32 (of all groups), then the fixes.
     """
-    # by name (cached): a big-endian float32 is float32 too
-    wrong = [f"{name} {_dtype_name(dtype)}" for name, dtype in dtypes.items()
-             if _dtype_name(dtype) != "float32"]
+    wrong, fixes = [], []
+    for dtypes, fix in groups:
+        # by name (cached): a big-endian float32 is float32 too
+        named = [f"{name} {_dtype_name(dtype)}" for name, dtype in dtypes.items()
+                 if _dtype_name(dtype) != "float32"]
+        wrong += named
+        if named and fix:
+            fixes.append(fix)
     if wrong:
         raise TypeError(f"{who}{': ' if who else ''}compute_dtype=float32 needs float32 "
                         f"weights and a float32 state; got {', '.join(wrong)}"
-                        f"{'; ' + fix if fix else ''}")
+                        + "".join(f"; {fix}" for fix in fixes))
 
 
 def float32_arithmetic(compute_dtype: Any) -> bool:

@@ -481,17 +481,22 @@ _NON_NEGATIVE = {"rmsprop": ("lr", "alpha", "eps", "weight_decay", "momentum"),
 
 def _check_number(optimizer: str, name: str, value: Any, non_negative: bool) -> None:
     """A finite real number (a Python or NumPy number, a 0-d array), >= 0 where
-    `non_negative`; a TypeError or ValueError naming it otherwise (a string too, even
-    one float() reads: torch.optim refuses them)."""
+    `non_negative`; a TypeError or ValueError naming it otherwise."""
     try:
-        if isinstance(value, (str, bytes)):
-            raise TypeError
-        number = float(value)
+        number = _real(value)
     except (TypeError, ValueError):
         raise TypeError(f"{optimizer}: {name} must be a real number, got {value!r}") from None
     if not math.isfinite(number) or (non_negative and number < 0):
         raise ValueError(f"{optimizer}: invalid {name} {value!r}; expected a finite "
                          f"number{' >= 0' if non_negative else ''}")
+
+
+def _real(value: Any) -> float:
+    """float(value) of a number; a TypeError for a string, even one float() reads (torch.optim
+    refuses them), or ValueError / TypeError from float()."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"a string, {value!r}")
+    return float(value)
 
 
 def _pair(betas: Any) -> Tuple[Any, Any]:
@@ -516,7 +521,7 @@ def _check_betas(betas: Any) -> None:
 def _check_step(step: Any) -> None:
     """Adam's step count after this step: an integer >= 1."""
     try:
-        number = float(step)
+        number = _real(step)
     except (TypeError, ValueError):
         raise TypeError(f"Adam: step must be an integer >= 1, got {step!r}") from None
     if not (number >= 1 and number == int(number)):

@@ -361,23 +361,29 @@ def test_the_float32_modes_rule_is_one_check_naming_each_dtype_of_any_library():
     by (the torch, Keras and JAX adapters call it, with their own words for the fix)."""
     from rln_core.checks import check_float32_dtypes
 
-    check_float32_dtypes({"weights": np.dtype(">f4"), "state": "float32"})  # big-endian too
+    check_float32_dtypes(({"weights": np.dtype(">f4"), "state": "float32"}, "fix"))  # big-endian
     with pytest.raises(TypeError) as caught:
-        check_float32_dtypes({"weights": np.float32, "the kernel": np.dtype(np.float64),
-                              "state_dtype": "float64"}, who="RLNCallback", fix="state_dtype=X")
+        check_float32_dtypes(({"weights": np.float32, "the kernel": np.dtype(np.float64)}, "W"),
+                             ({"state_dtype": "float64"}, "S"), ({"other": "float32"}, "O"),
+                             who="RLNCallback")
     assert str(caught.value) == ("RLNCallback: compute_dtype=float32 needs float32 weights and "
                                  "a float32 state; got the kernel float64, state_dtype "
-                                 "float64; state_dtype=X")
+                                 "float64; W; S")
     import jax.numpy as jnp  # a scalar type of another library (a fresh process: not cached)
-    check_float32_dtypes({"state_dtype": jnp.float32})
+    check_float32_dtypes(({"state_dtype": jnp.float32}, ""))
     with pytest.raises(TypeError, match="got state_dtype bfloat16$"):
-        check_float32_dtypes({"state_dtype": jnp.bfloat16})
+        check_float32_dtypes(({"state_dtype": jnp.bfloat16}, ""))
     weights = np.ones(3, np.float32)
     state = rln_core.init(weights)
     with pytest.raises(TypeError, match=r"^compute_dtype=float32 needs .*; got state.lambdas "
                                         r"float64, state.prev_reg float64; make the state with "
                                         r"rln_core.init\(\.\.\., state_dtype='float32'\)$"):
         rln_core.update(weights, state, compute_dtype=np.float32)
-    with pytest.raises(TypeError, match=r"got weights float64$"):  # no state advice for W
+    with pytest.raises(TypeError, match=r"got weights float64; float32 weights, or "
+                                        r"compute_dtype=None for float64 arithmetic$"):
         rln_core.update(weights.astype(np.float64), rln_core.init(
             weights.astype(np.float64), state_dtype="float32"), compute_dtype=np.float32)
+    with pytest.raises(TypeError, match=r"got weights float64, state.lambdas float64, "
+                                        r"state.prev_reg float64; float32 weights, .*; make "):
+        rln_core.update(weights.astype(np.float64), rln_core.init(weights.astype(np.float64)),
+                        compute_dtype=np.float32)

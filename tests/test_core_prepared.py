@@ -152,6 +152,7 @@ BAD_SETTINGS = [
     ("rmsprop", {"weight_decay": -0.01}, ValueError, "RMSprop: invalid weight_decay"),
     ("adam", {"step": 0}, ValueError, "Adam: step must be an integer >= 1"),
     ("adam", {"step": 1.5}, ValueError, "Adam: step must be an integer >= 1"),
+    ("adam", {"step": "2"}, TypeError, "Adam: step must be an integer >= 1"),
     ("adam", {"betas": (1.0, 0.999)}, ValueError, "invalid beta parameter at index 0"),
     ("adam", {"betas": (0.9, -0.1)}, ValueError, "Adam: invalid beta2"),
     ("adam", {"betas": 0.9}, TypeError, "betas must be a pair"),

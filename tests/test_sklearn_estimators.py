@@ -532,8 +532,9 @@ def test_noise_columns_need_an_int_count(n_noise):
 
 
 def _fitted_attributes(estimator) -> dict:
+    parameters = estimator.get_params(deep=False)
     return {key: pickle.dumps(value) for key, value in vars(estimator).items()
-            if key.endswith("_")}
+            if key not in parameters}
 
 
 @pytest.mark.parametrize("make, refit", [

@@ -233,9 +233,48 @@ def test_settings_held_as_tensors_are_read_as_numbers(config, tensors):
     def as_tensors(step, *runs):
         for run in runs:
             run[2].param_groups[0].update(
-                {key: tuple(map(torch.tensor, value)) if isinstance(value, tuple)
-                 else torch.tensor(value) for key, value in tensors.items()})
+                {key: torch.tensor(value) for key, value in tensors.items()})
     _run_pair(config, torch.float32, {"norm": 1}, steps=4, before_step=as_tensors)
+
+
+@pytest.mark.parametrize("betas", [(torch.tensor(0.8), torch.tensor(0.99)),
+                                   torch.tensor([0.8, 0.99])], ids=["pair", "1-d"])
+def test_adam_betas_held_as_tensors_step_as_torch_does(betas):
+    """Within float32 rounding: torch then rounds Adam's bias corrections in float32."""
+    runs = [_make(torch.optim.Adam, {}, torch.float32, {}, fuse=fuse) for fuse in (False, True)]
+    for run in runs:
+        run[2].param_groups[0]["betas"] = betas
+        _train(run, 5)
+    assert torch.equal(runs[0][1], runs[1][1])
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("config", [(torch.optim.SGD, {"momentum": 0.9, "dampening": 0.5}),
+                                    (torch.optim.Adam, {})], ids=_label)
+def test_a_setting_a_later_pre_hook_writes_is_refused_before_torch_s_state_moves(config):
+    """A pre-hook registered after the attachment runs after the fused pre-hook's check;
+    the fused step checks the group again before it makes SGD's first momentum buffer
+    (zeros, which the next step would have read as the buffer) or counts Adam's step."""
+    def once(optimizer, args, kwargs):
+        if bad[0]:
+            optimizer.param_groups[0]["lr"] = -1.0
+
+    bad = [False]
+    run = _make(*config, torch.float32, {}, fuse=True)
+    run[2].register_step_pre_hook(once)
+    for first in (True, False):
+        state = copy.deepcopy(run[2].state_dict()["state"])
+        bad[0] = True
+        for param, grad in zip(run[:2], _grads(0, torch.float32)):
+            param.grad = grad
+        with pytest.raises(ValueError, match="invalid lr"):
+            run[2].step()
+        assert len(run[2].state.get(run[0], {})) == (0 if first else len(state[0]))
+        if not first:
+            _assert_same_state(run[2].state_dict()["state"][0], state[0])
+        bad[0] = False
+        run[2].param_groups[0]["lr"] = 1e-2
+        _train(run, 2)
 
 
 def test_a_pre_hook_registered_after_the_attachment_sets_the_step_s_settings():

@@ -83,8 +83,7 @@ def compute_dtype_for(lambdas_dtype: Any, float32: bool = False) -> Any:
                             "run init and update with the same x64 setting")
         return jnp.float32
     if float32:
-        check_float32_dtypes({"the state's lambdas": name}, who="rln_jax.rln",
-                             fix=FLOAT32_STATE)
+        check_float32_dtypes(({"the state's lambdas": name}, FLOAT32_STATE), who="rln_jax.rln")
         return jnp.float32
     return jnp.float64
 

@@ -128,7 +128,7 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
     float32 = float32_arithmetic(compute_dtype)
     if float32:
         if requested is not None:
-            check_float32_dtypes({"state_dtype": requested}, who="rln_jax.rln", fix=FLOAT32_STATE)
+            check_float32_dtypes(({"state_dtype": requested}, FLOAT32_STATE), who="rln_jax.rln")
         requested = np.dtype(np.float32)
 
     def init_fn(params: PyTree) -> RLNState:
@@ -138,8 +138,8 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
             name = f"params{jax.tree_util.keystr(path)}"
             check_weights(leaf, name=name)
             if float32:
-                check_float32_dtypes({name: leaf.dtype}, who="rln_jax.rln",
-                                     fix="float32 params, or compute_dtype=None")
+                check_float32_dtypes(({name: leaf.dtype}, "float32 params, or compute_dtype=None"),
+                                     who="rln_jax.rln")
         return RLNState(
             lambdas=jax.tree_util.tree_map(
                 lambda p: jnp.full_like(p, hyperparameters.avg_reg, dtype=dtype), params),

@@ -33,11 +33,11 @@ def check_float32_compute(what: str, weights: Optional[Dict[str, Any]] = None,
     thing the update would read ("the kernel", "the state") and its dtype.
 
     Raises:
-        TypeError: naming each dtype that is not float32, weights first.
+        TypeError: naming each dtype that is not float32.
     """
-    check_float32_dtypes(weights or {}, who=what,
-                         fix="float32 layers, or compute_dtype=None for float64 arithmetic")
-    check_float32_dtypes(state or {}, who=what, fix="ask for state_dtype='float32'")
+    check_float32_dtypes(
+        (weights or {}, "float32 layers, or compute_dtype=None for float64 arithmetic"),
+        (state or {}, "ask for state_dtype='float32'"), who=what)
 
 
 def check_layer(layer: object) -> None:

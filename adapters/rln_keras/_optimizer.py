@@ -493,31 +493,34 @@ class RLNOptimizer(keras.optimizers.Optimizer):
     # -- serialization -----------------------------------------------------------
 
     def load_own_variables(self, store) -> None:
-        """Keras's load of the optimizer's variables (`keras.models.load_model`,
-        `model.load_weights`), each saved value checked before any is assigned: its
-        shape against its variable's, and the RLN state's values (NaN or inf lambdas, or
-        prev_reg once stepped, cannot continue: `rln_core.state.check_values`). A store
-        with another number of values is skipped with Keras's warning, as Keras does.
+        """Keras's load of this optimizer's variables (`keras.models.load_model`,
+        `model.load_weights`: RLN's and, as this optimizer lists them, the inner
+        optimizer's), each saved value checked before any is assigned: its shape against
+        its variable's, and the RLN state's values (NaN or inf lambdas, or prev_reg once
+        stepped, cannot continue: `rln_core.state.check_values`). A store with another
+        number of values is skipped with Keras's warning, as Keras does.
 
         Raises:
-            ValueError: naming the variable; every variable is left as it was.
+            ValueError: naming the variable; this store's variables are left as they were.
         """
         variables = self.variables
-        if len(store.keys()) == len(variables):
-            values = {id(variable): np.asarray(store[str(index)])
-                      for index, variable in enumerate(variables)}
-            for variable in variables:
-                value = values[id(variable)]
-                if value.shape != tuple(variable.shape):
-                    raise ValueError(f"RLNOptimizer {self.name!r}: the saved value of "
-                                     f"{variable.path!r} has shape {value.shape}, the variable "
-                                     f"{tuple(variable.shape)}")
-            for slot in self._slots:
-                check_values({"lambdas": values[id(slot.lambdas)], "prev_reg": values[id(slot.prev_reg)],
-                              "steps": values[id(slot.steps)]},
-                             where=f"RLNOptimizer {self.name!r}: the saved state of "
-                                   f"{slot.variable.path!r}")
-        super().load_own_variables(store)
+        if len(store.keys()) != len(variables):
+            super().load_own_variables(store)  # Keras's warning; nothing is loaded
+            return
+        values = [np.asarray(store[str(index)]) for index in range(len(variables))]
+        for variable, value in zip(variables, values):
+            if value.shape != tuple(variable.shape):
+                raise ValueError(f"RLNOptimizer {self.name!r}: the saved value of "
+                                 f"{variable.path!r} has shape {value.shape}, the variable "
+                                 f"{tuple(variable.shape)}")
+        saved = {id(variable): value for variable, value in zip(variables, values)}
+        for slot in self._slots:
+            check_values({"lambdas": saved[id(slot.lambdas)],
+                          "prev_reg": saved[id(slot.prev_reg)], "steps": saved[id(slot.steps)]},
+                         where=f"RLNOptimizer {self.name!r}: the saved state of "
+                               f"{slot.variable.path!r}")
+        for variable, value in zip(variables, values):
+            variable.assign(value)
 
     def variable_paths(self) -> List[str]:
         """The paths of the regularized variables (what `get_config` records)."""

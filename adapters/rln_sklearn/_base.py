@@ -45,13 +45,14 @@ _USER_FRAME = 5
 
 @contextlib.contextmanager
 def _kept_on_error(estimator: BaseEstimator) -> Iterator[None]:
-    """A fit that raises leaves the estimator's fitted attributes (names ending in "_",
-    private ones too) as they were: a refused refit must not leave a model whose input
-    scaling is the new data's and whose weights are the old fit's (it predicted, wrongly,
-    without a word)."""
+    """A fit that raises leaves what fit sets as it was: every attribute but the
+    constructor's parameters (the fitted ones, names ending in "_", and private ones). A
+    refused refit must not leave a model whose input scaling is the new data's and whose
+    weights are the old fit's (it predicted, wrongly, without a word)."""
+    parameters = estimator.get_params(deep=False)
+
     def fitted() -> dict:
-        return {key: value for key, value in vars(estimator).items()
-                if key.endswith("_") and not key.startswith("__")}
+        return {key: value for key, value in vars(estimator).items() if key not in parameters}
 
     before = fitted()
     try:

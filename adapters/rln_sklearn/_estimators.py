@@ -115,7 +115,7 @@ class RLNRegressor(RegressorMixin, BaseRLN):
 
     def _encode_targets(self, y: np.ndarray) -> Targets:
         y = np.asarray(y, dtype=np.float64)
-        self._y_ndim_ = y.ndim
+        self._y_ndim = y.ndim
         y2d = y.reshape(len(y), -1)
         self.n_outputs_ = y2d.shape[1]
         if self._standardize_target:
@@ -128,7 +128,7 @@ class RLNRegressor(RegressorMixin, BaseRLN):
     def predict(self, X) -> np.ndarray:
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as y was."""
         outputs = unstandardize(self._raw_outputs(X), self.target_mean_, self.target_scale_)
-        return outputs.ravel() if self._y_ndim_ == 1 else outputs
+        return outputs.ravel() if self._y_ndim == 1 else outputs
 
     def score(self, X, y, sample_weight=None) -> float:
         """R^2 of `predict(X)` against y (`sklearn.metrics.r2_score`, averaged over outputs;

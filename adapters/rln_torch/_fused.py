@@ -13,19 +13,21 @@ keep their formats, and a checkpoint of a fused run resumes fused or unfused.
 Supported: torch.optim.RMSprop (alpha, eps, weight_decay, momentum, centered),
 Adam and AdamW (betas, eps, weight_decay, amsgrad), SGD (momentum, dampening,
 nesterov, weight_decay), each with maximize; CPU tensors, impl "auto" or
-"numba", mode "delta". Anything else is refused at attach time; by the pre-hook, before
-torch steps anything: a sparse gradient, one of another shape or dtype, a param group
-whose flags or settings changed since to what attach or torch.optim refuses
-(`rln_core.fused.check_settings`), or whose settings ask for optimizer state the tensor's
-does not hold (momentum switched on mid-run: torch's own step fails on it too), and
-`optimizer.step(closure)`. A gradient, or an optimizer state tensor, in another memory
-order than its parameter (torch allows both: SGD clones its momentum buffer from the
-gradient) is used as a copy in the parameter's order (the state tensor replaced by it in
-`optimizer.state`). The result equals "optimizer.step() then RLN.step()" within
-rounding (torch's CPU sqrt is not correctly rounded; tests/test_torch_fused.py states the
-tolerances). If torch's own step raises (for another parameter), or a step pre-hook
-registered after this attachment does, the post-hook does not run: the regularized
-tensors are not stepped and their `.grad` stays None.
+"numba", mode "delta". Anything else is refused at attach time (and param groups with
+fused, capturable or differentiable on). The pre-hook refuses, before torch steps
+anything: a sparse gradient, one of another shape or dtype, `optimizer.step(closure)`,
+and a param group changed since attach to one that attach or torch.optim would refuse (a
+flag above switched on, a setting out of range: `rln_core.fused.check_settings`) or
+whose settings need optimizer state this tensor does not have (momentum switched on
+mid-run: torch's own step fails on that too). A gradient, or an optimizer state tensor,
+in another memory order than its parameter (torch allows both: SGD clones its momentum
+buffer from the gradient) is used as a copy in the parameter's order (the state tensor
+replaced by it in `optimizer.state`). The result equals "optimizer.step() then
+RLN.step()" within rounding (torch's CPU sqrt is not correctly rounded;
+tests/test_torch_fused.py states the tolerances). If torch's own step raises (for
+another parameter), or a step pre-hook registered after this attachment does, the
+post-hook does not run: the regularized tensors are not stepped and their `.grad` stays
+None.
 """
 
 from __future__ import annotations
@@ -225,12 +227,13 @@ class FusedHooks:
     def _step_one(self, optimizer: torch.optim.Optimizer, slot: Any, grad: torch.Tensor,
                   hyperparameters: Any, regularize: bool) -> None:
         """One tensor's fused step, its group's settings read now (as torch's step reads
-        them, after every pre-hook)."""
+        them, after every pre-hook) and checked again before torch's state is advanced."""
         param = slot.param
         grad = _in_order_of(param, grad)
         fused_step = self._fused_step(slot)  # W and the RLN state checked before any write
         state = optimizer.state[param]
         group = _group_of(optimizer, param, self._groups)
+        self._check_group(group, state, f"{slot.name} {tuple(param.shape)}")
         numbers = {key: _number(value) for key, value in self._kind.settings(group).items()}
         tensors, read = self._kind.advance(group, state, param)
         numbers.update(read)
@@ -251,8 +254,8 @@ class FusedHooks:
             numbers[key] = value
         # (detach only where needed: create_graph=True; each torch call costs 1-5 us here)
         grad_array = (grad.detach() if grad.requires_grad else grad).numpy()
-        getattr(fused_step, self._kind.method)(grad_array, hyperparameters, regularize=regularize,
-                                          **numbers)
+        getattr(fused_step, self._kind.method)(grad_array, hyperparameters,
+                                               regularize=regularize, **numbers)
 
     def _fused_step(self, slot: Any) -> fused.FusedStep:
         """The slot's FusedStep, made again if its weights or state are other objects
@@ -287,7 +290,7 @@ def _number(value: Any) -> Any:
     """A setting as the fused step takes it: a tensor (torch allows a tensor lr, momentum or
     betas) as a Python number, a pair as a pair of them, anything else as it is."""
     if isinstance(value, torch.Tensor):
-        return value.item()
+        return value.item() if value.numel() == 1 else tuple(value.tolist())
     if isinstance(value, (tuple, list)):
         return tuple(map(_number, value))
     return value
@@ -333,35 +336,41 @@ def _first_state(state: dict, param: torch.Tensor, slots: Tuple[str, ...]) -> No
 
 
 def _rmsprop_settings(group: dict) -> Dict[str, Any]:
+    """`_Kind.settings` of RMSprop."""
     return {key: group[key] for key in ("lr", "alpha", "eps", "weight_decay", "momentum",
                                         "centered", "maximize")}
 
 
 def _rmsprop_slots(group: dict) -> Tuple[str, ...]:
+    """`_Kind.slots` of RMSprop."""
     return (("square_avg",) + (("momentum_buffer",) if group["momentum"] > 0 else ())
             + (("grad_avg",) if group["centered"] else ()))
 
 
 def _rmsprop_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
+    """`_Kind.advance` of RMSprop."""
     _first_state(state, param, _rmsprop_slots(group))
     state["step"] += 1
     return {key: state.get(key) for key in ("square_avg", "momentum_buffer", "grad_avg")}, {}
 
 
 def _adam_settings(group: dict, decoupled: bool = False) -> Dict[str, Any]:
-    """`decoupled`: the weight decay's kind where the group does not say (torch before
-    2.6 wrote no "decoupled_weight_decay" in a group: AdamW's was decoupled, Adam's not)."""
+    """`_Kind.settings` of Adam and AdamW. `decoupled`: the weight decay's kind where the
+    group does not say (torch before 2.6 wrote no "decoupled_weight_decay" in a group:
+    AdamW's was decoupled, Adam's not)."""
     return {"decoupled_weight_decay": group.get("decoupled_weight_decay", decoupled),
             **{key: group[key] for key in ("lr", "betas", "eps", "weight_decay", "amsgrad",
                                            "maximize")}}
 
 
 def _adam_slots(group: dict) -> Tuple[str, ...]:
+    """`_Kind.slots` of Adam and AdamW."""
     return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
 
 
 def _adam_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
-    """Adam's (AdamW's) state; the step count as torch's float state["step"] holds it."""
+    """`_Kind.advance` of Adam and AdamW; the step count as torch's float state["step"]
+    holds it."""
     _first_state(state, param, _adam_slots(group))
     state["step"] += 1
     return ({key: state.get(key) for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")},
@@ -369,13 +378,14 @@ def _adam_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
 
 
 def _sgd_settings(group: dict) -> Dict[str, Any]:
+    """`_Kind.settings` of SGD."""
     return {key: group[key] for key in ("lr", "momentum", "dampening", "nesterov",
                                         "weight_decay", "maximize")}
 
 
 def _sgd_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
-    """SGD's momentum buffer, made where torch makes it (at the first step with momentum,
-    as a clone of the gradient: `first_momentum`)."""
+    """`_Kind.advance` of SGD: its momentum buffer, made where torch makes it (at the first
+    step with momentum, as a clone of the gradient: `first_momentum`)."""
     if group["momentum"] == 0:
         return {"momentum_buffer": None}, {"first_momentum": False}
     first = state.get("momentum_buffer") is None

@@ -52,8 +52,8 @@ def check_compute_dtype(compute_dtype: Optional[torch.dtype],
     if compute_dtype != torch.float32:
         raise TypeError(f"Invalid compute_dtype: {compute_dtype!r}; expected None (float64) "
                         "or torch.float32")
-    check_float32_dtypes({"state_dtype": state_dtype}, who="RLN",
-                         fix="ask for RLN(..., state_dtype=torch.float32)")
+    check_float32_dtypes(({"state_dtype": state_dtype},
+                          "ask for RLN(..., state_dtype=torch.float32)"), who="RLN")
     return torch.float32
 
 
@@ -125,10 +125,10 @@ class RLN(WithHyperparameters):
         compute_dtype = check_compute_dtype(compute_dtype, state_dtype)
         params = collect_params(target)
         if compute_dtype is not None:
-            check_float32_dtypes({f"parameter {index}": param.dtype
-                                  for index, param in enumerate(params)},
-                                 who="RLN", fix="float32 parameters, or compute_dtype=None for "
-                                 "float64 arithmetic")
+            check_float32_dtypes(({f"parameter {index}": param.dtype
+                                   for index, param in enumerate(params)},
+                                  "float32 parameters, or compute_dtype=None for float64 "
+                                  "arithmetic"), who="RLN")
         implementations = [resolve(impl, param) for param in params]
         for index, param in enumerate(params):
             if param.device.type == "mps" and state_dtype == torch.float64:
