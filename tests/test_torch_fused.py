@@ -238,9 +238,11 @@ def test_settings_held_as_tensors_are_read_as_numbers(config, tensors):
 
 
 @pytest.mark.parametrize("betas", [(torch.tensor(0.8), torch.tensor(0.99)),
-                                   torch.tensor([0.8, 0.99])], ids=["pair", "1-d"])
+                                   torch.tensor([0.8, 0.99]), np.array([0.8, 0.99])],
+                         ids=["pair", "1-d", "numpy"])
 def test_adam_betas_held_as_tensors_step_as_torch_does(betas):
-    """Within float32 rounding: torch then rounds Adam's bias corrections in float32."""
+    """Within float32 rounding: torch then rounds Adam's bias corrections in float32. (A
+    NumPy pair compares elementwise: the settings' cache must not compare it as it is.)"""
     runs = [_make(torch.optim.Adam, {}, torch.float32, {}, fuse=fuse) for fuse in (False, True)]
     for run in runs:
         run[2].param_groups[0]["betas"] = betas

@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
+import numpy as np
 import rln_core
 import torch
 from rln_core import fused
@@ -129,6 +130,8 @@ class FusedHooks:
         self._prepared: Dict[int, fused.FusedStep] = {}
         self._arrays: Dict[int, Dict[str, tuple]] = {}
         self._groups: Dict[int, Tuple[int, int]] = {}  # `_group_of`'s earlier look-ups
+        # per slot: the settings (as numbers) `rln_core.fused.check_settings` last passed
+        self._checked: Dict[int, Dict[str, Any]] = {}
         self._pre = optimizer.register_step_pre_hook(self._before)
         self._post = optimizer.register_step_post_hook(self._after)
 
@@ -168,28 +171,35 @@ class FusedHooks:
                     raise TypeError(f"{slot.name}.grad has dtype {grad.dtype} and shape "
                                     f"{tuple(grad.shape)}; the parameter {param.dtype} and "
                                     f"{tuple(param.shape)}")
-                self._check_group(_group_of(optimizer, param, self._groups),
+                self._check_group(id(slot), _group_of(optimizer, param, self._groups),
                                   optimizer.state.get(param, {}), where)
             grads.append(grad)
         for slot in self._rln._slots:
             slot.param.grad = None
         self._grads = grads
 
-    def _check_group(self, group: Dict[str, Any], state: Dict[str, Any], where: str) -> None:
+    def _check_group(self, key: int, group: Dict[str, Any], state: Dict[str, Any],
+                     where: str) -> Dict[str, Any]:
         """The param group of a tensor about to be stepped: flags, settings, and the state
         tensors its settings need (a setting switched on mid-run, momentum or centered or
-        amsgrad, finds its tensor missing; torch's own step fails on it too)."""
+        amsgrad, finds its tensor missing; torch's own step fails on it too). Returns the
+        settings as numbers (`_number`), checked again only when they differ from the last
+        ones of slot `key` that passed (each check costs ~10 us in training)."""
         _check_flags(group, where)
-        try:
-            fused.check_settings(self._kind.method, **self._kind.settings(group))
-        except (TypeError, ValueError) as error:
-            raise type(error)(f"the param group of {where}: {error}") from None
+        settings = {name: _number(value) for name, value in self._kind.settings(group).items()}
+        if settings != self._checked.get(key):
+            try:
+                fused.check_settings(self._kind.method, **settings)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"the param group of {where}: {error}") from None
+            self._checked[key] = settings
         missing = [key for key in self._kind.slots(group) if state and key not in state]
         if missing:
             raise ValueError(f"the param group of {where} asks for optimizer state "
                              f"{', '.join(missing)}, which torch's state of this tensor does "
                              "not hold (a setting switched on mid-run?); torch.optim's own "
                              "step fails on it too")
+        return settings
 
     @eager
     def _after(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
@@ -233,8 +243,8 @@ class FusedHooks:
         fused_step = self._fused_step(slot)  # W and the RLN state checked before any write
         state = optimizer.state[param]
         group = _group_of(optimizer, param, self._groups)
-        self._check_group(group, state, f"{slot.name} {tuple(param.shape)}")
-        numbers = {key: _number(value) for key, value in self._kind.settings(group).items()}
+        numbers = dict(self._check_group(id(slot), group, state,
+                                         f"{slot.name} {tuple(param.shape)}"))
         tensors, read = self._kind.advance(group, state, param)
         numbers.update(read)
         arrays = self._arrays.setdefault(id(slot), {})
@@ -287,10 +297,13 @@ def _memory(tensor: torch.Tensor) -> tuple:
 
 
 def _number(value: Any) -> Any:
-    """A setting as the fused step takes it: a tensor (torch allows a tensor lr, momentum or
-    betas) as a Python number, a pair as a pair of them, anything else as it is."""
+    """A setting as the fused step takes it: a tensor or array (torch allows a tensor lr,
+    momentum or betas) as a Python number, or a tuple of them, a pair as a pair of them,
+    anything else as it is."""
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else tuple(value.tolist())
+    if isinstance(value, np.ndarray):
+        return value.item() if value.size == 1 else tuple(value.tolist())
     if isinstance(value, (tuple, list)):
         return tuple(map(_number, value))
     return value
