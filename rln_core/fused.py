@@ -204,7 +204,7 @@ class FusedStep:
         the settings' values differ from the last call's (a scheduler changes lr; a 0-d
         array changed in place is a new value: the key holds floats)."""
         try:
-            key: Optional[tuple] = (make, tuple(map(float, settings)))
+            key: Optional[tuple] = (make, tuple(map(_real, settings)))
         except (TypeError, ValueError):
             key = None  # not numbers: `make` names the setting
         if key is None or key != self._numbers_key:

@@ -194,6 +194,21 @@ def test_optimizer_settings_torch_refuses_are_refused_before_anything_moves(meth
         fused.check_settings(method, **settings)
 
 
+def test_a_string_setting_is_refused_after_the_same_number_passed():
+    """The numbers are remade only when the settings' values change; a string that float()
+    reads as the last call's value must not pass as that value."""
+    weights = _tensor(42)
+    state = rln_core.init(weights, avg_reg=HP.avg_reg)
+    square_avg = np.zeros_like(weights)
+    runner = fused.FusedStep(weights, state)
+    grad = _changes(43, weights.shape, weights.dtype, 1)[0]
+    runner.rmsprop(grad, HP, square_avg=square_avg, lr=0.001)
+    before = weights.copy()
+    with pytest.raises(TypeError, match="RMSprop: lr must be a real number, got '0.001'"):
+        runner.rmsprop(grad, HP, square_avg=square_avg, lr="0.001")
+    np.testing.assert_array_equal(weights, before)
+
+
 def test_adam_takes_betas_as_any_pair_an_iterator_too():
     results = []
     for betas in ((0.8, 0.99), iter((0.8, 0.99)), np.array([0.8, 0.99])):
