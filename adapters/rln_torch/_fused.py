@@ -193,7 +193,7 @@ class FusedHooks:
             except (TypeError, ValueError) as error:
                 raise type(error)(f"the param group of {where}: {error}") from None
             self._checked[key] = settings
-        missing = [key for key in self._kind.slots(group) if state and key not in state]
+        missing = [name for name in self._kind.slots(group) if state and name not in state]
         if missing:
             raise ValueError(f"the param group of {where} asks for optimizer state "
                              f"{', '.join(missing)}, which torch's state of this tensor does "
@@ -297,9 +297,9 @@ def _memory(tensor: torch.Tensor) -> tuple:
 
 
 def _number(value: Any) -> Any:
-    """A setting as the fused step takes it: a tensor or array (torch allows a tensor lr,
-    momentum or betas) as a Python number, or a tuple of them, a pair as a pair of them,
-    anything else as it is."""
+    """A setting as the fused step takes it: a tensor or NumPy array (torch takes a tensor
+    lr, momentum or betas) as a Python number (one element) or a tuple of them; a tuple or
+    list item by item; anything else as it is."""
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else tuple(value.tolist())
     if isinstance(value, np.ndarray):
