@@ -513,7 +513,7 @@ class RLNOptimizer(keras.optimizers.Optimizer):
                 raise ValueError(f"RLNOptimizer {self.name!r}: the saved value of "
                                  f"{variable.path!r} has shape {value.shape}, the variable "
                                  f"{tuple(variable.shape)}")
-        saved = {id(variable): value for variable, value in zip(variables, values)}
+        saved = dict(zip(map(id, variables), values))
         for slot in self._slots:
             check_values({"lambdas": saved[id(slot.lambdas)],
                           "prev_reg": saved[id(slot.prev_reg)], "steps": saved[id(slot.steps)]},

@@ -67,21 +67,27 @@ def check_fusable(rln: Any, optimizer: torch.optim.Optimizer) -> None:
                          f"{rln_core.implementations.NUMBA_UNAVAILABLE}; attach without fuse")
     for slot in rln._slots:
         param = slot.param
-        where = f"{slot.name} {tuple(param.shape)}"
+        where = _where(slot)
         if param.device.type != "cpu":
             raise ValueError(f"{where} is on {param.device}; fuse=True runs on CPU tensors")
         if not _is_dense(param):
             raise ValueError(f"{where} has strides {param.stride()}, not one dense block; "
                              "fuse=True needs a contiguous tensor (in any memory order)")
-        _check_flags(_group_of(optimizer, param), where)
+        _check_flags(_group_of(optimizer, param), lambda: where)
 
 
-def _check_flags(group: Dict[str, Any], where: str) -> None:
+def _where(slot: Any) -> str:
+    """A regularized tensor as messages name it."""
+    return f"{slot.name} {tuple(slot.param.shape)}"
+
+
+def _check_flags(group: Dict[str, Any], where: Callable[[], str]) -> None:
     """Refuse a param group with a flag of `_REFUSED_FLAGS` on (at attach time and, as a
-    group may be changed, at every step)."""
+    group may be changed, at every step); `where()` names the tensor, called only to
+    refuse (the per-step check formats nothing)."""
     for flag in _REFUSED_FLAGS:
         if group.get(flag):
-            raise ValueError(f"the param group of {where} has {flag}=True, which fuse=True "
+            raise ValueError(f"the param group of {where()} has {flag}=True, which fuse=True "
                              "does not reproduce; attach without fuse")
 
 
@@ -163,7 +169,6 @@ class FusedHooks:
             slot.check(needs_grad=False)
             param, grad = slot.param, slot.param.grad
             if grad is not None:
-                where = f"{slot.name} {tuple(param.shape)}"
                 if grad.layout != torch.strided or grad.is_sparse:
                     raise ValueError(f"{slot.name}.grad has layout {grad.layout}; fuse=True "
                                      "needs dense gradients")
@@ -171,31 +176,31 @@ class FusedHooks:
                     raise TypeError(f"{slot.name}.grad has dtype {grad.dtype} and shape "
                                     f"{tuple(grad.shape)}; the parameter {param.dtype} and "
                                     f"{tuple(param.shape)}")
-                self._check_group(id(slot), _group_of(optimizer, param, self._groups),
-                                  optimizer.state.get(param, {}), where)
+                self._check_group(slot, _group_of(optimizer, param, self._groups),
+                                  optimizer.state.get(param, {}))
             grads.append(grad)
         for slot in self._rln._slots:
             slot.param.grad = None
         self._grads = grads
 
-    def _check_group(self, key: int, group: Dict[str, Any], state: Dict[str, Any],
-                     where: str) -> Dict[str, Any]:
+    def _check_group(self, slot: Any, group: Dict[str, Any],
+                     state: Dict[str, Any]) -> Dict[str, Any]:
         """The param group of a tensor about to be stepped: flags, settings, and the state
         tensors its settings need (a setting switched on mid-run, momentum or centered or
         amsgrad, finds its tensor missing; torch's own step fails on it too). Returns the
         settings as numbers (`_number`), checked again only when they differ from the last
-        ones of slot `key` that passed (each check costs ~10 us in training)."""
-        _check_flags(group, where)
+        ones of this slot that passed (each check costs ~10 us in training)."""
+        _check_flags(group, lambda: _where(slot))
         settings = {name: _number(value) for name, value in self._kind.settings(group).items()}
-        if settings != self._checked.get(key):
+        if settings != self._checked.get(id(slot)):
             try:
                 fused.check_settings(self._kind.method, **settings)
             except (TypeError, ValueError) as error:
-                raise type(error)(f"the param group of {where}: {error}") from None
-            self._checked[key] = settings
+                raise type(error)(f"the param group of {_where(slot)}: {error}") from None
+            self._checked[id(slot)] = settings
         missing = [name for name in self._kind.slots(group) if state and name not in state]
         if missing:
-            raise ValueError(f"the param group of {where} asks for optimizer state "
+            raise ValueError(f"the param group of {_where(slot)} asks for optimizer state "
                              f"{', '.join(missing)}, which torch's state of this tensor does "
                              "not hold (a setting switched on mid-run?); torch.optim's own "
                              "step fails on it too")
@@ -243,8 +248,7 @@ class FusedHooks:
         fused_step = self._fused_step(slot)  # W and the RLN state checked before any write
         state = optimizer.state[param]
         group = _group_of(optimizer, param, self._groups)
-        numbers = dict(self._check_group(id(slot), group, state,
-                                         f"{slot.name} {tuple(param.shape)}"))
+        numbers = dict(self._check_group(slot, group, state))
         tensors, read = self._kind.advance(group, state, param)
         numbers.update(read)
         arrays = self._arrays.setdefault(id(slot), {})
