@@ -340,6 +340,18 @@ def test_a_fused_checkpoint_continues_unfused_and_back():
     assert unfused[3]._slots[0].state.steps == fused_run[3]._slots[0].state.steps == 8
 
 
+@pytest.mark.parametrize("config", CONFIGS, ids=_label)
+def test_the_optimizer_keeps_the_state_entries_of_torchs_own_step(config):
+    # optimizer.state as torch's step leaves it: the same entries and keys (SGD without
+    # momentum keeps none for a tensor, fused or not), so state_dict()s have one format
+    runs = [_make(*config, torch.float32, {}, fuse=fuse) for fuse in (False, True)]
+    for run in runs:
+        _train(run, 2)
+    unfused, fused_run = ({index: set(entry) for index, entry in
+                           run[2].state_dict()["state"].items()} for run in runs)
+    assert fused_run == unfused
+
+
 @pytest.mark.parametrize("config", [CONFIGS[0], CONFIGS[7]], ids=_label)
 def test_a_refused_update_raises_as_unfused_and_leaves_rln_untouched(config):
     # NaN in the gradient: the optimizer's step is applied (weights NaN, as torch alone
@@ -685,7 +697,7 @@ def test_a_setting_torch_would_refuse_is_refused_before_any_tensor_or_state_move
         refused[2].step()
     assert refused[0].grad is grads[0] and refused[1].grad is grads[1]
     assert torch.equal(refused[0], before[0]) and torch.equal(refused[1], before[1])
-    assert len(refused[2].state.get(refused[0], {})) == (0 if first else len(before[2]["state"][0]))
+    assert len(refused[2].state.get(refused[0], {})) == len(before[2]["state"].get(0, {}))
     _assert_same_state(refused[2].state_dict()["state"], before[2]["state"])  # (not the group)
     _assert_same_state(refused[3].state_dict(), before[3])
     group.update(saved_group)

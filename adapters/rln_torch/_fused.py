@@ -246,10 +246,10 @@ class FusedHooks:
         param = slot.param
         grad = _in_order_of(param, grad)
         fused_step = self._fused_step(slot)  # W and the RLN state checked before any write
-        state = optimizer.state[param]
         group = _group_of(optimizer, param, self._groups)
-        numbers = dict(self._check_group(slot, group, state))
-        tensors, read = self._kind.advance(group, state, param)
+        numbers = dict(self._check_group(slot, group, optimizer.state.get(param, {})))
+        tensors, read = self._kind.advance(group, optimizer.state, param)
+        state = optimizer.state.get(param, {})
         numbers.update(read)
         arrays = self._arrays.setdefault(id(slot), {})
         for key, value in tensors.items():
@@ -343,18 +343,23 @@ class _Kind(NamedTuple):
     slots: Callable[[Dict[str, Any]], Tuple[str, ...]]
     """param group -> the state tensors its settings need, made on a tensor's first step
     (a setting switched on later finds its tensor missing: torch's own step fails then)."""
-    advance: Callable[[Dict[str, Any], Dict[str, Any], torch.Tensor], Arguments]
-    """(param group, optimizer.state[param], param) -> the state this step reads and writes,
-    after torch's own bookkeeping of a step (the state made on the first, the step
-    counted): (its tensors by keyword, None where unused; the numbers read from it)."""
+    advance: Callable[[Dict[str, Any], Dict[Any, Dict[str, Any]], torch.Tensor], Arguments]
+    """(param group, optimizer.state, param) -> the state this step reads and writes, after
+    torch's own bookkeeping of a step (the state made on the first, the step counted):
+    (its tensors by keyword, None where unused; the numbers read from it). Touches
+    optimizer.state[param] only where torch's step does (SGD without momentum keeps no
+    state: its entry is not made, so `optimizer.state_dict()` is torch's)."""
 
 
-def _first_state(state: dict, param: torch.Tensor, slots: Tuple[str, ...]) -> None:
-    """torch's `_init_group` for RMSprop and Adam: a step count and zeros for each slot."""
+def _first_state(states: dict, param: torch.Tensor, slots: Tuple[str, ...]) -> dict:
+    """torch's `_init_group` for RMSprop and Adam: optimizer.state[param], made on the first
+    step (a step count and zeros for each slot)."""
+    state = states[param]
     if len(state) == 0:
         state["step"] = torch.zeros((), dtype=_scalar_dtype())
         for key in slots:
             state[key] = _zeros_like(param)
+    return state
 
 
 def _rmsprop_settings(group: dict) -> Dict[str, Any]:
@@ -369,9 +374,9 @@ def _rmsprop_slots(group: dict) -> Tuple[str, ...]:
             + (("grad_avg",) if group["centered"] else ()))
 
 
-def _rmsprop_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
+def _rmsprop_advance(group: dict, states: dict, param: torch.Tensor) -> Arguments:
     """`_Kind.advance` of RMSprop."""
-    _first_state(state, param, _rmsprop_slots(group))
+    state = _first_state(states, param, _rmsprop_slots(group))
     state["step"] += 1
     return {key: state.get(key) for key in ("square_avg", "momentum_buffer", "grad_avg")}, {}
 
@@ -390,10 +395,10 @@ def _adam_slots(group: dict) -> Tuple[str, ...]:
     return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
 
 
-def _adam_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
+def _adam_advance(group: dict, states: dict, param: torch.Tensor) -> Arguments:
     """`_Kind.advance` of Adam and AdamW; the step count as torch's float state["step"]
     holds it."""
-    _first_state(state, param, _adam_slots(group))
+    state = _first_state(states, param, _adam_slots(group))
     state["step"] += 1
     return ({key: state.get(key) for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")},
             {"step": state["step"].item()})
@@ -405,11 +410,12 @@ def _sgd_settings(group: dict) -> Dict[str, Any]:
                                         "weight_decay", "maximize")}
 
 
-def _sgd_advance(group: dict, state: dict, param: torch.Tensor) -> Arguments:
+def _sgd_advance(group: dict, states: dict, param: torch.Tensor) -> Arguments:
     """`_Kind.advance` of SGD: its momentum buffer, made where torch makes it (at the first
     step with momentum, as a clone of the gradient: `first_momentum`)."""
     if group["momentum"] == 0:
         return {"momentum_buffer": None}, {"first_momentum": False}
+    state = states[param]
     first = state.get("momentum_buffer") is None
     if first:
         state["momentum_buffer"] = _zeros_like(param)
