@@ -184,6 +184,10 @@ def _frame(**columns):
     (_frame()[["y"]], ["--target", "y"], "no input column besides --target 'y'"),
     (_frame(k=[0] * 29 + [1]), ["--target", "k", "--classification"],
      "classes are too small"),
+    # (the split of seed 0 keeps both classes in every part, repeat 1's does not: every
+    # repeat's seed is checked before anything trains)
+    (pd.DataFrame({"a": np.arange(12.0), "k": [0] * 10 + [1] * 2}),
+     ["--target", "k", "--classification"], "classes are too small"),
     (_frame(k=[0.5, 1.5] * 15), ["--target", "k", "--classification"],
      "--classification needs class labels (integers or strings); the target is continuous"),
     (_frame().iloc[:0], ["--target", "y"], "has a header but no rows"),

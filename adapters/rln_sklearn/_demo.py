@@ -186,11 +186,13 @@ def check_table(X: np.ndarray, y: np.ndarray, settings: DemoSettings) -> None:
         _, counts = np.unique(y, return_counts=True)
         if len(counts) < 2:
             raise ValueError("the target has a single class; classification needs two or more")
-        try:
-            split_for_selection(np.zeros((len(y), 1)), y, settings.seed, stratify=True)
-        except ValueError as error:
-            raise ValueError(f"the classes are too small for a stratified 60/20/20 split "
-                             f"(class sizes {sorted(counts.tolist())}): {error}") from None
+        for seed in range(settings.seed, settings.seed + settings.repeats):  # `run_demo`'s
+            try:
+                split_for_selection(np.zeros((len(y), 1)), y, seed, stratify=True)
+            except ValueError as error:
+                raise ValueError(f"the classes are too small for a stratified 60/20/20 split "
+                                 f"(class sizes {sorted(counts.tolist())}; seed {seed}): "
+                                 f"{error}") from None
         return
     y = np.asarray(y, dtype=np.float64)
     if not np.isfinite(y).all():
