@@ -35,8 +35,27 @@ def as_2d_views(arrays: Sequence[np.ndarray]) -> Optional[List[np.ndarray]]:
     order = sorted(range(lead.ndim), key=lambda axis: -abs(lead.strides[axis]))
     permuted = [array.transpose(order) for array in arrays]
     for shape in ((1, lead.size), (-1, lead.shape[order[-1]] if lead.ndim else 1)):
-        try:
-            return [array.reshape(shape, copy=False) for array in permuted]
-        except ValueError:
-            continue
+        views = [_reshaped_view(array, shape) for array in permuted]
+        if all(view is not None for view in views):
+            return views
     return None
+
+
+# ndarray.reshape takes copy= from NumPy 2.1 on; before, a view's shape set in place
+# raises where the new shape needs a copy
+_RESHAPE_TAKES_COPY = np.lib.NumpyVersion(np.__version__) >= "2.1.0"
+
+
+def _reshaped_view(array: np.ndarray, shape: tuple) -> Optional[np.ndarray]:
+    """`array` reshaped to `shape` as a view of its memory, or None where that needs a copy."""
+    if _RESHAPE_TAKES_COPY:
+        try:
+            return array.reshape(shape, copy=False)
+        except ValueError:
+            return None
+    view = array.view()
+    try:
+        view.shape = shape
+    except AttributeError:
+        return None
+    return view

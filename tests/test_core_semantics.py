@@ -160,6 +160,28 @@ def test_views_are_updated_in_place(impl, layout):
     assert np.count_nonzero(view == 0) > 0  # the clip was exercised through the view
 
 
+def test_the_kernel_views_are_the_same_before_and_after_numpy_2_1(monkeypatch):
+    # ndarray.reshape(copy=False) exists from NumPy 2.1 (the declared floor is older): the
+    # other way of reshaping without a copy gives the same views, and None where one is needed
+    from rln_core import _layout
+
+    base = np.zeros((4, 6, 6))
+    layouts = {"C": base, "F": np.asfortranarray(base), "strided": base[:, ::2, ::2],
+               "last axis cut": base[:, :, :3], "permuted": base.transpose(2, 0, 1),
+               "0-d": np.zeros(()), "cannot merge": base[:, :3, :3]}
+    for name, array in layouts.items():
+        both = []
+        for takes_copy in (True, False):
+            monkeypatch.setattr(_layout, "_RESHAPE_TAKES_COPY", takes_copy)
+            views = _layout.as_2d_views([array, np.zeros_like(array, np.float32)])
+            both.append(None if views is None else [(v.shape, v.strides) for v in views])
+            assert views is None or all(np.shares_memory(v, a) for v, a in
+                                        zip(views[:1], [array]))
+        assert both[0] == both[1], name
+        assert (both[0] is None) == (name == "cannot merge"), name
+    assert both[0] is None
+
+
 def test_numba_refuses_a_layout_it_cannot_walk_in_place_and_auto_falls_back():
     base = np.zeros((4, 6, 5), dtype=np.float64)
     base[...] = np.random.default_rng(7).normal(size=base.shape)
