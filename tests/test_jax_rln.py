@@ -22,10 +22,13 @@ from rln_core import reference, testing
 from rln_core.checks import NON_FINITE_WEIGHTS_MESSAGE, non_finite_lambdas_message
 from rln_jax._transform import NO_PARAMS_MESSAGE, regularize
 
+# jax.enable_x64 from jax 0.8 on; jax.experimental.enable_x64 before (the declared floor is older)
+enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64
+
 
 @pytest.fixture(autouse=True)
 def float32_mode():
-    with jax.enable_x64(False):
+    with enable_x64(False):
         assert not jax.config.jax_enable_x64
         yield
 
@@ -244,7 +247,7 @@ def test_update_refuses_a_state_it_cannot_use():
     other_reg = state._replace(prev_reg={"w": state.prev_reg["w"].astype(jnp.bfloat16)})
     with pytest.raises(TypeError, match=re.escape("state.prev_reg['w'] has dtype bfloat16")):
         tx.update(grads, other_reg, params)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         state64 = tx.init(params)  # float64 lambdas
         assert state64.lambdas["w"].dtype == jnp.float64
         with pytest.raises(TypeError, match="compute_dtype=float32 needs .* got the state's lambdas float64"):
@@ -320,9 +323,7 @@ def test_a_mask_that_selects_nothing_passes_the_updates_through():
 def test_training_sparsifies_the_first_layer_and_lowers_the_loss():
     """The tutorial's setting, small: diabetes + 50 noise columns, an MLP in plain JAX,
     rmsprop, batch 10, five epochs, RLN on the first kernel, all under jit."""
-    from sklearn.datasets import load_diabetes
-
-    x, y = load_diabetes(return_X_y=True)
+    x, y = pytest.importorskip("sklearn.datasets").load_diabetes(return_X_y=True)
     rng = np.random.default_rng(0)
     x = (x - x.mean(0)) / x.std(0)
     x = np.hstack([x, rng.normal(size=(len(x), 50))]).astype(np.float32)

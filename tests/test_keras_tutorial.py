@@ -3,10 +3,11 @@
 import importlib.util
 from pathlib import Path
 
-import keras  # noqa: F401  (the example needs Keras and scikit-learn, both installed in CI)
 import numpy as np
 import pytest
-import sklearn  # noqa: F401
+
+pytest.importorskip("keras")  # the example needs Keras and scikit-learn, both installed in CI
+pytest.importorskip("sklearn")
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tutorial_keras.py"
 

@@ -19,17 +19,13 @@ import torch
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# torch.compiler.is_compiling is torch >= 2.3's name of the flag TorchDynamo sets
-_is_compiling: Callable[[], bool] = (getattr(torch.compiler, "is_compiling", None)
-                                     or torch._utils.is_compiling)
-
 
 def eager(function: F) -> F:
     """`function`, run as ordinary Python even when called inside a compiled function."""
 
     @functools.wraps(function)
     def run(*args: Any, **kwargs: Any) -> Any:
-        if _is_compiling():
+        if torch.compiler.is_compiling():
             return torch.compiler.disable(function)(*args, **kwargs)
         return function(*args, **kwargs)
 
