@@ -875,6 +875,7 @@ def run_in_subprocess(mode: str, timeout: int = 400) -> str:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_check_passes_on_backend(mode):
+    pytest.importorskip(mode.split("-")[0])  # the backend (CI installs each: its skip fails)
     out = run_in_subprocess(mode)
     assert "CHECKS PASSED" in out and "FAILED" not in out, out
 
