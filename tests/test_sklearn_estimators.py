@@ -381,6 +381,7 @@ def test_keras_backend(regression):
 def test_float32_rln_precision_runs_the_fast_mode(regression, backend):
     """rln_precision="float32": a float32 state computed in float32, close to the default
     fit but not the same (the option reaches RLN), on both backends."""
+    pytest.importorskip(backend)
     X, y = regression
     params = dict(FAST, backend=backend, learning_rate=1e7)
     fast = RLNRegressor(rln_precision="float32", **params).fit(X, y)
