@@ -161,26 +161,34 @@ def test_views_are_updated_in_place(impl, layout):
 
 
 def test_the_kernel_views_are_the_same_before_and_after_numpy_2_1(monkeypatch):
-    # ndarray.reshape(copy=False) exists from NumPy 2.1 (the declared floor is older): the
-    # other way of reshaping without a copy gives the same views, and None where one is needed
+    # ndarray.reshape(copy=False) exists from NumPy 2.1: before, a view's shape is set in
+    # place. Either way the views walk each array's memory in the lead array's order, share
+    # it, and are None where that needs a copy (on NumPy < 2.1 only the second way runs)
     from rln_core import _layout
 
-    base = np.zeros((4, 6, 6))
-    layouts = {"C": base, "F": np.asfortranarray(base), "strided": base[:, ::2, ::2],
+    base = np.arange(4 * 6 * 6, dtype=np.float64).reshape(4, 6, 6)
+    layouts = {"F": np.asfortranarray(base), "strided": base[:, ::2, ::2],
                "last axis cut": base[:, :, :3], "permuted": base.transpose(2, 0, 1),
-               "0-d": np.zeros(()), "cannot merge": base[:, :3, :3]}
-    ways = (True, False) if _layout._RESHAPE_TAKES_COPY else (False,)  # as this NumPy allows
+               "reversed": base[::-1, ::-1, ::-1], "0-size": base[:, :0],
+               "cannot merge": base[:, :3, :3]}
+    ways = (True, False) if _layout._RESHAPE_TAKES_COPY else (False,)
     for name, array in layouts.items():
-        both = []
+        results = []
         for takes_copy in ways:
             monkeypatch.setattr(_layout, "_RESHAPE_TAKES_COPY", takes_copy)
-            views = _layout.as_2d_views([array, np.zeros_like(array, np.float32)])
-            both.append(None if views is None else [(v.shape, v.strides) for v in views])
-            assert views is None or all(np.shares_memory(v, a) for v, a in
-                                        zip(views[:1], [array]))
-        assert both[0] == both[-1], name
-        assert (both[0] is None) == (name == "cannot merge"), name
-    assert both[0] is None
+            other = np.zeros_like(array, np.float32)
+            views = _layout.as_2d_views([array, other])
+            results.append(None if views is None else [(v.shape, v.strides) for v in views])
+            if views is None:
+                continue
+            order = sorted(range(array.ndim), key=lambda axis: -abs(array.strides[axis]))
+            np.testing.assert_array_equal(views[0].ravel(), array.transpose(order).ravel())
+            views[1][...] = views[0]  # writes reach the other array's own memory
+            np.testing.assert_array_equal(other, array)
+            assert array.size == 0 or all(np.shares_memory(v, a)
+                                          for v, a in zip(views, (array, other)))
+        assert all(result == results[0] for result in results), name
+        assert (results[0] is None) == (name == "cannot merge"), name
 
 
 def test_numba_refuses_a_layout_it_cannot_walk_in_place_and_auto_falls_back():

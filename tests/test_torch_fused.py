@@ -763,3 +763,42 @@ def test_a_gradient_of_another_dtype_is_refused_before_anything():
         run[2].step()
     assert torch.equal(run[1], before[0])
     _assert_same_state(run[2].state_dict()["state"], before[1])
+
+
+WRONG_STATE = [
+    (torch.optim.RMSprop, {}, "square_avg", lambda w: torch.zeros(3)),
+    (torch.optim.RMSprop, {"centered": True}, "grad_avg", lambda w: w.detach().numpy().copy()),
+    (torch.optim.Adam, {"amsgrad": True}, "max_exp_avg_sq",
+     lambda w: torch.zeros_like(w, dtype=torch.float64)),
+    (torch.optim.SGD, {"momentum": 0.9}, "momentum_buffer",
+     lambda w: torch.zeros(tuple(reversed(w.shape)))),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, key, wrong", WRONG_STATE,
+                         ids=[f"{case[0].__name__}-{case[2]}" for case in WRONG_STATE])
+def test_optimizer_state_of_another_shape_or_dtype_is_refused_before_anything_moves(
+        cls, kwargs, key, wrong):
+    """An optimizer state tensor the step reads, replaced by one of another shape, dtype or
+    kind (a state_dict of another model): refused before torch steps the other tensors,
+    every tensor, torch's state (step counts included) and the RLN state as they were.
+    (It was refused by the fused step, after torch had stepped the others and counted
+    this tensor's step.)"""
+    run = _make(cls, kwargs, torch.float32, {}, fuse=True)
+    _train(run, 3)
+    weight, bias, optimizer, rln, _ = run
+    optimizer.state[weight][key] = wrong(weight)
+    before = [weight.detach().clone(), bias.detach().clone(),
+              copy.deepcopy(dict(optimizer.state[bias])), copy.deepcopy(rln.state_dict())]
+    steps = {param: copy.deepcopy(optimizer.state[param].get("step")) for param in (weight, bias)}
+    grads = _grads(3, torch.float32)
+    for param, grad in zip((weight, bias), grads):
+        param.grad = grad
+    with pytest.raises(ValueError, match=f"optimizer.state of .*: {key} is "):
+        optimizer.step()
+    assert weight.grad is grads[0] and bias.grad is grads[1]
+    assert torch.equal(weight, before[0]) and torch.equal(bias, before[1])
+    _assert_same_state(dict(optimizer.state[bias]), before[2])
+    for param, step in steps.items():
+        _assert_same_state(optimizer.state[param].get("step"), step)
+    _assert_same_state(rln.state_dict(), before[3])

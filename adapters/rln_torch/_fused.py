@@ -19,7 +19,8 @@ anything: a sparse gradient, one of another shape or dtype, `optimizer.step(clos
 and a param group changed since attach to one that attach or torch.optim would refuse (a
 flag above switched on, a setting out of range: `rln_core.fused.check_settings`) or
 whose settings need optimizer state this tensor does not have (momentum switched on
-mid-run: torch's own step fails on that too). A gradient, or an optimizer state tensor,
+mid-run: torch's own step fails on that too) or hold it in another shape, dtype or
+device (a state_dict of another model). A gradient, or an optimizer state tensor,
 in another memory order than its parameter (torch allows both: SGD clones its momentum
 buffer from the gradient) is used as a copy in the parameter's order (the state tensor
 replaced by it in `optimizer.state`). The result equals "optimizer.step() then
@@ -150,7 +151,8 @@ class FusedHooks:
     def _before(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
         """Check every regularized tensor, its gradient and its param group (its flags, its
         settings as `rln_core.fused.check_settings` does: one torch.optim would have
-        refused when made, set since; the state tensors its settings need), then take the
+        refused when made, set since; the state tensors its settings need and read: there,
+        of W's shape, dtype and device), then take the
         gradients from the optimizer. A refusal here leaves every tensor and state as it
         was, the other parameters unstepped. (The settings are read again for the step,
         after any pre-hook that runs after this one.)"""
@@ -187,7 +189,9 @@ class FusedHooks:
                      state: Dict[str, Any]) -> Dict[str, Any]:
         """The param group of a tensor about to be stepped: flags, settings, and the state
         tensors its settings need (a setting switched on mid-run, momentum or centered or
-        amsgrad, finds its tensor missing; torch's own step fails on it too). Returns the
+        amsgrad, finds its tensor missing; torch's own step fails on it too) and read (of
+        W's shape, dtype and device: fused, a wrong one was refused after torch had stepped
+        the other parameters and counted this one's step). Returns the
         settings as numbers (`_number`), checked again only when they differ from the last
         ones of this slot that passed (each check costs ~10 us in training)."""
         _check_flags(group, lambda: _where(slot))
@@ -204,6 +208,19 @@ class FusedHooks:
                              f"{', '.join(missing)}, which torch's state of this tensor does "
                              "not hold (a setting switched on mid-run?); torch.optim's own "
                              "step fails on it too")
+        param = slot.param
+        for name in self._kind.reads(group):
+            value = state.get(name)
+            if value is not None and not (isinstance(value, torch.Tensor)
+                                          and value.shape == param.shape
+                                          and value.dtype == param.dtype
+                                          and value.device == param.device):
+                found = (f"{value.dtype} {tuple(value.shape)} on {value.device}"
+                         if isinstance(value, torch.Tensor) else type(value).__name__)
+                raise ValueError(f"optimizer.state of {_where(slot)}: {name} is {found}; the "
+                                 f"step needs the parameter's dtype, shape and device "
+                                 f"({param.dtype} on {param.device}; a state_dict of another "
+                                 "model?)")
         return settings
 
     @eager
@@ -212,10 +229,9 @@ class FusedHooks:
 
         Like "optimizer.step() then RLN.step()": every tensor gets its optimizer step;
         if the RLN update of tensor k is refused, tensors before k are regularized,
-        the others not, and the error is raised. (Inputs the fused step refuses before
-        it writes, an optimizer state tensor of the wrong shape or a setting a later
-        pre-hook wrote, leave that tensor without its optimizer step too, its step
-        counted.)
+        the others not, and the error is raised. (A setting or an optimizer state tensor
+        that a step pre-hook registered later changed is refused before this tensor's state
+        is advanced: it gets no optimizer step, the other parameters have had theirs.)
         """
         grads, self._grads = self._grads, None
         hyperparameters = self._rln.hyperparameters
@@ -343,6 +359,9 @@ class _Kind(NamedTuple):
     slots: Callable[[Dict[str, Any]], Tuple[str, ...]]
     """param group -> the state tensors its settings need, made on a tensor's first step
     (a setting switched on later finds its tensor missing: torch's own step fails then)."""
+    reads: Callable[[Dict[str, Any]], Tuple[str, ...]]
+    """param group -> the state tensors its step reads where they exist (checked before any
+    tensor is stepped: W's shape, dtype and device)."""
     advance: Callable[[Dict[str, Any], Dict[Any, Dict[str, Any]], torch.Tensor], Arguments]
     """(param group, optimizer.state, param) -> the state this step reads and writes, after
     torch's own bookkeeping of a step (the state made on the first, the step counted):
@@ -425,9 +444,13 @@ def _sgd_advance(group: dict, states: dict, param: torch.Tensor) -> Arguments:
 # The optimizer classes whose CPU step `rln_core.fused` reproduces (exact types: a
 # subclass may change the step).
 OPTIMIZERS: Dict[type, _Kind] = {
-    torch.optim.RMSprop: _Kind("rmsprop", _rmsprop_settings, _rmsprop_slots, _rmsprop_advance),
-    torch.optim.Adam: _Kind("adam", _adam_settings, _adam_slots, _adam_advance),
+    torch.optim.RMSprop: _Kind("rmsprop", _rmsprop_settings, _rmsprop_slots, _rmsprop_slots,
+                               _rmsprop_advance),
+    torch.optim.Adam: _Kind("adam", _adam_settings, _adam_slots, _adam_slots, _adam_advance),
     torch.optim.AdamW: _Kind("adam", functools.partial(_adam_settings, decoupled=True),
-                             _adam_slots, _adam_advance),
-    torch.optim.SGD: _Kind("sgd", _sgd_settings, lambda group: (), _sgd_advance),
+                             _adam_slots, _adam_slots, _adam_advance),
+    # (SGD's momentum buffer is made at its first step with momentum, not the first step)
+    torch.optim.SGD: _Kind("sgd", _sgd_settings, lambda group: (),
+                           lambda group: ("momentum_buffer",) if group["momentum"] != 0 else (),
+                           _sgd_advance),
 }
