@@ -404,6 +404,11 @@ REFUSALS = [
     ("Adam capturable", lambda p: torch.optim.Adam(p, capturable=True), {}, "capturable=True"),
     ("SGD differentiable", lambda p: torch.optim.SGD(p, lr=0.1, differentiable=True), {},
      "differentiable=True"),
+    # settings torch.optim takes and the fused step refuses (non-finite): at attach too
+    ("Adam lr inf", lambda p: torch.optim.Adam(p, lr=float("inf")), {},
+     "the param group of parameter 0 (23, 41): Adam: invalid lr inf"),
+    ("SGD dampening nan", lambda p: torch.optim.SGD(p, lr=0.1, dampening=float("nan")), {},
+     "SGD: invalid dampening nan"),
     ("impl numpy", lambda p: torch.optim.RMSprop(p), {"impl": "numpy"}, "impl='numpy'"),
     ("gradient mode", lambda p: torch.optim.RMSprop(p), {"mode": "gradient"}, "mode='gradient'"),
 ]

@@ -346,9 +346,11 @@ class RLNOptimizer(keras.optimizers.Optimizer):
 
     @property
     def variables(self) -> list:
-        """Every variable of this optimizer: RLN's (per regularized variable: lambdas,
-        prev_reg, steps, skipped), then the inner optimizer's (what a checkpoint saves and
-        JAX's trainer threads through `stateless_apply`)."""
+        """Every variable of this optimizer: the two Keras's base optimizer makes for it
+        (`iteration`, `learning_rate`: unused, `iterations` and `learning_rate` are the
+        inner optimizer's), RLN's (per regularized variable: lambdas, prev_reg, steps,
+        skipped), then the inner optimizer's (what a checkpoint saves and JAX's trainer
+        threads through `stateless_apply`)."""
         return self._variables[:] + self.inner_optimizer.variables
 
     # -- the step ----------------------------------------------------------------

@@ -14,7 +14,9 @@ Supported: torch.optim.RMSprop (alpha, eps, weight_decay, momentum, centered),
 Adam and AdamW (betas, eps, weight_decay, amsgrad), SGD (momentum, dampening,
 nesterov, weight_decay), each with maximize; CPU tensors, impl "auto" or
 "numba", mode "delta". Anything else is refused at attach time (and param groups with
-fused, capturable or differentiable on). The pre-hook refuses, before torch steps
+fused, capturable or differentiable on, or settings the fused step refuses:
+`rln_core.fused.check_settings`, torch.optim's rules plus finite numbers, so lr=inf,
+which torch takes, too). The pre-hook refuses, before torch steps
 anything: a sparse gradient, one of another shape or dtype, `optimizer.step(closure)`,
 and a param group changed since attach to one that attach or torch.optim would refuse (a
 flag above switched on, a setting out of range: `rln_core.fused.check_settings`) or
@@ -74,7 +76,9 @@ def check_fusable(rln: Any, optimizer: torch.optim.Optimizer) -> None:
         if not _is_dense(param):
             raise ValueError(f"{where} has strides {param.stride()}, not one dense block; "
                              "fuse=True needs a contiguous tensor (in any memory order)")
-        _check_flags(_group_of(optimizer, param), lambda: where)
+        group = _group_of(optimizer, param)
+        _check_flags(group, lambda: where)
+        _check_settings(OPTIMIZERS[kind], _settings_of(OPTIMIZERS[kind], group), lambda: where)
 
 
 def _where(slot: Any) -> str:
@@ -90,6 +94,20 @@ def _check_flags(group: Dict[str, Any], where: Callable[[], str]) -> None:
         if group.get(flag):
             raise ValueError(f"the param group of {where()} has {flag}=True, which fuse=True "
                              "does not reproduce; attach without fuse")
+
+
+def _settings_of(kind: "_Kind", group: Dict[str, Any]) -> Dict[str, Any]:
+    """The group's settings of the fused step, as numbers (`_number`)."""
+    return {name: _number(value) for name, value in kind.settings(group).items()}
+
+
+def _check_settings(kind: "_Kind", settings: Dict[str, Any], where: Callable[[], str]) -> None:
+    """Refuse settings the fused step would refuse (`rln_core.fused.check_settings`: those
+    torch.optim refuses when made, and non-finite ones), naming the tensor (`where()`)."""
+    try:
+        fused.check_settings(kind.method, **settings)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"the param group of {where()}: {error}") from None
 
 
 def _is_dense(tensor: torch.Tensor) -> bool:
@@ -195,12 +213,9 @@ class FusedHooks:
         settings as numbers (`_number`), checked again only when they differ from the last
         ones of this slot that passed (each check costs ~10 us in training)."""
         _check_flags(group, lambda: _where(slot))
-        settings = {name: _number(value) for name, value in self._kind.settings(group).items()}
+        settings = _settings_of(self._kind, group)
         if settings != self._checked.get(id(slot)):
-            try:
-                fused.check_settings(self._kind.method, **settings)
-            except (TypeError, ValueError) as error:
-                raise type(error)(f"the param group of {_where(slot)}: {error}") from None
+            _check_settings(self._kind, settings, lambda: _where(slot))
             self._checked[id(slot)] = settings
         missing = [name for name in self._kind.slots(group) if state and name not in state]
         if missing:

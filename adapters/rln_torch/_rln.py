@@ -77,10 +77,10 @@ class RLN(WithHyperparameters):
     (regularize the original module's layer; the compiled one shares its
     Parameters) all see the regularized tensor.
 
-    Calling `step()` twice with no optimizer step in between is legal: the
-    weight change is zero, so the lambdas are only translated back to mean
-    `avg_reg` (then clipped) and the weights are regularized a second time
-    (in gradient mode the same .grad is used again).
+    Calling `step()` twice with no optimizer step in between is legal: in delta
+    mode the weight change is zero, so the lambdas are only translated back to
+    mean `avg_reg` (then clipped) and the weights are regularized a second time;
+    in gradient mode the same .grad is used again (a full lambda step).
 
     Gradient mode gives the update the weight change delta = -grad (the
     core's `delta` input), so the lambda step is nu * grad * prev_reg: it
@@ -196,7 +196,8 @@ class RLN(WithHyperparameters):
                 (or, in gradient mode, is in one with maximize=True),
                 or this RLN (or another one over the same memory) is attached to
                 this optimizer already: the weights would be updated twice per step;
-                with fuse, an optimizer or setting it does not support.
+                with fuse, an optimizer, flag or setting it does not support (settings
+                `rln_core.fused.check_settings` refuses, e.g. lr=inf, which torch takes).
         """
         trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
         for slot in self._slots:
