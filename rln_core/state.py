@@ -127,8 +127,9 @@ def check_state_dtype(state_dtype: "np.typing.DTypeLike") -> np.dtype:
     np.dtype, ...; None is NumPy's default, float64).
 
     Raises:
-        TypeError: any other value, a name NumPy does not know, or another library's
-            dtype (torch.float32: adapters translate their dtypes first).
+        TypeError: any other value, a name NumPy does not know, or a dtype NumPy cannot
+            read (torch.float32: adapters translate their dtypes first; JAX's dtypes are
+            NumPy's and pass).
     """
     try:
         dtype = np.dtype(state_dtype)
@@ -187,8 +188,8 @@ def check_steps(steps: Any, where: str = "state.steps") -> int:
     if type(steps) is int and steps >= 0:  # what the updates store: checked at every update
         return steps
     boolean = isinstance(steps, (bool, np.bool_)) or "bool" in str(getattr(steps, "dtype", ""))
-    try:
-        value = None if boolean else operator.index(steps)
+    try:  # (torch takes a one-element tensor of any shape as an index: 0-d only here)
+        value = None if boolean or getattr(steps, "ndim", 0) != 0 else operator.index(steps)
     except TypeError:
         value = None
     if value is None or value < 0:
@@ -206,9 +207,9 @@ def complete_fields(fields: Mapping[str, Any], where: str = "RLN state dict") ->
         {"lambdas", "prev_weights", "prev_reg": the arrays given (not copied), "steps": int}.
 
     Raises:
-        ValueError: a missing or unknown field, or no prev_reg after the first update.
-        TypeError: a field of the wrong type (an array field that is not an array, a
-            step count that is not an integer).
+        ValueError: a missing or unknown field, no prev_reg after the first update, or a
+            step count that is not an integer >= 0 (`check_steps`). The arrays are not
+            checked here (`RLNState.from_dict` and the adapters' loaders check them).
     """
     names = set(fields)
     required = set(STATE_FIELDS) - {"prev_reg"}

@@ -9,6 +9,7 @@ import pytest
 
 import rln_core
 from rln_core import inspection
+from rln_core.state import check_steps
 
 IMPLS = ["numba", "numpy", "array_api"]
 
@@ -239,6 +240,16 @@ def test_a_state_dict_with_odd_steps_is_refused_with_a_clear_error(steps):
     saved["steps"] = steps
     with pytest.raises(ValueError, match=r"\['steps'\] must be an int >= 0"):
         rln_core.RLNState.from_dict(saved)
+
+
+def test_a_step_count_of_one_element_in_one_dimension_is_refused_in_any_library():
+    # torch takes a one-element tensor of any shape as an index; NumPy only a 0-d array:
+    # the count is 0-d in both (as the docstring says), so neither library's [3] passes
+    torch = pytest.importorskip("torch")
+    assert [check_steps(count) for count in (3, np.array(3), torch.tensor(3))] == [3, 3, 3]
+    for count in (np.array([3]), torch.tensor([3]), torch.tensor([[3]])):
+        with pytest.raises(ValueError, match="must be an int >= 0"):
+            check_steps(count)
 
 
 def test_misuse_of_the_core_api_is_refused_naming_the_problem():

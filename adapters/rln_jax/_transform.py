@@ -119,9 +119,12 @@ def rln(avg_reg: float = DEFAULTS.avg_reg, learning_rate: float = DEFAULTS.learn
         TypeError: a state_dtype other than float32/float64, a compute_dtype
             other than None/float32/float64, float32 arithmetic with a float64
             state, or (at init) with float64 params, or state_dtype float64 while
-            `jax_enable_x64` is off.
+            `jax_enable_x64` is off; at update, a state that is not an `RLNState`,
+            params or updates that are not float32/float64, or prev_reg of another
+            dtype than the lambdas.
         ValueError: (at update) no `params`, or params that are not the tree `init`
-            saw; eagerly, non-finite weights or lambdas, naming the leaf.
+            saw (structure or shapes); eagerly, non-finite weights or lambdas, naming
+            the leaf.
     """
     hyperparameters = Hyperparameters(avg_reg, learning_rate, norm)
     requested = None if state_dtype is None else check_state_dtype(state_dtype)
