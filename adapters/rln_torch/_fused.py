@@ -68,6 +68,7 @@ def check_fusable(rln: Any, optimizer: torch.optim.Optimizer) -> None:
     if not rln_core.numba_available():
         raise ValueError("fuse=True needs the numba kernel, but "
                          f"{rln_core.implementations.NUMBA_UNAVAILABLE}; attach without fuse")
+    fused_kind = OPTIMIZERS[kind]
     for slot in rln._slots:
         param = slot.param
         where = _where(slot)
@@ -78,7 +79,7 @@ def check_fusable(rln: Any, optimizer: torch.optim.Optimizer) -> None:
                              "fuse=True needs a contiguous tensor (in any memory order)")
         group = _group_of(optimizer, param)
         _check_flags(group, lambda: where)
-        _check_settings(OPTIMIZERS[kind], _settings_of(OPTIMIZERS[kind], group), lambda: where)
+        _check_settings(fused_kind, _settings_of(fused_kind, group), lambda: where)
 
 
 def _where(slot: Any) -> str:
@@ -209,9 +210,9 @@ class FusedHooks:
         tensors its settings need (a setting switched on mid-run, momentum or centered or
         amsgrad, finds its tensor missing; torch's own step fails on it too) and read (of
         W's shape, dtype and device: fused, a wrong one was refused after torch had stepped
-        the other parameters and counted this one's step). Returns the
-        settings as numbers (`_number`), checked again only when they differ from the last
-        ones of this slot that passed (each check costs ~10 us in training)."""
+        the other parameters and counted this one's step). Returns the settings as numbers
+        (`_number`), checked again only when they differ from the last ones of this slot
+        that passed (each check costs ~10 us in training)."""
         _check_flags(group, lambda: _where(slot))
         settings = _settings_of(self._kind, group)
         if settings != self._checked.get(id(slot)):
@@ -280,7 +281,6 @@ class FusedHooks:
         group = _group_of(optimizer, param, self._groups)
         numbers = dict(self._check_group(slot, group, optimizer.state.get(param, {})))
         tensors, read = self._kind.advance(group, optimizer.state, param)
-        state = optimizer.state.get(param, {})
         numbers.update(read)
         arrays = self._arrays.setdefault(id(slot), {})
         for key, value in tensors.items():
@@ -292,7 +292,7 @@ class FusedHooks:
                     # order may differ; the keywords are torch's state keys)
                     ordered = _in_order_of(param, value)
                     if ordered is not value:
-                        value = state[key] = ordered
+                        value = optimizer.state[param][key] = ordered
                         memory = _memory(value)
                     cached = arrays[key] = (value, memory, value.numpy())
                 value = cached[2]
