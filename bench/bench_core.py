@@ -2,7 +2,10 @@
 
 Prints, per weight tensor (float32, a mid-training state from `rln_core.testing`),
 the median time of one update of: the NumPy reference, the numba kernel on one
-thread and on all threads, the in-place NumPy path, the authors' pandas
+thread and on all threads (`rln_core.update`, which checks W and the state at every
+call), the kernel called through a `rln_core.PreparedUpdate` made beforehand (the
+checks done once, as torch's optimizer checks its parameters once; also in the
+float32 compute mode), the in-place NumPy path, the authors' pandas
 formulation (`bench/pandas_rln.py`), one copy of the state's bytes (the memory
 floor), the numba kernel with a float32 state (and the copy of that state), the
 numba kernel's float32 compute mode (float32 state, compute_dtype=np.float32), and
@@ -69,9 +72,10 @@ TARGET_COLD_S = 3.0
 TARGET_CACHED_S = 0.5
 TARGET_IMPORT_S = 0.3
 
-COLUMNS = ("reference", "numba 1 thread", "numba all threads", "numpy in place", "pandas",
-           "state copy", "numba f32 state", "numba f32 compute", "f32 state copy",
-           "torch RMSprop", "fused RMSprop+RLN", "fused f32 compute")
+COLUMNS = ("reference", "numba 1 thread", "numba all threads", "numba prepared",
+           "numpy in place", "pandas", "state copy", "numba f32 state", "numba f32 compute",
+           "f32 compute prepared", "f32 state copy", "torch RMSprop", "fused RMSprop+RLN",
+           "fused f32 compute")
 
 
 # --- timing ---------------------------------------------------------------------------------
@@ -148,6 +152,18 @@ def time_numba(inputs: CoreInputs, threads: int, repeats: int, budget_s: float,
         return time_core(inputs, "numba", repeats, budget_s, compute_dtype)
     finally:
         numba.set_num_threads(default)
+
+
+def time_prepared(inputs: CoreInputs, repeats: int, budget_s: float,
+                  compute_dtype: Optional[type] = None) -> float:
+    """One call of a `rln_core.PreparedUpdate` made once beforehand (numba, numba's threads):
+    the checks of W and the state run at construction, as torch's optimizer checks its
+    parameters once, and each call checks only what can change (steps, hyperparameters)."""
+    prepared = rln_core.PreparedUpdate(inputs.weights, inputs.state, impl="numba",
+                                       compute_dtype=compute_dtype)
+    hyperparameters = rln_core.Hyperparameters(**HYPERPARAMETERS)
+    return median_seconds(lambda: prepared(hyperparameters), prepare=inputs.restore,
+                          repeats=repeats, budget_s=budget_s)
 
 
 def time_reference(inputs: CoreInputs, repeats: int, budget_s: float) -> float:
@@ -249,6 +265,7 @@ def measure_size_once(shape: Tuple[int, ...], repeats: int, budget_s: float,
         "reference": time_reference(inputs, repeats, budget_s),
         "numba 1 thread": time_numba(inputs, 1, repeats, budget_s),
         "numba all threads": time_numba(inputs, all_threads, repeats, budget_s),
+        "numba prepared": time_prepared(inputs, repeats, budget_s),
         "numpy in place": time_core(inputs, "numpy", repeats, budget_s),
         "pandas": (time_pandas(inputs, repeats, budget_s)
                    if inputs.weights.size <= pandas_max else None),
@@ -259,6 +276,7 @@ def measure_size_once(shape: Tuple[int, ...], repeats: int, budget_s: float,
     f32 = CoreInputs(shape, state_dtype="float32")
     times["numba f32 state"] = time_numba(f32, all_threads, repeats, budget_s)
     times["numba f32 compute"] = time_numba(f32, all_threads, repeats, budget_s, np.float32)
+    times["f32 compute prepared"] = time_prepared(f32, repeats, budget_s, np.float32)
     times["f32 state copy"] = time_state_copy(f32, repeats, budget_s)
     times["fused f32 compute"] = time_fused_rmsprop(f32, repeats, budget_s, np.float32)
     return times
@@ -408,6 +426,10 @@ RATIOS = (
     ("numba / torch RMSprop", "numba 1 thread", "torch RMSprop", TARGET_NUMBA_OVER_TORCH, True,
      on_tutorial_layer),
     ("numba f32 compute / torch RMSprop", "numba f32 compute", "torch RMSprop",
+     TARGET_F32_COMPUTE_OVER_TORCH, True, on_tutorial_layer),
+    ("numba prepared / torch RMSprop", "numba prepared", "torch RMSprop",
+     TARGET_NUMBA_OVER_TORCH, True, on_tutorial_layer),
+    ("f32 compute prepared / torch RMSprop", "f32 compute prepared", "torch RMSprop",
      TARGET_F32_COMPUTE_OVER_TORCH, True, on_tutorial_layer),
     ("pandas / numba", "pandas", "numba 1 thread", TARGET_PANDAS_OVER_NUMBA, False,
      on_tutorial_layer),

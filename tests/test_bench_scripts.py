@@ -45,8 +45,8 @@ def test_bench_core_times_every_implementation_and_prints_the_ratios():
     out = _run("bench/bench_core.py", "--sizes", "1000", "--repeats", "2", "--budget", "0.01",
                "--rounds", "1", "--no-startup")
     times, ratios = _table_rows(out, "1x1000 (1,000)")
-    assert len(times) == 13 and all(re.fullmatch(r"\d+\.\d+ (us|ms|s)", t) for t in times[1:])
-    assert len(ratios) == 10 and all(RATIO.match(r) for r in ratios[1:])
+    assert len(times) == 15 and all(re.fullmatch(r"\d+\.\d+ (us|ms|s)", t) for t in times[1:])
+    assert len(ratios) == 12 and all(RATIO.match(r) for r in ratios[1:])
 
 
 def test_bench_torch_times_plain_rln_and_fused_fits_against_the_target():
