@@ -199,6 +199,42 @@ def assumes_one_memory_order(weights, state, **hyperparameters):
         prev_reg=misread(state.prev_reg), steps=state.steps), **hyperparameters)
 
 
+def keeps_the_old_prev_weights(weights, state, **hyperparameters):
+    """The reference, but prev_weights left at W before the update (the next weight change
+    would then count this update's regularization step as learning)."""
+    new_w, new_state = rln_core.reference.update(weights, state, **hyperparameters)
+    new_state.prev_weights = weights.copy()
+    return new_w, new_state
+
+
+def does_not_count_the_update(weights, state, **hyperparameters):
+    """The reference, but steps left as it was (the next update would be a first one again)."""
+    new_w, new_state = rln_core.reference.update(weights, state, **hyperparameters)
+    new_state.steps = state.steps
+    return new_w, new_state
+
+
+def reads_prev_reg_on_the_first_update(weights, state, **hyperparameters):
+    """The reference, but on the first update prev_reg enters the lambdas (times 0: the
+    kit's first-update cases fill prev_reg with NaN, which this carries through)."""
+    new_w, new_state = rln_core.reference.update(weights, state, **hyperparameters)
+    if state.steps == 0:
+        new_state.lambdas = (new_state.lambdas + 0.0 * state.prev_reg).astype(
+            new_state.lambdas.dtype)
+    return new_w, new_state
+
+
+def shrinks_by_a_millionth_more(weights, state, **hyperparameters):
+    """The reference, but every nonzero weight moved by a further 1e-6 of its
+    regularization step (prev_weights kept equal to the weights written): beyond the
+    weights' tolerance, one ulp plus what the lambdas' implies."""
+    new_w, new_state = rln_core.reference.update(weights, state, **hyperparameters)
+    shifted = np.where(new_w != 0, new_w.astype(np.float64) - 1e-6 * new_state.prev_reg, 0.0)
+    new_w = shifted.astype(new_w.dtype)
+    new_state.prev_weights = new_w.copy()
+    return new_w, new_state
+
+
 def no_scalars(weights, state, **hyperparameters):
     """The reference, refusing 0-d weights (an implementation that assumes an axis)."""
     if weights.ndim == 0:
@@ -216,6 +252,10 @@ def no_scalars(weights, state, **hyperparameters):
     (skips_the_translation, r"state.lambdas\["),
     (leaves_a_residue, r"lands on exactly 0.0"),
     (keeps_float64_prev_weights, r"state.prev_weights.dtype: got float64, expected float32"),
+    (keeps_the_old_prev_weights, r"state.prev_weights: at .*not the weight"),
+    (does_not_count_the_update, r"state.steps: got 1, expected the integer 2"),
+    (reads_prev_reg_on_the_first_update, r"_first\] state.lambdas\[.*nan"),
+    (shrinks_by_a_millionth_more, r"float64.*\] weights\["),
 ])
 def test_conformance_kit_catches_broken_implementations(broken, message):
     with pytest.raises(AssertionError, match=message):
@@ -291,6 +331,15 @@ def test_rejection_kit_catches_an_implementation_that_accepts_everything():
         return None
     with pytest.raises(AssertionError, match=r"\[norm_3\] was accepted"):
         testing.check_rejects_bad_input(lenient)
+
+
+def test_rejection_kit_catches_an_implementation_that_writes_before_it_raises():
+    def counts_then_checks(weights, state, **kwargs):
+        state.steps += 1
+        return rln_core.reference.update(weights, state, **kwargs)
+    with pytest.raises(AssertionError, match=r"\[norm_3\] raised but modified the weights or "
+                                             r"the state"):
+        testing.check_rejects_bad_input(counts_then_checks)
 
 
 # --- property-based: random shapes, dtypes, layouts, zeros, norms, extreme hyperparameters ---

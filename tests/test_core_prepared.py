@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rln_core
-from rln_core import fused
+from rln_core import fused, testing
 
 HP = rln_core.Hyperparameters(avg_reg=-6.0, learning_rate=1e3, norm=1)
 
@@ -275,21 +275,34 @@ def test_fused_step_checks_a_replaced_state():
     np.testing.assert_array_equal(before, weights)
 
 
+def _in_three_chunks(monkeypatch):
+    """Run the kernel on 3 chunks (threads) from 1000 elements on; returns the list that
+    records every split: (the views' 2-D shape, the number of chunks)."""
+    import numba
+
+    from rln_core import _numba_kernel
+
+    monkeypatch.setattr(_numba_kernel, "PARALLEL_MIN_ELEMENTS", 1000)
+    monkeypatch.setattr(_numba_kernel, "ELEMENTS_PER_CHUNK_MIN", 300)
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
+    splits = []
+    chunks = _numba_kernel._chunks
+    monkeypatch.setattr(_numba_kernel, "_chunks",
+                        lambda views, n: splits.append((views[0].shape, n)) or chunks(views, n))
+    return splits
+
+
 @pytest.mark.parametrize("compute_dtype", [None, np.float32])
 def test_fused_step_in_chunks_matches_one_chunk(monkeypatch, compute_dtype):
     """Large tensors run the fused passes on chunks in the thread pool: the same step,
     up to the order of the mean's sum."""
-    import numba
-
     from rln_core import _numba_kernel
 
     state_dtype = np.float32 if compute_dtype else np.float64
     runs = []
     for chunked in (False, True):
         if chunked:
-            monkeypatch.setattr(_numba_kernel, "PARALLEL_MIN_ELEMENTS", 1000)
-            monkeypatch.setattr(_numba_kernel, "ELEMENTS_PER_CHUNK_MIN", 300)
-            monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
+            _in_three_chunks(monkeypatch)
             assert _numba_kernel.chunk_count(37 * 53) == 3
         weights = _tensor(8)
         state = rln_core.init(weights, avg_reg=HP.avg_reg, state_dtype=state_dtype)
@@ -307,23 +320,32 @@ def test_fused_step_in_chunks_matches_one_chunk(monkeypatch, compute_dtype):
     assert s_a.steps == s_b.steps == 4
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "rows of a wider array"])
+def test_the_kernel_in_chunks_is_the_reference(monkeypatch, layout):
+    """Large tensors are split into chunks for the thread pool: a contiguous one (walked as
+    one row) by columns, a view whose rows are apart in memory by rows. Every element is
+    updated once, as the reference updates it."""
+    splits = _in_three_chunks(monkeypatch)
+    values, state = testing.UpdateCase("chunks", (60, 40), dtype="float64", seed=5).make()
+    if layout == "contiguous":
+        weights = values
+    else:
+        weights = np.zeros((60, 80))[:, :40]  # rows 80 elements apart
+        weights[...] = values
+    expected_w, expected = rln_core.reference.update(weights.copy(), state.copy(), **HP.asdict())
+    rln_core.update(weights, state, impl="numba", **HP.asdict())
+    testing.assert_update_matches(layout, expected_w, expected, weights, state)
+    walked = (1, 2400) if layout == "contiguous" else (60, 40)
+    assert splits == [(walked, 3)] * 2  # both passes
+
+
 def test_prepared_update_takes_numbas_thread_count_at_each_call(monkeypatch):
-    import numba
-
-    from rln_core import _numba_kernel
-
     weights = _tensor(10)
     state = rln_core.init(weights)
     prepared = rln_core.PreparedUpdate(weights, state, impl="numba")  # made on one chunk
-    monkeypatch.setattr(_numba_kernel, "PARALLEL_MIN_ELEMENTS", 1000)
-    monkeypatch.setattr(_numba_kernel, "ELEMENTS_PER_CHUNK_MIN", 300)
-    monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
-    split = []
-    chunks = _numba_kernel._chunks
-    monkeypatch.setattr(_numba_kernel, "_chunks",
-                        lambda views, n: split.append(n) or chunks(views, n))
+    splits = _in_three_chunks(monkeypatch)
     prepared(HP)
-    assert split and set(split) == {3}
+    assert splits and {n for _, n in splits} == {3}
 
 
 def test_prepared_and_fused_steps_check_steps_every_call():

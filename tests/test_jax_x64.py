@@ -203,6 +203,26 @@ def test_float32_updates_land_within_half_an_ulp_of_the_update():
     assert np.all(off <= np.spacing(np.abs(returned)) / 2 + np.spacing(np.abs(expected)) / 2)
 
 
+def test_float32_updates_of_float64_params_land_within_half_an_ulp_of_the_update():
+    """The returned float32 update is W_new - params taken in float64 and rounded once:
+    taken in float32 (the params rounded to float32 first) the params landed up to 1e-8
+    off W_new, 5e4 times that half ulp (the params ~1, the updates ~1e-3)."""
+    rng = np.random.default_rng(0)
+    params = 1.0 + rng.normal(0.0, 0.1, (50, 20))
+    updates = rng.normal(0.0, 1e-3, (50, 20)).astype(np.float32)
+    expected, _ = reference.update(params + updates, rln_core.init(params, -6.0), avg_reg=-6.0,
+                                   learning_rate=1e6, norm=1, delta=updates)
+    transform = rln_jax.rln(-6.0, 1e6, 1)
+    new_updates, _ = transform.update(jnp.asarray(updates), transform.init(jnp.asarray(params)),
+                                      jnp.asarray(params))
+    returned = np.asarray(new_updates)
+    landed = np.asarray(optax.apply_updates(jnp.asarray(params), new_updates))
+    assert returned.dtype == np.float32 and landed.dtype == np.float64
+    off = np.abs(landed - expected)
+    assert np.all(off <= np.spacing(np.abs(returned)).astype(np.float64) / 2
+                  + np.spacing(np.abs(expected)))
+
+
 F32_CASES = testing.FLOAT32_CASES  # the float32 mode's only inputs
 
 
