@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, Optional, Union
+from typing import Any, Optional, TypedDict
 
 import numpy as np
 
 NORMS = (1, 2)
+
+
+class Keywords(TypedDict):
+    """`Hyperparameters.asdict()`: the keywords of `rln_core.update` (typed, so that
+    `update(W, state, **hyperparameters.asdict())` type-checks)."""
+
+    avg_reg: float
+    learning_rate: float
+    norm: int
 
 
 def _is_real(value: object) -> bool:
@@ -81,7 +90,7 @@ class Hyperparameters:
         object.__setattr__(self, "learning_rate", learning_rate)
         object.__setattr__(self, "norm", int(self.norm))
 
-    def asdict(self) -> Dict[str, Union[float, int]]:
+    def asdict(self) -> Keywords:
         """{"avg_reg": float, "learning_rate": float, "norm": int}: the keywords of
         `rln_core.update`, a `get_config` or a `state_dict` entry."""
         return {"avg_reg": self.avg_reg, "learning_rate": self.learning_rate, "norm": self.norm}

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Callable, Iterable, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -486,7 +486,7 @@ class ErrorCase:
 
     name: str
     build: Callable[[], Tuple[np.ndarray, RLNState, dict]]
-    error_types: Tuple[type, ...] = (ValueError, TypeError)
+    error_types: Tuple[Type[Exception], ...] = (ValueError, TypeError)
     match: str = ""
 
 
