@@ -492,7 +492,7 @@ class ErrorCase:
 
 def _good() -> Tuple[np.ndarray, RLNState, dict]:
     weights, state = UpdateCase("good", (6, 4), seed=500).make()
-    return weights, state, DEFAULTS.asdict()
+    return weights, state, dict(DEFAULTS.asdict())
 
 
 def _with(**changes) -> Callable[[], Tuple[np.ndarray, RLNState, dict]]:
@@ -564,13 +564,13 @@ def _float32_state_lambdas_overflow():
 def _weights_nan_first_update():
     weights, state = UpdateCase("nan_weights_first", (6, 4), first=True, seed=504).make()
     weights[4, 0] = np.nan
-    return weights, state, DEFAULTS.asdict()
+    return weights, state, dict(DEFAULTS.asdict())
 
 
 def _nan_lambdas_first_update():
     weights, state = UpdateCase("nan_lambdas", (6, 4), first=True, seed=501).make()
     state.lambdas[1, 2] = np.nan
-    return weights, state, DEFAULTS.asdict()
+    return weights, state, dict(DEFAULTS.asdict())
 
 
 ERROR_CASES: Tuple[ErrorCase, ...] = (
