@@ -141,3 +141,18 @@ def test_a_state_dict_is_a_copy_that_later_steps_leave_alone(impl):
     assert not torch.equal(rln.state_dict()["states"][0]["lambdas"], kept["lambdas"])
     for key, value in kept.items():
         assert torch.equal(saved["states"][0][key], value), key
+
+
+def test_a_refused_load_keeps_the_hyperparameters_and_the_mode():
+    """load_state_dict checks the states before it sets anything."""
+    torch.manual_seed(0)
+    rln = RLN(torch.nn.Linear(5, 3), norm=1, avg_reg=-8.0, learning_rate=1e5, mode="delta")
+    other = RLN(torch.nn.Linear(5, 3), norm=2, avg_reg=-3.0, learning_rate=7.0, mode="gradient")
+    state_dict = other.state_dict()
+    state_dict["states"][0]["lambdas"] = torch.zeros(4, 4, dtype=torch.float64)  # another shape
+    before = (rln.norm, rln.avg_reg, rln.learning_rate, rln.mode)
+    lambdas = rln.lambdas.clone()
+    with pytest.raises(ValueError, match="shape"):
+        rln.load_state_dict(state_dict)
+    assert (rln.norm, rln.avg_reg, rln.learning_rate, rln.mode) == before
+    assert torch.equal(rln.lambdas, lambdas)

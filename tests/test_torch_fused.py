@@ -807,3 +807,32 @@ def test_optimizer_state_of_another_shape_or_dtype_is_refused_before_anything_mo
     for param, step in steps.items():
         _assert_same_state(optimizer.state[param].get("step"), step)
     _assert_same_state(rln.state_dict(), before[3])
+
+
+def test_fuse_refuses_a_parameter_off_the_cpu_at_attach():
+    """The meta device stands in for a GPU: refused when attached, not inside a later step."""
+    layer = torch.nn.Linear(4, 3, device="meta")
+    rln = RLN(layer)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match="fuse=True runs on CPU tensors"):
+        rln.attach(optimizer, fuse=True)
+    rln.attach(optimizer).remove()  # the refusal registered nothing
+
+
+def test_a_fused_step_refused_by_a_later_tensor_keeps_every_gradient():
+    """The pre-hook checks every regularized tensor before it takes any gradient away."""
+    torch.manual_seed(0)
+    first, second = torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+    rln = RLN([first, second])
+    optimizer = torch.optim.Adam([*first.parameters(), *second.parameters()], lr=1e-3)
+    rln.attach(optimizer, fuse=True)
+    second(first(torch.randn(8, 4))).pow(2).sum().backward()
+    grad = first.weight.grad.clone()
+    second.weight.grad_dtype = None
+    second.weight.grad = second.weight.grad.double()  # refused: another dtype than the weight's
+    weights = [first.weight.detach().clone(), second.weight.detach().clone()]
+    with pytest.raises(TypeError, match="grad has dtype"):
+        optimizer.step()
+    assert first.weight.grad is not None and torch.equal(first.weight.grad, grad)
+    assert second.weight.grad is not None
+    assert torch.equal(first.weight, weights[0]) and torch.equal(second.weight, weights[1])
