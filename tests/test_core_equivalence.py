@@ -333,13 +333,26 @@ def test_rejection_kit_catches_an_implementation_that_accepts_everything():
         testing.check_rejects_bad_input(lenient)
 
 
-def test_rejection_kit_catches_an_implementation_that_writes_before_it_raises():
-    def counts_then_checks(weights, state, **kwargs):
-        state.steps += 1
-        return rln_core.reference.update(weights, state, **kwargs)
-    with pytest.raises(AssertionError, match=r"\[norm_3\] raised but modified the weights or "
-                                             r"the state"):
-        testing.check_rejects_bad_input(counts_then_checks)
+def _counts_then_checks(weights, state, **kwargs):
+    state.steps += 1
+    return rln_core.reference.update(weights, state, **kwargs)
+
+
+def _zeroes_the_lambdas_then_checks(weights, state, **kwargs):
+    state.lambdas[...] = 0.0
+    return rln_core.reference.update(weights, state, **kwargs)
+
+
+def _steps_the_weights_then_checks(weights, state, **kwargs):
+    weights[...] = weights * 0.5
+    return rln_core.reference.update(weights, state, **kwargs)
+
+
+@pytest.mark.parametrize("writes_first", [_counts_then_checks, _zeroes_the_lambdas_then_checks,
+                                          _steps_the_weights_then_checks])
+def test_rejection_kit_catches_an_implementation_that_writes_before_it_raises(writes_first):
+    with pytest.raises(AssertionError, match=r"\] raised but modified the weights or the state"):
+        testing.check_rejects_bad_input(writes_first)
 
 
 # --- property-based: random shapes, dtypes, layouts, zeros, norms, extreme hyperparameters ---

@@ -13,17 +13,16 @@ The float64 default keeps the kit's own tolerances (tests/test_core_equivalence.
 
 import dataclasses
 import functools
-import math
 
 import numpy as np
 import pytest
 
 import rln_core
 from rln_core import testing
+from rln_core.checks import LOG_HALF
 
 F32_LAMBDA_RTOL = 3e-6  # restated: a change to the core's figure must be deliberate
 F32 = np.float32
-LOG_HALF = math.log(0.5)
 IMPLS = ["numba", "numpy", "array_api"]
 
 
@@ -198,10 +197,11 @@ def test_large_lambda_steps_elsewhere_do_not_move_every_lambda(impl):
 @pytest.mark.parametrize("impl", IMPLS)
 def test_lambdas_stepped_far_onto_their_cap_clip_as_the_references(impl, norm):
     """The float32 clip margin is relative to max(1, |cap|, |lambda in|, |lambda step|):
-    20000 lambdas stepped by ~41 land within 2e-5 of their cap log(0.5) (|W| = 0.5, so
-    L1's cap is L2's), where float32 rounding (an ulp of 41 is 4e-6) decides either way.
-    With the lambda step left out of the scale, 686 weights the reference zeroes kept a
-    residue (measured, both norms' numba writes and the array-API path)."""
+    20000 lambdas stepped by ~40 (from 1 to 41) land up to 1e-5 above their cap log(0.5)
+    after the translation (|W| = 0.5, so L1's cap is L2's), where float32 rounding (an
+    ulp of 41 is 4e-6) decides either way. With the lambda step left out of the scale,
+    1243 of the 16940 weights the reference zeroes kept a residue (measured, both norms'
+    numba writes and the array-API path)."""
     n, near = 60000, 20000
     theta, nu = -10.0, 1e6
     rng = np.random.default_rng(21)
@@ -212,7 +212,7 @@ def test_lambdas_stepped_far_onto_their_cap_clip_as_the_references(impl, norm):
     state.steps = 1
     prev_reg = rng.uniform(0.5e-3, 2e-3, n)
     state.prev_reg[...] = prev_reg * (1.0 if norm == 2 else np.sign(weights))
-    offsets = rng.uniform(-2e-5, 2e-5, near)
+    offsets = rng.uniform(0.0, 1e-5, near)
     delta = np.zeros(n)
     delta[:near] = -(40.0 + offsets) / (nu * state.prev_reg[:near].astype(np.float64))
     lambdas = np.empty(n)
@@ -222,7 +222,7 @@ def test_lambdas_stepped_far_onto_their_cap_clip_as_the_references(impl, norm):
     state.lambdas[...] = lambdas
     kwargs = {"avg_reg": theta, "learning_rate": nu, "norm": norm, "delta": delta.astype(F32)}
     expected_w, _ = rln_core.reference.update(weights.copy(), state.copy(), **kwargs)
-    assert (expected_w[:near] == 0).sum() > near // 4, "the case no longer reaches the cap"
+    assert (expected_w[:near] == 0).sum() > near * 3 // 4, "the case no longer reaches the cap"
     _check_one(f"stepped_onto_the_cap_{norm=}_{impl}", weights, state, kwargs, impl=impl)
 
 

@@ -205,8 +205,9 @@ def test_float32_updates_land_within_half_an_ulp_of_the_update():
 
 def test_float32_updates_of_float64_params_land_within_half_an_ulp_of_the_update():
     """The returned float32 update is W_new - params taken in float64 and rounded once:
-    taken in float32 (the params rounded to float32 first) the params landed up to 1e-8
-    off W_new, 5e4 times that half ulp (the params ~1, the updates ~1e-3)."""
+    taken in float32 (the params rounded to float32 first) the params landed up to 1e-7
+    off W_new, 4e4 to 7e4 times that half ulp (the params ~1, the returned updates
+    ~2.5e-3: the regularization step exp(-6) dominates)."""
     rng = np.random.default_rng(0)
     params = 1.0 + rng.normal(0.0, 0.1, (50, 20))
     updates = rng.normal(0.0, 1e-3, (50, 20)).astype(np.float32)

@@ -734,18 +734,14 @@ def test_the_tensorflow_kernel_is_read_into_a_fresh_array_every_step():
 
 def test_set_state_copies_what_it_is_given():
     """Training after set_state(saved) must leave `saved` (a best state kept in memory) as it was."""
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(24, 6)).astype("float32")
-    y = x[:, :2].sum(1, keepdims=True)
-    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4), keras.layers.Dense(1)])
-    model.compile(loss="mse", optimizer=keras.optimizers.SGD(0.05))
+    x, y = data()
+    model = tiny_model()
     callback = RLNCallback(model.layers[0], **STRONG)
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
     saved = callback.get_state()
     snapshot = {key: np.copy(value) for key, value in saved.items()}
     callback.set_state(saved)
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[callback])
     assert callback.get_state()["layer0/steps"] > snapshot["layer0/steps"]
     for key, value in snapshot.items():
         np.testing.assert_array_equal(saved[key], value, err_msg=key)

@@ -579,15 +579,9 @@ def test_a_first_fit_that_raises_leaves_the_estimator_unfitted():
         estimator.predict(X)
 
 
-def _standardized_regression():
-    X, y = make_regression(n_samples=80, n_features=12, n_informative=3, noise=1.0,
-                           random_state=0)
-    return X, (y - y.mean()) / y.std()
-
-
-def test_predict_standardizes_in_float64_as_fit_does():
+def test_predict_standardizes_in_float64_as_fit_does(regression):
     """A column offset by 1e8 (float32's spacing there is 8) predicts as the unshifted data."""
-    X, y = _standardized_regression()
+    X, y = regression
     shifted = X.copy()
     shifted[:, 0] += 1e8
     plain = RLNRegressor(**FAST).fit(X, y)
@@ -595,8 +589,9 @@ def test_predict_standardizes_in_float64_as_fit_does():
     np.testing.assert_allclose(offset.predict(shifted), plain.predict(X), rtol=1e-4, atol=1e-4)
 
 
-def test_predict_takes_inputs_beyond_float32_that_fit_took():
-    X, y = _standardized_regression()
+def test_predict_takes_inputs_beyond_float32_that_fit_took(regression):
+    X, y = regression
+    X = X.copy()
     X[:, 3] = 1e39 * (1 + X[:, 3] / 10)  # finite in float64, inf in float32
     model = RLNRegressor(**FAST).fit(X, y)
     assert np.isfinite(model.predict(X)).all()

@@ -816,7 +816,8 @@ def test_fuse_refuses_a_parameter_off_the_cpu_at_attach():
     optimizer = torch.optim.Adam(layer.parameters(), lr=1e-3)
     with pytest.raises(ValueError, match="fuse=True runs on CPU tensors"):
         rln.attach(optimizer, fuse=True)
-    rln.attach(optimizer).remove()  # the refusal registered nothing
+    assert _hooks(optimizer) == (0, 0)
+    rln.attach(optimizer).remove()  # nor did it mark the RLN attached
 
 
 def test_a_fused_step_refused_by_a_later_tensor_keeps_every_gradient():
