@@ -273,3 +273,25 @@ def test_jobs_give_the_same_results(tmp_path, capsys):
     capsys.readouterr()
     for method in ("plain", "l1", "rln", "hgb"):
         assert results[0][method]["mse"] == results[1][method]["mse"], method
+
+
+def test_the_demo_refuses_a_single_class_target_before_training():
+    from rln_sklearn._demo import DemoSettings, check_table
+
+    X = np.random.RandomState(0).standard_normal((60, 3))
+    with pytest.raises(ValueError, match="single class"):
+        check_table(X, np.zeros(60, dtype=int), DemoSettings(classification=True))
+
+
+def test_the_demos_importance_on_real_inputs_sums_the_real_columns_only():
+    import types
+
+    from rln_sklearn._demo import DemoSettings, MethodScores, _Fitted, _record
+
+    model = types.SimpleNamespace(coefs_=[np.zeros((3, 2))], sparsity_=0.5, l1=0.0,
+                                  feature_importances_=np.array([0.7, 0.2, 0.1]))
+    split = types.SimpleNamespace(y_test=np.array([1.0, 2.0]))
+    scores = MethodScores()
+    _record(scores, _Fitted(model, 0.1, 0.0, np.array([1.0, 2.0])), split,
+            np.array([True, False, False]), DemoSettings(), 0.1)
+    assert scores.real_share == [0.7]

@@ -123,3 +123,9 @@ def test_the_module_imports_without_scipy_or_scikit_learn():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=SOURCE_ENV)
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+
+
+def test_first_lower_counts_strictly_lower_pairs_not_ties():
+    """Differences 0, -1, 0, +1: the first is lower in one pair (a tie is not a win; `rln
+    demo` prints this count as "RLN lower in k of n")."""
+    assert compare_paired([1.0, 2.0, 3.0, 5.0], [1.0, 3.0, 3.0, 4.0]).first_lower == 1

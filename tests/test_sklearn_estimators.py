@@ -595,3 +595,34 @@ def test_predict_takes_inputs_beyond_float32_that_fit_took(regression):
     X[:, 3] = 1e39 * (1 + X[:, 3] / 10)  # finite in float64, inf in float32
     model = RLNRegressor(**FAST).fit(X, y)
     assert np.isfinite(model.predict(X)).all()
+
+
+def test_is_real_marks_exactly_the_real_columns():
+    from rln_sklearn.datasets import add_noise_features
+
+    table = add_noise_features(np.ones((5, 3)), np.zeros(5), ["a", "b", "c"], 2,
+                               np.random.RandomState(0))
+    np.testing.assert_array_equal(table.is_real, [True, True, True, False, False])
+
+
+def test_the_selection_split_is_60_20_20():
+    from rln_sklearn.datasets import split_for_selection
+
+    split = split_for_selection(np.arange(100.0).reshape(100, 1), np.arange(100.0), seed=0)
+    assert (len(split.X_fit), len(split.X_val), len(split.X_test)) == (60, 20, 20)
+
+
+def test_an_epochs_objective_is_the_row_weighted_mean_of_its_batches():
+    """10 rows in batches of 4: 4 + 4 + 2 rows, the last batch weighted by its 2 rows."""
+    from rln_sklearn._training import _train_epoch
+
+    class PerRow:
+        def __init__(self, losses):
+            self.losses = losses
+
+        def train_batch(self, rows):
+            return float(np.mean(self.losses[rows]))
+
+    assert _train_epoch(PerRow(np.ones(10)), np.arange(10), 4) == 1.0
+    losses = np.arange(10, dtype=float)
+    assert _train_epoch(PerRow(losses), np.arange(10), 4) == np.mean(losses)
