@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Tuple, Type
 
 import numpy as np
 
@@ -485,17 +485,17 @@ class ErrorCase:
     """An input every implementation must refuse, changing nothing."""
 
     name: str
-    build: Callable[[], Tuple[np.ndarray, RLNState, dict]]
+    build: Callable[[], Tuple[np.ndarray, RLNState, Mapping[str, Any]]]
     error_types: Tuple[Type[Exception], ...] = (ValueError, TypeError)
     match: str = ""
 
 
-def _good() -> Tuple[np.ndarray, RLNState, dict]:
+def _good() -> Tuple[np.ndarray, RLNState, Mapping[str, Any]]:
     weights, state = UpdateCase("good", (6, 4), seed=500).make()
-    return weights, state, dict(DEFAULTS.asdict())
+    return weights, state, DEFAULTS.asdict()
 
 
-def _with(**changes) -> Callable[[], Tuple[np.ndarray, RLNState, dict]]:
+def _with(**changes) -> Callable[[], Tuple[np.ndarray, RLNState, Mapping[str, Any]]]:
     def build():
         weights, state, kwargs = _good()
         return weights, state, {**kwargs, **changes}
@@ -564,13 +564,13 @@ def _float32_state_lambdas_overflow():
 def _weights_nan_first_update():
     weights, state = UpdateCase("nan_weights_first", (6, 4), first=True, seed=504).make()
     weights[4, 0] = np.nan
-    return weights, state, dict(DEFAULTS.asdict())
+    return weights, state, DEFAULTS.asdict()
 
 
 def _nan_lambdas_first_update():
     weights, state = UpdateCase("nan_lambdas", (6, 4), first=True, seed=501).make()
     state.lambdas[1, 2] = np.nan
-    return weights, state, dict(DEFAULTS.asdict())
+    return weights, state, DEFAULTS.asdict()
 
 
 ERROR_CASES: Tuple[ErrorCase, ...] = (
